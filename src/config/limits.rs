@@ -1,0 +1,33 @@
+//! Every fixed cap in one place: sizes that bound memory or work per connection, per shard or
+//! per tick and that are not (yet) worth a configuration key.
+
+/// Largest HTTP request head (request line + headers) accepted before an upgrade; more is 431.
+pub const MAX_HTTP_HEAD_BYTES: usize = 8 * 1024;
+/// Most headers parsed in one HTTP request.
+pub const MAX_HTTP_HEADERS: usize = 32;
+/// Most iovec entries gathered into one vectored send.
+pub const MAX_IOVECS_PER_SEND: usize = 64;
+/// Most bytes gathered into one vectored send.
+pub const MAX_BYTES_PER_SEND: usize = 1024 * 1024;
+/// Most channels one connection may be subscribed to at once (LIMIT_EXCEEDED beyond).
+pub const MAX_SUBSCRIPTIONS_PER_CONN: usize = 1000;
+/// Most channels the distributor tracks server-wide; publishes to new channels beyond are dropped.
+pub const MAX_CHANNELS: usize = 1_000_000;
+/// Bytes of publications waiting in the ingress before publishers are told OVERLOADED.
+pub const MAX_INGRESS_BYTES: usize = 256 * 1024 * 1024;
+/// Tick batches that may wait in one shard's inbox before the distributor drops and counts one.
+pub const SHARD_INBOX_BATCHES: usize = 4096;
+/// How long a connection in the close handshake waits for the peer before the socket is closed.
+pub const CLOSE_HANDSHAKE_TIMEOUT_MS: u64 = 2000;
+/// How often a shard sweeps its connections for timers (handshake, ping, pong, close).
+pub const SWEEP_INTERVAL_MS: u64 = 100;
+/// Bytes per provided receive buffer in an io_uring buffer ring.
+pub const RECV_BUFFER_BYTES: usize = 4096;
+/// Buffers in one shard's io_uring buffer ring (a power of two).
+pub const RECV_BUFFERS_PER_SHARD: u16 = 1024;
+/// Bytes of the per-shard read scratch buffer the epoll backend reads into.
+pub const EPOLL_READ_SCRATCH_BYTES: usize = 64 * 1024;
+/// Reads one readable connection may do per loop turn on the epoll backend (fairness).
+pub const EPOLL_READS_PER_TURN: usize = 4;
+/// A partial-frame buffer above this capacity is released once it drains (keeps idle conns small).
+pub const RETAINED_PARTIAL_BYTES: usize = 4096;

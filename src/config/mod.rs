@@ -1,0 +1,238 @@
+//! Configuration: one typed, already-checked [`Config`] built from defaults, a TOML file,
+//! `FRAMECAST_*` environment variables and command-line flags (later sources win).
+//!
+//! Every key is parsed from text by one function per key ([`Config::set`]), whatever the source,
+//! so an invalid value always fails with a [`ConfigError`] that names the key.
+
+pub mod limits;
+mod values;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use values::{parse_bool_flag, parse_bytes, parse_duration, parse_number};
+
+/// Which I/O backend each shard drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoBackend {
+    /// io_uring where the kernel allows it, else epoll with a warning.
+    Auto,
+    /// io_uring only; starting fails if the kernel or a seccomp profile refuses it.
+    Uring,
+    /// epoll (through mio); works everywhere, including containers that block io_uring.
+    Epoll,
+}
+
+/// A configuration value that could not be used; the message names the key.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// A key's value is not valid for that key.
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid {
+        /// The key, as written in the TOML file (`tick_hz`).
+        key: String,
+        /// What is wrong with the value.
+        message: String,
+    },
+    /// The TOML file has a key framecast does not know.
+    #[error("unknown configuration key `{0}`")]
+    UnknownKey(String),
+    /// The configuration file could not be read or is not valid TOML.
+    #[error("configuration file {path}: {message}")]
+    File {
+        /// The file given with `--config`.
+        path: String,
+        /// The reader's or parser's message.
+        message: String,
+    },
+}
+
+/// Every configuration key with its default, in the order `--help` and the docs list them.
+pub const KEYS: &[(&str, &str)] = &[
+    ("listen", "127.0.0.1:8080"),
+    ("shards", "number of cores"),
+    ("io", "auto"),
+    ("tick_hz", "60"),
+    ("max_message_bytes", "65536"),
+    ("max_queued_bytes", "4194304"),
+    ("max_connections", "100000"),
+    ("ping_interval", "30s"),
+    ("pong_timeout", "10s"),
+    ("handshake_timeout", "10s"),
+    ("drain_timeout", "10s"),
+    ("echo_path", "(off)"),
+    ("pin_cores", "true"),
+];
+
+/// The checked configuration of one server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address every shard listens on (SO_REUSEPORT); port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Number of shards (threads, each with its own loop and listener).
+    pub shards: usize,
+    /// I/O backend.
+    pub io: IoBackend,
+    /// Frame clock rate in ticks per second; 0 is immediate mode.
+    pub tick_hz: u32,
+    /// Largest client message (after reassembly); bigger closes with 1009.
+    pub max_message_bytes: usize,
+    /// Cap on bytes queued for one connection; past it the connection is closed with 1008.
+    pub max_queued_bytes: usize,
+    /// Connections accepted at once server-wide; beyond, upgrades get HTTP 503.
+    pub max_connections: usize,
+    /// How often the server pings each connection.
+    pub ping_interval: Duration,
+    /// How long a ping may stay unanswered before the connection is closed.
+    pub pong_timeout: Duration,
+    /// How long a new connection may take to complete its HTTP upgrade.
+    pub handshake_timeout: Duration,
+    /// How long a graceful shutdown waits for connections to close.
+    pub drain_timeout: Duration,
+    /// Path of the echo endpoint for conformance suites; `None` disables it.
+    pub echo_path: Option<String>,
+    /// Pin shard threads to cores with core_affinity.
+    pub pin_cores: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            io: IoBackend::Auto,
+            tick_hz: 60,
+            max_message_bytes: 64 * 1024,
+            max_queued_bytes: 4 * 1024 * 1024,
+            max_connections: 100_000,
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+            echo_path: None,
+            pin_cores: true,
+        }
+    }
+}
+
+impl Config {
+    /// Sets one key from its text form, checking it; the error names the key.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: key.to_string(),
+            message,
+        };
+        match key {
+            "listen" => {
+                self.listen = value.parse().map_err(|_| {
+                    invalid(format!("`{value}` is not an address like 127.0.0.1:8080"))
+                })?
+            }
+            "shards" => self.shards = parse_number(value, 1, 1024).map_err(invalid)?,
+            "io" => {
+                self.io = match value {
+                    "auto" => IoBackend::Auto,
+                    "uring" | "io_uring" => IoBackend::Uring,
+                    "epoll" => IoBackend::Epoll,
+                    _ => {
+                        return Err(invalid(format!(
+                            "`{value}` is not one of auto, uring, epoll"
+                        )))
+                    }
+                }
+            }
+            "tick_hz" => self.tick_hz = parse_number(value, 0, 10_000).map_err(invalid)?,
+            "max_message_bytes" => {
+                self.max_message_bytes = parse_bytes(value, 125, 1 << 30).map_err(invalid)?
+            }
+            "max_queued_bytes" => {
+                self.max_queued_bytes = parse_bytes(value, 1024, 1 << 40).map_err(invalid)?
+            }
+            "max_connections" => {
+                self.max_connections = parse_number(value, 1, 100_000_000).map_err(invalid)?
+            }
+            "ping_interval" => self.ping_interval = parse_duration(value).map_err(invalid)?,
+            "pong_timeout" => self.pong_timeout = parse_duration(value).map_err(invalid)?,
+            "handshake_timeout" => {
+                self.handshake_timeout = parse_duration(value).map_err(invalid)?
+            }
+            "drain_timeout" => self.drain_timeout = parse_duration(value).map_err(invalid)?,
+            "echo_path" => {
+                self.echo_path = match value {
+                    "" => None,
+                    p if p.starts_with('/') => Some(p.to_string()),
+                    _ => return Err(invalid(format!("`{value}` must start with `/`"))),
+                }
+            }
+            "pin_cores" => self.pin_cores = parse_bool_flag(value).map_err(invalid)?,
+            other => return Err(ConfigError::UnknownKey(other.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Applies every key of a TOML document; unknown keys are errors.
+    pub fn apply_toml(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File {
+                path: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        for (key, value) in &table {
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: key.clone(),
+                        message: format!(
+                            "expected a string, number or boolean, found {}",
+                            other.type_str()
+                        ),
+                    })
+                }
+            };
+            self.set(key, &text)?;
+        }
+        Ok(())
+    }
+
+    /// Reads and applies a TOML configuration file.
+    pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.apply_toml(&text, &path.display().to_string())
+    }
+
+    /// Checks rules that involve more than one key.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.max_queued_bytes < self.max_message_bytes.min(64 * 1024) {
+            return Err(ConfigError::Invalid {
+                key: "max_queued_bytes".into(),
+                message: "must be at least 64 KiB (or max_message_bytes when smaller)".into(),
+            });
+        }
+        if self.ping_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "ping_interval".into(),
+                message: "must be greater than zero".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The frame clock period, or `None` in immediate mode (`tick_hz = 0`).
+    pub fn tick_period(&self) -> Option<Duration> {
+        (self.tick_hz > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(self.tick_hz)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+use super::*;
+
+#[test]
+fn defaults_serve_on_loopback_8080_at_60_hz() {
+    let c = Config::default();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.tick_hz, 60);
+    assert_eq!(c.max_message_bytes, 65536);
+    assert_eq!(c.max_queued_bytes, 4 * 1024 * 1024);
+}
+
+#[test]
+fn invalid_value_names_the_key() {
+    let err = Config::default().set("tick_hz", "fast").unwrap_err();
+    assert!(err.to_string().contains("`tick_hz`"), "{err}");
+}
+
+#[test]
+fn toml_unknown_key_is_an_error_naming_it() {
+    let err = Config::default()
+        .apply_toml("tick_hz = 30\nbogus = 1\n", "test")
+        .unwrap_err();
+    assert!(err.to_string().contains("`bogus`"), "{err}");
+}
+
+#[test]
+fn toml_values_of_every_type_apply() {
+    let mut c = Config::default();
+    c.apply_toml(
+        "listen = \"0.0.0.0:9000\"\nshards = 3\ntick_hz = 0\nmax_queued_bytes = \"8MiB\"\nping_interval = \"5s\"\necho_path = \"/echo\"\npin_cores = false\n",
+        "test",
+    )
+    .unwrap();
+    assert_eq!(c.shards, 3);
+    assert_eq!(c.tick_hz, 0);
+    assert_eq!(c.max_queued_bytes, 8 * 1024 * 1024);
+    assert_eq!(c.ping_interval, Duration::from_secs(5));
+    assert_eq!(c.echo_path.as_deref(), Some("/echo"));
+    assert!(!c.pin_cores);
+    assert!(c.tick_period().is_none());
+}
+
+#[test]
+fn toml_wrong_type_names_the_key() {
+    let err = Config::default()
+        .apply_toml("shards = [1]\n", "test")
+        .unwrap_err();
+    assert!(err.to_string().contains("`shards`"), "{err}");
+}
+
+#[test]
+fn byte_sizes_accept_suffixes_and_reject_garbage() {
+    assert_eq!(values::parse_bytes("64KiB", 0, u64::MAX).unwrap(), 65536);
+    assert_eq!(values::parse_bytes("4 MiB", 0, u64::MAX).unwrap(), 4 << 20);
+    assert!(values::parse_bytes("4 parsecs", 0, u64::MAX).is_err());
+}

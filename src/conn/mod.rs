@@ -1,0 +1,348 @@
+//! One connection as a sans-IO state machine: bytes and the time come in
+//! ([`Conn::handle_input`], [`Conn::handle_timeout`], [`Conn::handle_sent`]), frames to write
+//! go out through its [`Outbox`], and whole client messages go up to the application (the
+//! shard) through a callback. It never touches a socket or reads a clock, so both I/O backends
+//! drive the same logic and tests drive it with plain byte slices.
+//!
+//! Lifecycle: `Http` (waiting for the upgrade request) → `Open` → `Closing` (close frame queued,
+//! waiting for the peer's) → `Done` (the driver may close the socket).
+#![forbid(unsafe_code)]
+
+pub mod outbox;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::config::limits::{CLOSE_HANDSHAKE_TIMEOUT_MS, MAX_HTTP_HEAD_BYTES};
+use crate::protocol::frame::{close_frame, server_frame, Kind};
+use crate::protocol::handshake::{error_response, parse_request, Endpoint, RequestOutcome, Routes};
+use crate::protocol::message::{CloseCode, Incoming, MessageReader};
+pub use outbox::{Full, Outbox, SendBatch};
+
+/// Per-shard settings every connection of the shard shares.
+#[derive(Clone, Debug)]
+pub struct ConnSettings {
+    /// Largest client message.
+    pub max_message_bytes: usize,
+    /// Cap on queued outbound bytes.
+    pub max_queued_bytes: usize,
+    /// Server ping period.
+    pub ping_interval: Duration,
+    /// Time allowed for a pong.
+    pub pong_timeout: Duration,
+    /// Time allowed for the upgrade request.
+    pub handshake_timeout: Duration,
+    /// Where the endpoints are.
+    pub routes: Routes,
+}
+
+/// What a connection hands up to the application.
+#[derive(Debug)]
+pub enum AppEvent<'a> {
+    /// The upgrade to the native endpoint completed; `query` is the request's query string.
+    Opened {
+        /// Query string of the upgrade URL, without `?`.
+        query: Option<&'a str>,
+    },
+    /// A whole text or binary message on the native endpoint (mutable for in-place parsing).
+    Message(&'a mut [u8]),
+}
+
+/// Why a connection ended, for counting and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Normal close handshake (either side started it).
+    Normal,
+    /// The peer closed the TCP connection or it failed.
+    PeerGone,
+    /// The client broke the protocol.
+    ProtocolError,
+    /// The outbound queue passed its cap.
+    SlowConsumer,
+    /// No upgrade request in time.
+    HandshakeTimeout,
+    /// No pong in time.
+    PongTimeout,
+    /// Answered with an HTTP error instead of an upgrade.
+    Rejected,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Http { head: Vec<u8> },
+    Open,
+    Closing { got_close: bool, deadline: Instant },
+    Done,
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub struct Conn {
+    phase: Phase,
+    endpoint: Endpoint,
+    reader: MessageReader,
+    /// Outbound frames.
+    pub outbox: Outbox,
+    opened_at: Instant,
+    next_ping: Instant,
+    ping_sent_at: Option<Instant>,
+    reject_upgrade: bool,
+    reason: Option<CloseReason>,
+}
+
+impl Conn {
+    /// A freshly accepted connection, waiting for its upgrade request. With `reject_upgrade`
+    /// (server full) a valid upgrade is answered with HTTP 503.
+    pub fn new(now: Instant, reject_upgrade: bool) -> Conn {
+        Conn {
+            phase: Phase::Http { head: Vec::new() },
+            endpoint: Endpoint::Native,
+            reader: MessageReader::default(),
+            outbox: Outbox::default(),
+            opened_at: now,
+            next_ping: now,
+            ping_sent_at: None,
+            reject_upgrade,
+            reason: None,
+        }
+    }
+
+    /// Whether the connection speaks WebSocket and has not started closing.
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open)
+    }
+
+    /// Whether the driver should now close the socket (nothing more to send or wait for).
+    pub fn is_done(&self) -> bool {
+        match self.phase {
+            Phase::Done => true,
+            Phase::Closing { got_close, .. } => got_close && self.outbox.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// Why the connection ended (or is ending), once known.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.reason
+    }
+
+    /// Feeds received bytes. Whole native messages go to `app`, which may queue replies on the
+    /// outbox it is given.
+    pub fn handle_input(
+        &mut self,
+        data: &mut [u8],
+        now: Instant,
+        settings: &ConnSettings,
+        app: &mut dyn FnMut(&mut Outbox, AppEvent<'_>),
+    ) {
+        match &mut self.phase {
+            Phase::Http { head } => {
+                head.extend_from_slice(data);
+                let mut head = std::mem::take(head);
+                self.handle_request(&mut head, now, settings, app);
+            }
+            Phase::Open | Phase::Closing { .. } => self.read_frames(data, now, settings, app),
+            Phase::Done => {}
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        head: &mut Vec<u8>,
+        now: Instant,
+        settings: &ConnSettings,
+        app: &mut dyn FnMut(&mut Outbox, AppEvent<'_>),
+    ) {
+        match parse_request(head, &settings.routes) {
+            RequestOutcome::Partial => {
+                debug_assert!(head.len() <= MAX_HTTP_HEAD_BYTES);
+                self.phase = Phase::Http {
+                    head: std::mem::take(head),
+                }
+            }
+            RequestOutcome::Reject { response, .. } => self.reject(response),
+            RequestOutcome::Upgrade { .. } if self.reject_upgrade => {
+                self.reject(error_response(503, "server is at max_connections"))
+            }
+            RequestOutcome::Upgrade {
+                endpoint,
+                response,
+                consumed,
+                query,
+            } => {
+                self.outbox.push_unchecked(response);
+                self.phase = Phase::Open;
+                self.endpoint = endpoint;
+                self.next_ping = now + settings.ping_interval;
+                if endpoint == Endpoint::Native {
+                    app(
+                        &mut self.outbox,
+                        AppEvent::Opened {
+                            query: query.as_deref(),
+                        },
+                    );
+                }
+                if head.len() > consumed {
+                    let mut tail = head.split_off(consumed);
+                    self.read_frames(&mut tail, now, settings, app);
+                }
+            }
+        }
+    }
+
+    fn reject(&mut self, response: Bytes) {
+        self.outbox.push_unchecked(response);
+        self.reason = Some(CloseReason::Rejected);
+        self.phase = Phase::Closing {
+            got_close: true,
+            deadline: self.opened_at + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
+        };
+    }
+
+    fn read_frames(
+        &mut self,
+        data: &mut [u8],
+        now: Instant,
+        settings: &ConnSettings,
+        app: &mut dyn FnMut(&mut Outbox, AppEvent<'_>),
+    ) {
+        let open = self.is_open();
+        let echo = self.endpoint == Endpoint::Echo;
+        let outbox = &mut self.outbox;
+        let mut peer_close: Option<Option<CloseCode>> = None;
+        let mut got_pong = false;
+        let result = self
+            .reader
+            .feed(data, settings.max_message_bytes, &mut |msg| {
+                if peer_close.is_some() {
+                    return;
+                }
+                match msg {
+                    Incoming::Close(code, _) => peer_close = Some(code),
+                    Incoming::Pong => got_pong = true,
+                    _ if !open => {}
+                    Incoming::Ping(p) => outbox.push_unchecked(server_frame(Kind::Pong, p)),
+                    Incoming::Text(t) if echo => outbox.push_unchecked(server_frame(Kind::Text, t)),
+                    Incoming::Binary(b) if echo => {
+                        outbox.push_unchecked(server_frame(Kind::Binary, b))
+                    }
+                    Incoming::Text(m) | Incoming::Binary(m) => app(outbox, AppEvent::Message(m)),
+                }
+            });
+        if got_pong {
+            self.ping_sent_at = None;
+        }
+        if let Some(code) = peer_close {
+            if self.is_open() {
+                let reply = code.unwrap_or(CloseCode::NORMAL);
+                self.outbox.push_unchecked(close_frame(reply, ""));
+                self.reason = Some(CloseReason::Normal);
+            }
+            self.phase = Phase::Closing {
+                got_close: true,
+                deadline: now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
+            };
+            return;
+        }
+        if let Err(v) = result {
+            if self.is_open() {
+                self.close(v.code, v.reason, CloseReason::ProtocolError, now);
+            } else {
+                self.phase = Phase::Done;
+            }
+        }
+    }
+
+    /// Starts the close handshake with `code`; frames not yet started are dropped when the
+    /// reason is a slow consumer (they cannot be delivered anyway).
+    pub fn close(&mut self, code: CloseCode, text: &str, reason: CloseReason, now: Instant) {
+        match self.phase {
+            Phase::Open => {
+                if reason == CloseReason::SlowConsumer {
+                    self.outbox.discard_unsent();
+                }
+                self.outbox.push_unchecked(close_frame(code, text));
+                self.reason = Some(reason);
+                self.phase = Phase::Closing {
+                    got_close: false,
+                    deadline: now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
+                };
+            }
+            Phase::Http { .. } => {
+                self.reason = Some(reason);
+                self.phase = Phase::Done;
+            }
+            Phase::Closing { .. } | Phase::Done => {}
+        }
+    }
+
+    /// The peer closed its side or the socket failed: nothing more can be sent.
+    pub fn handle_peer_gone(&mut self) {
+        if self.reason.is_none() {
+            self.reason = Some(CloseReason::PeerGone);
+        }
+        self.phase = Phase::Done;
+    }
+
+    /// Queues a broadcast frame; past the queue cap the connection starts closing with 1008
+    /// and `Err(Full)` tells the caller it was a slow consumer.
+    pub fn push_broadcast(
+        &mut self,
+        frame: Bytes,
+        settings: &ConnSettings,
+        now: Instant,
+    ) -> Result<(), Full> {
+        if !self.is_open() {
+            return Ok(());
+        }
+        self.outbox
+            .push(frame, settings.max_queued_bytes)
+            .inspect_err(|_| {
+                self.close(
+                    CloseCode::POLICY,
+                    "slow consumer",
+                    CloseReason::SlowConsumer,
+                    now,
+                );
+            })
+    }
+
+    /// Advances timers: handshake deadline, server pings, pong deadline, close deadline.
+    pub fn handle_timeout(&mut self, now: Instant, settings: &ConnSettings) {
+        match self.phase {
+            Phase::Http { .. } if now >= self.opened_at + settings.handshake_timeout => {
+                self.reason = Some(CloseReason::HandshakeTimeout);
+                self.phase = Phase::Done;
+            }
+            Phase::Open => {
+                if let Some(sent) = self.ping_sent_at {
+                    if now >= sent + settings.pong_timeout {
+                        self.close(
+                            CloseCode::POLICY,
+                            "pong timeout",
+                            CloseReason::PongTimeout,
+                            now,
+                        );
+                    }
+                } else if now >= self.next_ping {
+                    self.outbox.push_unchecked(server_frame(Kind::Ping, b""));
+                    self.ping_sent_at = Some(now);
+                    self.next_ping = now + settings.ping_interval;
+                }
+            }
+            Phase::Closing { deadline, .. } if now >= deadline => self.phase = Phase::Done,
+            _ => {}
+        }
+    }
+
+    /// Records that the driver wrote `n` bytes of the outbox.
+    pub fn handle_sent(&mut self, n: usize) {
+        self.outbox.advance(n);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! A connection's outbound queue: whole frames as shared `Bytes` (a broadcast frame is the same
+//! allocation for every subscriber), byte accounting against `max_queued_bytes`, and the gather
+//! list for the next vectored send.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::config::limits::{MAX_BYTES_PER_SEND, MAX_IOVECS_PER_SEND};
+
+/// Frames handed to a driver for one vectored send; the driver owns these references until the
+/// send completes, so the memory a kernel operation points at cannot be freed under it.
+#[derive(Debug, Default)]
+pub struct SendBatch {
+    /// Frames in order; the first starts `offset` bytes in.
+    pub bufs: Vec<Bytes>,
+    /// Bytes of `bufs[0]` already sent earlier.
+    pub offset: usize,
+    /// Total bytes to send (sum of lengths minus `offset`).
+    pub len: usize,
+}
+
+impl SendBatch {
+    /// The byte slices to send, in order.
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs
+            .iter()
+            .enumerate()
+            .map(move |(i, b)| if i == 0 { &b[self.offset..] } else { &b[..] })
+    }
+
+    /// Empties the batch (keeping its capacity) so it can be pooled.
+    pub fn clear(&mut self) {
+        self.bufs.clear();
+        self.offset = 0;
+        self.len = 0;
+    }
+}
+
+/// The queue was over its cap: the connection is a slow consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Full;
+
+/// Outbound frames of one connection.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    frames: VecDeque<Bytes>,
+    /// Bytes of the front frame already written.
+    front_sent: usize,
+    /// Unsent bytes queued.
+    queued: usize,
+}
+
+impl Outbox {
+    /// Unsent bytes queued.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Whether nothing is left to send.
+    pub fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// Queues a frame unless that would take the queue past `cap` bytes.
+    pub fn push(&mut self, frame: Bytes, cap: usize) -> Result<(), Full> {
+        if self.queued + frame.len() > cap {
+            return Err(Full);
+        }
+        self.push_unchecked(frame);
+        Ok(())
+    }
+
+    /// Queues a frame the server must send whatever the cap (close frames, handshake replies).
+    pub fn push_unchecked(&mut self, frame: Bytes) {
+        self.queued += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    /// Drops every frame not yet started, keeping a partly written front frame whole.
+    pub fn discard_unsent(&mut self) {
+        let keep = usize::from(self.front_sent > 0);
+        while self.frames.len() > keep {
+            self.frames.pop_back();
+        }
+        self.queued = self.frames.front().map_or(0, |f| f.len() - self.front_sent);
+    }
+
+    /// Fills `batch` with the next frames to send, up to the per-send limits.
+    pub fn fill(&self, batch: &mut SendBatch) {
+        batch.clear();
+        batch.offset = self.front_sent;
+        for frame in self.frames.iter().take(MAX_IOVECS_PER_SEND) {
+            if !batch.bufs.is_empty() && batch.len + frame.len() > MAX_BYTES_PER_SEND {
+                break;
+            }
+            batch.len += frame.len();
+            batch.bufs.push(frame.clone());
+        }
+        batch.len -= self.front_sent;
+    }
+
+    /// Records that `n` more bytes were written.
+    pub fn advance(&mut self, mut n: usize) {
+        debug_assert!(n <= self.queued, "advanced past what was queued");
+        self.queued -= n;
+        while n > 0 {
+            let front_left = self.frames[0].len() - self.front_sent;
+            if n >= front_left {
+                n -= front_left;
+                self.frames.pop_front();
+                self.front_sent = 0;
+            } else {
+                self.front_sent += n;
+                n = 0;
+            }
+        }
+        if self.frames.is_empty() && self.frames.capacity() > 16 {
+            self.frames = VecDeque::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    #[test]
+    fn fill_gathers_in_order_from_a_partly_sent_front() {
+        let mut o = Outbox::default();
+        o.push(b("hello"), 100).unwrap();
+        o.push(b("world"), 100).unwrap();
+        o.advance(2);
+        let mut batch = SendBatch::default();
+        o.fill(&mut batch);
+        let all: Vec<u8> = batch.slices().flatten().copied().collect();
+        assert_eq!(all, b"lloworld");
+        assert_eq!(batch.len, 8);
+        o.advance(8);
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn push_past_the_cap_is_refused() {
+        let mut o = Outbox::default();
+        o.push(b("12345"), 8).unwrap();
+        assert_eq!(o.push(b("6789"), 8), Err(Full));
+        assert_eq!(o.queued(), 5);
+    }
+
+    #[test]
+    fn discard_keeps_a_partly_written_frame_whole() {
+        let mut o = Outbox::default();
+        o.push_unchecked(b("abcdef"));
+        o.push_unchecked(b("ghi"));
+        o.advance(2);
+        o.discard_unsent();
+        assert_eq!(o.queued(), 4);
+        o.advance(4);
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn fill_caps_iovecs_per_send() {
+        let mut o = Outbox::default();
+        for _ in 0..(MAX_IOVECS_PER_SEND + 10) {
+            o.push_unchecked(b("x"));
+        }
+        let mut batch = SendBatch::default();
+        o.fill(&mut batch);
+        assert_eq!(batch.bufs.len(), MAX_IOVECS_PER_SEND);
+    }
+}

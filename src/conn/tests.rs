@@ -1,0 +1,163 @@
+//! Deterministic harness: bytes and a fake clock in, bytes out; no sockets.
+
+use super::*;
+
+fn settings() -> ConnSettings {
+    ConnSettings {
+        max_message_bytes: 1024,
+        max_queued_bytes: 4096,
+        ping_interval: Duration::from_secs(30),
+        pong_timeout: Duration::from_secs(10),
+        handshake_timeout: Duration::from_secs(10),
+        routes: Routes {
+            ws_path: "/ws".into(),
+            echo_path: Some("/echo".into()),
+        },
+    }
+}
+
+const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1, 2, 3, 4];
+    let mut v = vec![first, 0x80 | payload.len() as u8];
+    v.extend_from_slice(&mask);
+    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    v
+}
+
+fn drain(conn: &mut Conn) -> Vec<u8> {
+    let mut batch = SendBatch::default();
+    conn.outbox.fill(&mut batch);
+    let out: Vec<u8> = batch.slices().flatten().copied().collect();
+    conn.handle_sent(out.len());
+    out
+}
+
+fn feed(conn: &mut Conn, bytes: &[u8], now: Instant) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut data = bytes.to_vec();
+    conn.handle_input(&mut data, now, &settings(), &mut |_, ev| match ev {
+        AppEvent::Opened { .. } => got.push("opened".to_string()),
+        AppEvent::Message(m) => got.push(String::from_utf8(m.to_vec()).unwrap()),
+    });
+    got
+}
+
+fn open(now: Instant) -> Conn {
+    let mut c = Conn::new(now, false);
+    assert_eq!(feed(&mut c, UPGRADE.as_bytes(), now), vec!["opened"]);
+    let resp = drain(&mut c);
+    assert!(resp.starts_with(b"HTTP/1.1 101"));
+    c
+}
+
+#[test]
+fn upgrade_then_message_in_the_same_read_both_arrive() {
+    let now = Instant::now();
+    let mut c = Conn::new(now, false);
+    let mut bytes = UPGRADE.as_bytes().to_vec();
+    bytes.extend(client_frame(0x81, b"{\"type\":\"ping\"}"));
+    assert_eq!(
+        feed(&mut c, &bytes, now),
+        vec!["opened", "{\"type\":\"ping\"}"]
+    );
+}
+
+#[test]
+fn ping_is_answered_with_pong_of_same_payload() {
+    let now = Instant::now();
+    let mut c = open(now);
+    feed(&mut c, &client_frame(0x89, b"abc"), now);
+    assert_eq!(drain(&mut c), vec![0x8A, 3, b'a', b'b', b'c']);
+}
+
+#[test]
+fn peer_close_is_echoed_and_then_done() {
+    let now = Instant::now();
+    let mut c = open(now);
+    feed(&mut c, &client_frame(0x88, &1000u16.to_be_bytes()), now);
+    assert!(!c.is_done(), "close reply still queued");
+    assert_eq!(drain(&mut c), vec![0x88, 2, 0x03, 0xE8]);
+    assert!(c.is_done());
+}
+
+#[test]
+fn server_pings_and_closes_without_pong() {
+    let t0 = Instant::now();
+    let mut c = open(t0);
+    let s = settings();
+    c.handle_timeout(t0 + s.ping_interval, &s);
+    assert_eq!(drain(&mut c), vec![0x89, 0]);
+    c.handle_timeout(t0 + s.ping_interval + s.pong_timeout, &s);
+    assert_eq!(c.close_reason(), Some(CloseReason::PongTimeout));
+    let out = drain(&mut c);
+    assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xF0]);
+}
+
+#[test]
+fn pong_resets_the_deadline() {
+    let t0 = Instant::now();
+    let mut c = open(t0);
+    let s = settings();
+    c.handle_timeout(t0 + s.ping_interval, &s);
+    feed(&mut c, &client_frame(0x8A, b""), t0 + s.ping_interval);
+    c.handle_timeout(t0 + s.ping_interval + s.pong_timeout, &s);
+    assert!(c.is_open());
+}
+
+#[test]
+fn handshake_timeout_ends_a_silent_connection() {
+    let t0 = Instant::now();
+    let mut c = Conn::new(t0, false);
+    c.handle_timeout(t0 + Duration::from_secs(11), &settings());
+    assert!(c.is_done());
+    assert_eq!(c.close_reason(), Some(CloseReason::HandshakeTimeout));
+}
+
+#[test]
+fn full_server_answers_upgrade_with_503() {
+    let now = Instant::now();
+    let mut c = Conn::new(now, true);
+    feed(&mut c, UPGRADE.as_bytes(), now);
+    assert!(drain(&mut c).starts_with(b"HTTP/1.1 503"));
+    assert!(c.is_done());
+}
+
+#[test]
+fn slow_consumer_is_closed_with_1008_and_queue_dropped() {
+    let now = Instant::now();
+    let mut c = open(now);
+    let s = settings();
+    let frame = Bytes::from(vec![0u8; 1000]);
+    let mut refused = 0;
+    for _ in 0..10 {
+        if c.push_broadcast(frame.clone(), &s, now).is_err() {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1, "closing stops further queuing");
+    assert_eq!(c.close_reason(), Some(CloseReason::SlowConsumer));
+    let out = drain(&mut c);
+    assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xF0]);
+}
+
+#[test]
+fn echo_endpoint_returns_messages() {
+    let now = Instant::now();
+    let mut c = Conn::new(now, false);
+    feed(&mut c, UPGRADE.replace("/ws", "/echo").as_bytes(), now);
+    drain(&mut c);
+    feed(&mut c, &client_frame(0x82, &[1, 2, 3]), now);
+    assert_eq!(drain(&mut c), vec![0x82, 3, 1, 2, 3]);
+}
+
+#[test]
+fn protocol_violation_closes_with_its_code() {
+    let now = Instant::now();
+    let mut c = open(now);
+    feed(&mut c, &[0x81, 0x01, b'x'], now);
+    assert_eq!(c.close_reason(), Some(CloseReason::ProtocolError));
+    let out = drain(&mut c);
+    assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xEA]);
+}

@@ -1,0 +1,132 @@
+//! The distributor's channel registry: per channel the next sequence number, which shards have
+//! subscribers, and the publications waiting for the current tick.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::ingress::Publication;
+use crate::config::limits::MAX_CHANNELS;
+
+/// A set of shard indices (up to 1024 shards).
+#[derive(Clone, Debug, Default)]
+pub struct ShardSet([u64; 16]);
+
+impl ShardSet {
+    /// Adds or removes `shard`.
+    pub fn set(&mut self, shard: usize, on: bool) {
+        let (w, b) = (shard / 64, shard % 64);
+        if on {
+            self.0[w] |= 1 << b;
+        } else {
+            self.0[w] &= !(1 << b);
+        }
+    }
+
+    /// The shards in the set, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &bits)| {
+            (0..64)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| w * 64 + b)
+        })
+    }
+
+    /// Whether no shard is in the set.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
+    }
+}
+
+/// One channel's distributor-side state.
+#[derive(Debug, Default)]
+pub struct ChannelState {
+    /// Sequence number of the last event (0 before the first).
+    pub last_seq: u64,
+    /// Shards with at least one subscriber.
+    pub shards: ShardSet,
+    /// Publications of the current tick, in arrival order.
+    pub pending: Vec<Publication>,
+}
+
+/// Every channel the distributor knows.
+#[derive(Debug, Default)]
+pub struct ChannelRegistry {
+    map: HashMap<Arc<str>, ChannelState>,
+    /// Channels with pending publications this tick, in first-publication order.
+    dirty: Vec<Arc<str>>,
+    /// Publications dropped because the registry was full.
+    pub dropped_full: u64,
+}
+
+impl ChannelRegistry {
+    /// Records a shard's interest change.
+    pub fn set_interest(&mut self, shard: usize, channel: Arc<str>, on: bool) {
+        if let Some(state) = self.map.get_mut(&channel) {
+            state.shards.set(shard, on);
+        } else if on && self.map.len() < MAX_CHANNELS {
+            let mut state = ChannelState::default();
+            state.shards.set(shard, true);
+            self.map.insert(channel, state);
+        }
+    }
+
+    /// Queues a publication for this tick; false if the registry is full.
+    pub fn queue(&mut self, p: Publication) -> bool {
+        if !self.map.contains_key(&p.channel) && self.map.len() >= MAX_CHANNELS {
+            self.dropped_full += 1;
+            return false;
+        }
+        let state = self.map.entry(p.channel.clone()).or_default();
+        if state.pending.is_empty() {
+            self.dirty.push(p.channel.clone());
+        }
+        state.pending.push(p);
+        true
+    }
+
+    /// Takes the channels with pending publications, for one tick's dispatch.
+    pub fn take_dirty(&mut self) -> Vec<Arc<str>> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Gives back the (emptied) dirty list so its allocation is reused.
+    pub fn return_dirty(&mut self, mut list: Vec<Arc<str>>) {
+        list.clear();
+        if self.dirty.is_empty() {
+            self.dirty = list;
+        }
+    }
+
+    /// Mutable state of a channel.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut ChannelState> {
+        self.map.get_mut(name)
+    }
+
+    /// Number of channels known.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no channel is known.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_set_tracks_members() {
+        let mut s = ShardSet::default();
+        s.set(0, true);
+        s.set(65, true);
+        s.set(3, true);
+        s.set(3, false);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 65]);
+        s.set(0, false);
+        s.set(65, false);
+        assert!(s.is_empty());
+    }
+}

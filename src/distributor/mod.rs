@@ -1,0 +1,226 @@
+//! The distributor: one thread that owns every channel's sequence numbers. On each frame-clock
+//! tick (or at once, in immediate mode) it takes all pending publications, numbers them per
+//! channel, encodes each event once into a complete WebSocket frame, joins a channel's frames of
+//! that tick into one `Bytes`, and hands each shard that has subscribers of the channel a
+//! reference to it. Shards never share a lock or a map with it.
+#![forbid(unsafe_code)]
+
+pub mod channels;
+pub mod ingress;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+
+use crate::clock::FrameClock;
+use crate::driver::EventFd;
+use crate::wire::event::{put_event_frame, EventFields};
+use channels::ChannelRegistry;
+use ingress::IngressMsg;
+pub use ingress::{Ingress, Publication, PublishError};
+
+/// What one shard receives for one tick: per channel, that tick's frames joined.
+#[derive(Debug)]
+pub struct TickBatch {
+    /// Frame number of the tick.
+    pub frame: u64,
+    /// (channel, joined frames) in dispatch order.
+    pub items: Vec<(Arc<str>, Bytes)>,
+}
+
+/// The distributor's way to one shard.
+pub struct ShardLink {
+    /// Tick batches, bounded.
+    pub batches: Sender<TickBatch>,
+    /// Wakes the shard's loop.
+    pub waker: Arc<EventFd>,
+}
+
+/// Figures the distributor publishes for status and tests (written by its thread only).
+#[derive(Debug, Default)]
+pub struct DistributorStats {
+    /// Publications taken from the ingress.
+    pub events_in: AtomicU64,
+    /// Ticks that dispatched at least one event.
+    pub busy_ticks: AtomicU64,
+    /// Ticks fired.
+    pub ticks: AtomicU64,
+    /// Ticks merged into later ones after an overrun.
+    pub merged_ticks: AtomicU64,
+    /// Largest tick lateness seen, in microseconds.
+    pub max_lateness_us: AtomicU64,
+    /// Batches dropped because a shard's inbox was full.
+    pub dropped_batches: AtomicU64,
+    /// Publications dropped because the channel registry was full.
+    pub dropped_channel_full: AtomicU64,
+}
+
+/// The distributor thread's state.
+pub struct Distributor {
+    rx: Receiver<IngressMsg>,
+    ingress: Ingress,
+    links: Vec<ShardLink>,
+    registry: ChannelRegistry,
+    period: Option<Duration>,
+    stats: Arc<DistributorStats>,
+}
+
+impl Distributor {
+    pub(crate) fn new(
+        rx: Receiver<IngressMsg>,
+        ingress: Ingress,
+        links: Vec<ShardLink>,
+        period: Option<Duration>,
+        stats: Arc<DistributorStats>,
+    ) -> Distributor {
+        Distributor {
+            rx,
+            ingress,
+            links,
+            registry: ChannelRegistry::default(),
+            period,
+            stats,
+        }
+    }
+
+    /// Runs until [`Ingress`] receives a stop; dispatches what is pending before returning.
+    pub fn run(mut self) {
+        match self.period {
+            Some(period) => self.run_ticked(period),
+            None => self.run_immediate(),
+        }
+    }
+
+    fn run_ticked(&mut self, period: Duration) {
+        let mut clock = FrameClock::new(Instant::now(), period);
+        loop {
+            let now = Instant::now();
+            let deadline = clock.deadline();
+            if deadline > now {
+                std::thread::sleep(deadline - now);
+            }
+            let tick = clock.fire(Instant::now());
+            self.stats.ticks.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .merged_ticks
+                .fetch_add(tick.merged, Ordering::Relaxed);
+            self.stats
+                .max_lateness_us
+                .fetch_max(tick.lateness.as_micros() as u64, Ordering::Relaxed);
+            let running = self.collect(None);
+            self.dispatch(tick.frame);
+            if !running {
+                return;
+            }
+        }
+    }
+
+    fn run_immediate(&mut self) {
+        let mut frame = 0;
+        loop {
+            let Ok(first) = self.rx.recv() else { return };
+            let running = self.collect(Some(first));
+            frame += 1;
+            self.dispatch(frame);
+            if !running {
+                return;
+            }
+        }
+    }
+
+    /// Takes everything queued; false once a stop was seen (or every sender is gone).
+    fn collect(&mut self, first: Option<IngressMsg>) -> bool {
+        let mut released = 0;
+        let mut running = true;
+        let mut next = first;
+        loop {
+            let msg = match next.take() {
+                Some(m) => m,
+                None => match self.rx.try_recv() {
+                    Ok(m) => m,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        running = false;
+                        break;
+                    }
+                },
+            };
+            match msg {
+                IngressMsg::Publish(p) => {
+                    released += Ingress::cost_of(&p);
+                    self.stats.events_in.fetch_add(1, Ordering::Relaxed);
+                    if !self.registry.queue(p) {
+                        self.stats
+                            .dropped_channel_full
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                IngressMsg::Interest { shard, channel, on } => {
+                    self.registry.set_interest(shard, channel, on)
+                }
+                IngressMsg::Stop => running = false,
+            }
+        }
+        self.ingress.release(released);
+        running
+    }
+
+    /// Encodes this tick's events and hands each shard its batch.
+    fn dispatch(&mut self, frame: u64) {
+        let dirty = self.registry.take_dirty();
+        if dirty.is_empty() {
+            self.registry.return_dirty(dirty);
+            return;
+        }
+        self.stats.busy_ticks.fetch_add(1, Ordering::Relaxed);
+        let timestamp = crate::wire::timestamp();
+        let mut per_shard: Vec<Vec<(Arc<str>, Bytes)>> =
+            (0..self.links.len()).map(|_| Vec::new()).collect();
+        for name in &dirty {
+            let Some(state) = self.registry.get_mut(name) else {
+                continue;
+            };
+            let pending = std::mem::take(&mut state.pending);
+            if state.shards.is_empty() {
+                state.last_seq += pending.len() as u64;
+                continue;
+            }
+            let mut out = BytesMut::new();
+            for p in &pending {
+                state.last_seq += 1;
+                put_event_frame(
+                    &mut out,
+                    &EventFields {
+                        channel: name,
+                        seq: state.last_seq,
+                        frame,
+                        timestamp: &timestamp,
+                        event_type: &p.event_type,
+                        data: &p.data,
+                    },
+                );
+            }
+            let joined = out.freeze();
+            for shard in state.shards.iter() {
+                per_shard[shard].push((name.clone(), joined.clone()));
+            }
+        }
+        self.registry.return_dirty(dirty);
+        for (link, items) in self.links.iter().zip(per_shard) {
+            if items.is_empty() {
+                continue;
+            }
+            match link.batches.try_send(TickBatch { frame, items }) {
+                Ok(()) => link.waker.wake(),
+                Err(TrySendError::Full(_)) => {
+                    self.stats.dropped_batches.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("a shard's inbox is full; dropped one tick batch");
+                }
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The shard side of a tick: a [`TickBatch`] from the distributor is appended, by reference, to
+//! the outbox of every local subscriber of each channel in it. Per subscriber this is one
+//! `Bytes` clone (a reference-count increment) and a length check: no allocation (beyond
+//! amortized queue growth), no encoding, no lock, no syscall. Sends happen after, one per
+//! connection per loop turn.
+#![forbid(unsafe_code)]
+
+pub mod topics;
+
+use std::time::Instant;
+
+use crate::conn::ConnSettings;
+use crate::distributor::TickBatch;
+use crate::driver::Slot;
+use crate::shard::table::ConnTable;
+pub use topics::Topics;
+
+/// Counts from delivering one batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Connection-deliveries (one per subscriber per channel).
+    pub deliveries: u64,
+    /// Subscribers closed as slow consumers.
+    pub slow: u64,
+}
+
+/// Appends each channel's frames to its subscribers' outboxes and lists them in `dirty`.
+pub fn deliver(
+    batch: &TickBatch,
+    topics: &Topics,
+    table: &mut ConnTable,
+    settings: &ConnSettings,
+    now: Instant,
+    dirty: &mut Vec<Slot>,
+) -> Delivered {
+    let mut out = Delivered::default();
+    for (channel, frames) in &batch.items {
+        let Some(subscribers) = topics.subscribers(channel) else {
+            continue;
+        };
+        for &slot in subscribers {
+            let Some(entry) = table.get_mut(slot) else {
+                debug_assert!(false, "topic lists a free slot");
+                continue;
+            };
+            out.deliveries += 1;
+            if entry
+                .conn
+                .push_broadcast(frames.clone(), settings, now)
+                .is_err()
+            {
+                out.slow += 1;
+            }
+            if !entry.dirty {
+                entry.dirty = true;
+                dirty.push(slot);
+            }
+        }
+    }
+    out
+}

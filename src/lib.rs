@@ -1,0 +1,33 @@
+//! framecast: a real-time WebSocket event-streaming server for dedicated Linux hosts.
+//!
+//! ```text
+//!  publish (client / HTTP / embedding)                         subscribers
+//!        │                                                          ▲
+//!        ▼                                                          │ one writev per conn per tick
+//!  Ingress (lock-free queue) ──► Distributor ──tick──► TickBatch ──► Shard k: fanout → Outbox
+//!                                 (frame clock, seq,   (one Bytes    (pinned thread, io_uring
+//!                                  encode once)         per channel)   or epoll, sans-IO Conn)
+//! ```
+//!
+//! Modules follow the data path: [`config`] → [`shard`] (listeners, loop) and [`driver`]
+//! (io_uring / epoll) → [`conn`] (sans-IO connection) → [`protocol`] (WebSocket) and [`wire`]
+//! (JSON protocol) → [`distributor`] and [`clock`] → [`fanout`]. [`server`] wires it together
+//! and is the embedding API.
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod clock;
+pub mod config;
+pub mod conn;
+pub mod distributor;
+pub mod driver;
+pub mod fanout;
+pub mod protocol;
+pub mod server;
+pub mod shard;
+pub mod wire;
+
+pub use config::{Config, ConfigError, IoBackend};
+pub use distributor::PublishError;
+pub use server::{Server, ServerHandle, StartError};

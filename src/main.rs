@@ -1,0 +1,123 @@
+//! The `framecast` binary: flags, environment and TOML file → [`framecast::Config`], logging,
+//! then run a [`framecast::Server`] until SIGINT/SIGTERM and shut it down gracefully.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Real-time WebSocket event-streaming server. Every key can also be set in the TOML file given
+/// with --config and as a FRAMECAST_* environment variable; flags win over the environment,
+/// which wins over the file.
+#[derive(Debug, Parser)]
+#[command(name = "framecast", version, about, long_about = None)]
+struct Cli {
+    /// TOML configuration file (keys as below, e.g. `tick_hz = 60`).
+    #[arg(long, env = "FRAMECAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "FRAMECAST_LISTEN")]
+    listen: Option<String>,
+    /// Number of shards (threads pinned to cores) [default: number of cores].
+    #[arg(long, env = "FRAMECAST_SHARDS")]
+    shards: Option<String>,
+    /// I/O backend: auto, uring or epoll [default: auto].
+    #[arg(long, env = "FRAMECAST_IO")]
+    io: Option<String>,
+    /// Frame clock ticks per second; 0 sends every event at once [default: 60].
+    #[arg(long, env = "FRAMECAST_TICK_HZ")]
+    tick_hz: Option<String>,
+    /// Largest client message, e.g. 65536 or 64KiB; bigger closes with 1009 [default: 64KiB].
+    #[arg(long, env = "FRAMECAST_MAX_MESSAGE_BYTES")]
+    max_message_bytes: Option<String>,
+    /// Outbound bytes queued per connection before it is closed as slow (1008) [default: 4MiB].
+    #[arg(long, env = "FRAMECAST_MAX_QUEUED_BYTES")]
+    max_queued_bytes: Option<String>,
+    /// Connections at once; beyond, upgrades get HTTP 503 [default: 100000].
+    #[arg(long, env = "FRAMECAST_MAX_CONNECTIONS")]
+    max_connections: Option<String>,
+    /// Server ping period, e.g. 30s [default: 30s].
+    #[arg(long, env = "FRAMECAST_PING_INTERVAL")]
+    ping_interval: Option<String>,
+    /// Time for a pong before the connection is closed [default: 10s].
+    #[arg(long, env = "FRAMECAST_PONG_TIMEOUT")]
+    pong_timeout: Option<String>,
+    /// Time for the HTTP upgrade of a new connection [default: 10s].
+    #[arg(long, env = "FRAMECAST_HANDSHAKE_TIMEOUT")]
+    handshake_timeout: Option<String>,
+    /// Time a graceful shutdown waits for connections to close [default: 10s].
+    #[arg(long, env = "FRAMECAST_DRAIN_TIMEOUT")]
+    drain_timeout: Option<String>,
+    /// Serve an echo endpoint at this path for conformance suites [default: off].
+    #[arg(long, env = "FRAMECAST_ECHO_PATH")]
+    echo_path: Option<String>,
+    /// Pin shard threads to cores: true or false [default: true].
+    #[arg(long, env = "FRAMECAST_PIN_CORES")]
+    pin_cores: Option<String>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, env = "FRAMECAST_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Log format: text or json.
+    #[arg(long, env = "FRAMECAST_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+impl Cli {
+    fn overrides(&self) -> [(&'static str, &Option<String>); 13] {
+        [
+            ("listen", &self.listen),
+            ("shards", &self.shards),
+            ("io", &self.io),
+            ("tick_hz", &self.tick_hz),
+            ("max_message_bytes", &self.max_message_bytes),
+            ("max_queued_bytes", &self.max_queued_bytes),
+            ("max_connections", &self.max_connections),
+            ("ping_interval", &self.ping_interval),
+            ("pong_timeout", &self.pong_timeout),
+            ("handshake_timeout", &self.handshake_timeout),
+            ("drain_timeout", &self.drain_timeout),
+            ("echo_path", &self.echo_path),
+            ("pin_cores", &self.pin_cores),
+        ]
+    }
+}
+
+fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("invalid value for `log_level`: `{level}`"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "text" => builder.init(),
+        "json" => builder.json().init(),
+        other => anyhow::bail!("invalid value for `log_format`: `{other}` is not text or json"),
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, &cli.log_format)?;
+    let mut config = framecast::Config::default();
+    if let Some(path) = &cli.config {
+        config.apply_file(path)?;
+    }
+    for (key, value) in cli.overrides() {
+        if let Some(value) = value {
+            config.set(key, value)?;
+        }
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing signal handlers")?;
+    let server = framecast::Server::new(config).start()?;
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "shutting down");
+    }
+    server.shutdown();
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! The embedding API and the wiring: [`Server::start`] binds one listener per shard, picks the
+//! I/O backend, starts the distributor and the pinned shard threads, and returns a
+//! [`ServerHandle`] to publish, inspect and shut down. Shutdown order: shards stop accepting and
+//! close every connection with 1001 (up to `drain_timeout`), then the distributor stops.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::config::limits::SHARD_INBOX_BATCHES;
+use crate::config::{Config, ConfigError, IoBackend};
+use crate::conn::ConnSettings;
+use crate::distributor::{Distributor, DistributorStats, Ingress, PublishError, ShardLink};
+use crate::driver::epoll::EpollDriver;
+use crate::driver::uring::UringDriver;
+use crate::driver::EventFd;
+use crate::protocol::handshake::Routes;
+use crate::shard::{listen, Shard, ShardControl, ShardParts, ShardStats};
+
+/// Why the server did not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `io = "uring"` was asked for and io_uring is not available.
+    #[error("io_uring is not available ({0}); use --io epoll or --io auto")]
+    UringUnavailable(std::io::Error),
+    /// A thread or driver could not be created.
+    #[error("cannot start shard: {0}")]
+    Shard(std::io::Error),
+}
+
+/// A configured server, not yet started.
+#[derive(Debug, Clone)]
+pub struct Server {
+    config: Config,
+}
+
+struct ShardRef {
+    control: Sender<ShardControl>,
+    waker: Arc<EventFd>,
+    stats: Arc<ShardStats>,
+}
+
+/// A running server.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    backend: &'static str,
+    ingress: Ingress,
+    shards: Vec<ShardRef>,
+    threads: Vec<JoinHandle<()>>,
+    distributor: Option<JoinHandle<()>>,
+    distributor_stats: Arc<DistributorStats>,
+    config: Config,
+}
+
+impl Server {
+    /// A server with this configuration.
+    pub fn new(config: Config) -> Server {
+        Server { config }
+    }
+
+    /// Binds, spawns the distributor and the shards, and returns once every shard is ready.
+    pub fn start(self) -> Result<ServerHandle, StartError> {
+        let config = self.config;
+        config.check()?;
+        let use_uring = match config.io {
+            IoBackend::Epoll => false,
+            IoBackend::Uring => {
+                crate::driver::uring::probe().map_err(StartError::UringUnavailable)?;
+                true
+            }
+            IoBackend::Auto => match crate::driver::uring::probe() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "io_uring unavailable, falling back to epoll");
+                    false
+                }
+            },
+        };
+        let listeners = listen::bind_shards(config.listen, config.shards).map_err(|source| {
+            StartError::Bind {
+                addr: config.listen,
+                source,
+            }
+        })?;
+        let addr = listeners[0].local_addr().map_err(StartError::Shard)?;
+        let (ingress, ingress_rx) = Ingress::new();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let settings = ConnSettings {
+            max_message_bytes: config.max_message_bytes,
+            max_queued_bytes: config.max_queued_bytes,
+            ping_interval: config.ping_interval,
+            pong_timeout: config.pong_timeout,
+            handshake_timeout: config.handshake_timeout,
+            routes: Routes {
+                ws_path: "/ws".into(),
+                echo_path: config.echo_path.clone(),
+            },
+        };
+        let cores = if config.pin_cores {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut links = Vec::new();
+        let mut shards = Vec::new();
+        let mut threads = Vec::new();
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+        for (id, listener) in listeners.into_iter().enumerate() {
+            let waker = Arc::new(EventFd::new().map_err(StartError::Shard)?);
+            let (batch_tx, batch_rx) = crossbeam_channel::bounded(SHARD_INBOX_BATCHES);
+            let (control_tx, control_rx) = crossbeam_channel::unbounded();
+            let stats = Arc::new(ShardStats::default());
+            links.push(ShardLink {
+                batches: batch_tx,
+                waker: waker.clone(),
+            });
+            let parts = ShardParts {
+                id,
+                settings: settings.clone(),
+                tick_hz: config.tick_hz,
+                ingress: ingress.clone(),
+                batches: batch_rx,
+                control: control_rx,
+                stats: stats.clone(),
+                connections: connections.clone(),
+                max_connections: config.max_connections,
+            };
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let ready = ready_tx.clone();
+            let shard_waker = waker.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("framecast-shard-{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    let result = if use_uring {
+                        match UringDriver::new(listener, shard_waker) {
+                            Ok(d) => {
+                                let _ = ready.send(Ok(()));
+                                Shard::new(d, parts).run()
+                            }
+                            Err(e) => Err(e),
+                        }
+                    } else {
+                        match EpollDriver::new(listener, shard_waker) {
+                            Ok(d) => {
+                                let _ = ready.send(Ok(()));
+                                Shard::new(d, parts).run()
+                            }
+                            Err(e) => Err(e),
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::error!(shard = id, error = %e, "shard stopped with an error");
+                        let _ = ready.send(Err(e));
+                    }
+                })
+                .map_err(StartError::Shard)?;
+            threads.push(thread);
+            shards.push(ShardRef {
+                control: control_tx,
+                waker,
+                stats,
+            });
+        }
+        drop(ready_tx);
+        let distributor_stats = Arc::new(DistributorStats::default());
+        let distributor = Distributor::new(
+            ingress_rx,
+            ingress.clone(),
+            links,
+            config.tick_period(),
+            distributor_stats.clone(),
+        );
+        let distributor = std::thread::Builder::new()
+            .name("framecast-distributor".into())
+            .spawn(move || distributor.run())
+            .map_err(StartError::Shard)?;
+        let backend = if use_uring { "io_uring" } else { "epoll" };
+        let mut handle = ServerHandle {
+            addr,
+            backend,
+            ingress,
+            shards,
+            threads,
+            distributor: Some(distributor),
+            distributor_stats,
+            config,
+        };
+        for _ in 0..handle.shards.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    handle.stop();
+                    return Err(StartError::Shard(e));
+                }
+                Err(_) => {
+                    handle.stop();
+                    return Err(StartError::Shard(std::io::Error::other(
+                        "a shard thread exited",
+                    )));
+                }
+            }
+        }
+        tracing::info!(%addr, backend, shards = handle.shards.len(), tick_hz = handle.config.tick_hz, "framecast listening");
+        Ok(handle)
+    }
+}
+
+impl ServerHandle {
+    /// The address the server listens on (with the real port when 0 was configured).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The I/O backend in use: `io_uring` or `epoll`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Publishes `data` (serialized as JSON) to `channel` with `event_type`, through the same
+    /// distributor and frame clock as client publishes.
+    pub fn publish<T: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        event_type: &str,
+        data: &T,
+    ) -> Result<(), PublishError> {
+        let json =
+            serde_json::to_vec(data).map_err(|e| PublishError::InvalidData(e.to_string()))?;
+        self.ingress.publish_json(channel, event_type, json)
+    }
+
+    /// Open connections per shard (including ones still in the HTTP upgrade).
+    pub fn connections_per_shard(&self) -> Vec<u64> {
+        self.shards
+            .iter()
+            .map(|s| ShardStats::get(&s.stats.connections))
+            .collect()
+    }
+
+    /// Every shard's counters.
+    pub fn shard_stats(&self) -> Vec<Arc<ShardStats>> {
+        self.shards.iter().map(|s| s.stats.clone()).collect()
+    }
+
+    /// The distributor's counters.
+    pub fn distributor_stats(&self) -> Arc<DistributorStats> {
+        self.distributor_stats.clone()
+    }
+
+    /// Graceful shutdown: stop accepting, close every connection with 1001, wait up to
+    /// `drain_timeout`, stop the distributor. Blocks until done.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.distributor.is_none() && self.threads.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + self.config.drain_timeout;
+        for shard in &self.shards {
+            let _ = shard.control.send(ShardControl::Shutdown { deadline });
+            shard.waker.wake();
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.ingress.stop();
+        if let Some(d) = self.distributor.take() {
+            let _ = d.join();
+        }
+        tracing::info!("framecast stopped");
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,414 @@
+//! A shard: one pinned thread that owns its listener, its I/O driver, its connections and its
+//! topic table outright. Each loop turn: wait on the driver → handle socket events → take tick
+//! batches from the distributor and fan them out → run timers → one send per dirty connection →
+//! close finished connections. Nothing here is shared with another shard.
+
+pub mod commands;
+pub mod listen;
+pub mod stats;
+pub mod table;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use simd_json::Buffers;
+
+use crate::config::limits::SWEEP_INTERVAL_MS;
+use crate::conn::{AppEvent, CloseReason, Conn, ConnSettings};
+use crate::distributor::{Ingress, TickBatch};
+use crate::driver::{Driver, Event, SendStatus, Slot};
+use crate::fanout::{self, Topics};
+use crate::protocol::message::CloseCode;
+use commands::Context;
+pub use stats::ShardStats;
+use table::{ConnTable, Entry, Session};
+
+/// Orders from the server to a shard.
+#[derive(Debug)]
+pub enum ShardControl {
+    /// Stop accepting, close every connection with 1001, exit by the deadline.
+    Shutdown {
+        /// When to stop waiting for connections to close.
+        deadline: Instant,
+    },
+}
+
+/// Everything a shard needs besides its driver.
+pub struct ShardParts {
+    /// Index of the shard.
+    pub id: usize,
+    /// Connection settings.
+    pub settings: ConnSettings,
+    /// Frame clock rate (for `connected`).
+    pub tick_hz: u32,
+    /// Way into the distributor.
+    pub ingress: Ingress,
+    /// Tick batches from the distributor.
+    pub batches: Receiver<TickBatch>,
+    /// Orders from the server.
+    pub control: Receiver<ShardControl>,
+    /// This shard's counters.
+    pub stats: Arc<ShardStats>,
+    /// Server-wide open connection count.
+    pub connections: Arc<AtomicUsize>,
+    /// Server-wide cap.
+    pub max_connections: usize,
+}
+
+/// A shard's loop over a driver `D` (monomorphised: no dynamic dispatch in the loop).
+pub struct Shard<D: Driver> {
+    driver: D,
+    st: State,
+}
+
+struct State {
+    p: ShardParts,
+    table: ConnTable,
+    topics: Topics,
+    dirty: Vec<Slot>,
+    scratch: Buffers,
+    now: Instant,
+    next_sweep: Instant,
+    drain_deadline: Option<Instant>,
+}
+
+impl<D: Driver> Shard<D> {
+    /// Builds a shard around its driver.
+    pub fn new(driver: D, parts: ShardParts) -> Shard<D> {
+        let now = Instant::now();
+        Shard {
+            driver,
+            st: State {
+                p: parts,
+                table: ConnTable::default(),
+                topics: Topics::default(),
+                dirty: Vec::new(),
+                scratch: Buffers::default(),
+                now,
+                next_sweep: now,
+                drain_deadline: None,
+            },
+        }
+    }
+
+    /// Runs until shut down and every connection is closed (or the drain deadline passed).
+    pub fn run(mut self) -> std::io::Result<()> {
+        tracing::debug!(
+            shard = self.st.p.id,
+            backend = self.driver.name(),
+            "shard running"
+        );
+        let mut events = Vec::with_capacity(1024);
+        loop {
+            let timeout = self.st.timeout();
+            self.driver.wait(Some(timeout), &mut events)?;
+            self.st.now = Instant::now();
+            for event in events.drain(..) {
+                self.on_event(event);
+            }
+            self.on_control();
+            self.on_batches();
+            if self.st.now >= self.st.next_sweep {
+                self.sweep();
+            }
+            self.flush();
+            if let Some(deadline) = self.st.drain_deadline {
+                if self.st.table.is_empty() {
+                    return Ok(());
+                }
+                if self.st.now >= deadline {
+                    self.force_close_all();
+                    if self.st.now >= deadline + Duration::from_secs(2) {
+                        tracing::warn!(
+                            shard = self.st.p.id,
+                            left = self.st.table.len(),
+                            "drain overran"
+                        );
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Accepted(fd) => self.on_accept(fd),
+            Event::Input { slot, token } => {
+                let st = &mut self.st;
+                let open = self
+                    .driver
+                    .read_input(slot, token, &mut |data| st.on_data(slot, data));
+                if !open {
+                    if let Some(e) = self.st.table.get_mut(slot) {
+                        e.conn.handle_peer_gone();
+                    }
+                }
+                self.after_change(slot);
+            }
+            Event::PeerClosed(slot) => {
+                if let Some(e) = self.st.table.get_mut(slot) {
+                    e.conn.handle_peer_gone();
+                }
+                self.after_change(slot);
+            }
+            Event::Sent { slot, result } => {
+                if let Some(e) = self.st.table.get_mut(slot) {
+                    e.sending = false;
+                    match result {
+                        Ok(n) => {
+                            ShardStats::add(&self.st.p.stats.bytes_out, n as u64);
+                            e.conn.handle_sent(n);
+                        }
+                        Err(_) => e.conn.handle_peer_gone(),
+                    }
+                }
+                self.after_change(slot);
+            }
+            Event::Writable(slot) => {
+                if let Some(e) = self.st.table.get_mut(slot) {
+                    e.blocked = false;
+                }
+                self.after_change(slot);
+            }
+            Event::Closed(slot) => {
+                if self.st.table.remove(slot).is_some() {
+                    ShardStats::add(&self.st.p.stats.closed, 1);
+                    self.st.p.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            Event::Wake => {}
+        }
+    }
+
+    fn on_accept(&mut self, fd: std::os::fd::OwnedFd) {
+        if self.st.drain_deadline.is_some() {
+            return; // dropping the fd closes it
+        }
+        let total = self.st.p.connections.fetch_add(1, Ordering::Relaxed);
+        let reject = total >= self.st.p.max_connections;
+        if reject {
+            self.st.p.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+        let slot = self.st.table.insert(Entry {
+            conn: Conn::new(self.st.now, reject),
+            session: Session {
+                client_id: uuid::Uuid::new_v4(),
+                channels: Vec::new(),
+            },
+            sending: false,
+            blocked: false,
+            dirty: false,
+            closing: false,
+            counted: !reject,
+        });
+        ShardStats::add(&self.st.p.stats.accepted, 1);
+        ShardStats::add(&self.st.p.stats.connections, 1);
+        if let Err(e) = self.driver.register(slot, fd) {
+            tracing::warn!(error = %e, "could not register a connection");
+            if let Some(entry) = self.st.table.get_mut(slot) {
+                entry.conn.handle_peer_gone();
+            }
+            self.after_change(slot);
+        }
+    }
+
+    /// After anything changed a connection: queue a send if it has output, or close it if done.
+    fn after_change(&mut self, slot: Slot) {
+        let Some(e) = self.st.table.get_mut(slot) else {
+            return;
+        };
+        if e.closing {
+            return;
+        }
+        if e.conn.is_done() {
+            self.finish(slot);
+        } else if !e.conn.outbox.is_empty() && !e.dirty {
+            e.dirty = true;
+            self.st.dirty.push(slot);
+        }
+    }
+
+    /// Drops a finished connection's subscriptions and tells the driver to close it.
+    fn finish(&mut self, slot: Slot) {
+        let st = &mut self.st;
+        let Some(e) = st.table.get_mut(slot) else {
+            return;
+        };
+        e.closing = true;
+        commands::unsubscribe_all(st.p.id, slot, &mut e.session, &mut st.topics, &st.p.ingress);
+        if e.counted {
+            e.counted = false;
+            st.p.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+        if e.conn.close_reason() == Some(CloseReason::SlowConsumer) {
+            ShardStats::add(&st.p.stats.slow_consumers, 1);
+        }
+        tracing::debug!(shard = st.p.id, slot, reason = ?e.conn.close_reason(), "connection closed");
+        self.driver.close(slot);
+    }
+
+    fn on_control(&mut self) {
+        while let Ok(order) = self.st.p.control.try_recv() {
+            match order {
+                ShardControl::Shutdown { deadline } => {
+                    self.driver.stop_accepting();
+                    self.st.drain_deadline = Some(deadline);
+                    let now = self.st.now;
+                    let slots: Vec<Slot> = self
+                        .st
+                        .table
+                        .iter_mut()
+                        .filter(|(_, e)| !e.closing)
+                        .map(|(slot, e)| {
+                            e.conn.close(
+                                CloseCode::GOING_AWAY,
+                                "server shutting down",
+                                CloseReason::Shutdown,
+                                now,
+                            );
+                            slot
+                        })
+                        .collect();
+                    for slot in slots {
+                        self.after_change(slot);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_batches(&mut self) {
+        let st = &mut self.st;
+        while let Ok(batch) = st.p.batches.try_recv() {
+            let d = fanout::deliver(
+                &batch,
+                &st.topics,
+                &mut st.table,
+                &st.p.settings,
+                st.now,
+                &mut st.dirty,
+            );
+            ShardStats::add(&st.p.stats.batches, 1);
+            ShardStats::add(&st.p.stats.deliveries, d.deliveries);
+        }
+    }
+
+    fn sweep(&mut self) {
+        let st = &mut self.st;
+        st.next_sweep = st.now + Duration::from_millis(SWEEP_INTERVAL_MS);
+        let (now, settings) = (st.now, &st.p.settings);
+        let mut changed = Vec::new();
+        for (slot, e) in st.table.iter_mut() {
+            if e.closing {
+                continue;
+            }
+            let before = e.conn.outbox.queued();
+            e.conn.handle_timeout(now, settings);
+            if e.conn.is_done() || e.conn.outbox.queued() != before {
+                changed.push(slot);
+            }
+        }
+        for slot in changed {
+            self.after_change(slot);
+        }
+    }
+
+    /// One vectored send per dirty connection.
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.st.dirty);
+        for slot in dirty.drain(..) {
+            let Some(e) = self.st.table.get_mut(slot) else {
+                continue;
+            };
+            e.dirty = false;
+            if e.closing || e.sending || e.blocked || e.conn.outbox.is_empty() {
+                if !e.closing && e.conn.is_done() {
+                    self.finish(slot);
+                }
+                continue;
+            }
+            let mut batch = self.driver.batch();
+            e.conn.outbox.fill(&mut batch);
+            ShardStats::add(&self.st.p.stats.sends, 1);
+            match self.driver.send(slot, batch) {
+                SendStatus::InFlight => e.sending = true,
+                SendStatus::Done(n) => {
+                    ShardStats::add(&self.st.p.stats.bytes_out, n as u64);
+                    e.conn.handle_sent(n);
+                }
+                SendStatus::Blocked(n) => {
+                    ShardStats::add(&self.st.p.stats.bytes_out, n as u64);
+                    e.conn.handle_sent(n);
+                    e.blocked = true;
+                }
+                SendStatus::Failed(_) => e.conn.handle_peer_gone(),
+            }
+            self.after_change(slot);
+        }
+        // Anything re-marked dirty during this pass goes out on the next turn (wait(0)).
+        if self.st.dirty.is_empty() {
+            self.st.dirty = dirty;
+        }
+    }
+
+    fn force_close_all(&mut self) {
+        let slots: Vec<Slot> = self
+            .st
+            .table
+            .iter_mut()
+            .filter(|(_, e)| !e.closing)
+            .map(|(slot, e)| {
+                e.conn.handle_peer_gone();
+                slot
+            })
+            .collect();
+        for slot in slots {
+            self.finish(slot);
+        }
+    }
+}
+
+impl State {
+    fn timeout(&self) -> Duration {
+        if !self.dirty.is_empty() || !self.p.batches.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut until = self.next_sweep;
+        if let Some(d) = self.drain_deadline {
+            until = until.min(d);
+        }
+        until.saturating_duration_since(Instant::now())
+    }
+
+    fn on_data(&mut self, slot: Slot, data: &mut [u8]) {
+        let Some(e) = self.table.get_mut(slot) else {
+            return;
+        };
+        let (now, settings) = (self.now, &self.p.settings);
+        let mut ctx = Context {
+            shard: self.p.id,
+            slot,
+            session: &mut e.session,
+            topics: &mut self.topics,
+            ingress: &self.p.ingress,
+            scratch: &mut self.scratch,
+            tick_hz: self.p.tick_hz,
+        };
+        e.conn
+            .handle_input(data, now, settings, &mut |outbox, event| match event {
+                AppEvent::Opened { .. } => commands::on_open(&mut ctx, outbox),
+                AppEvent::Message(m) => commands::on_message(&mut ctx, outbox, m),
+            });
+        if e.conn.outbox.queued() > settings.max_queued_bytes {
+            e.conn.close(
+                CloseCode::POLICY,
+                "slow consumer",
+                CloseReason::SlowConsumer,
+                now,
+            );
+        }
+    }
+}

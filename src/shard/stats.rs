@@ -1,0 +1,39 @@
+//! Per-shard counters: written only by the shard's thread (relaxed atomics on the shard's own
+//! cache lines), summed by readers. Nothing here is touched per subscriber.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of one shard, aligned so two shards never share a cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct ShardStats {
+    /// Open connections (upgraded or not).
+    pub connections: AtomicU64,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Connections closed since start.
+    pub closed: AtomicU64,
+    /// Connections closed as slow consumers.
+    pub slow_consumers: AtomicU64,
+    /// Tick batches received from the distributor.
+    pub batches: AtomicU64,
+    /// Subscriber deliveries (one per subscriber per channel per tick).
+    pub deliveries: AtomicU64,
+    /// Vectored sends started.
+    pub sends: AtomicU64,
+    /// Bytes written to sockets.
+    pub bytes_out: AtomicU64,
+}
+
+impl ShardStats {
+    /// Adds `n` to a counter (single writer, so a plain load + store would do; relaxed RMW is as
+    /// cheap uncontended and keeps readers exact).
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

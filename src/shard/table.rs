@@ -1,0 +1,93 @@
+//! A shard's connections: a slab indexed by [`Slot`], with the per-connection bookkeeping the
+//! shard keeps beside the sans-IO [`Conn`]. A slot is reused only after the driver reported the
+//! connection closed, so no completion can ever reach a newer connection in the same slot.
+
+use std::sync::Arc;
+
+use crate::conn::Conn;
+use crate::driver::Slot;
+
+/// Per-connection application state (what the client asked for).
+#[derive(Debug)]
+pub struct Session {
+    /// Identifier sent in `connected`.
+    pub client_id: uuid::Uuid,
+    /// Channels subscribed, as the shard's interned names.
+    pub channels: Vec<Arc<str>>,
+}
+
+/// One connection and the shard's bookkeeping for it.
+#[derive(Debug)]
+pub struct Entry {
+    /// Protocol state and outbox.
+    pub conn: Conn,
+    /// Subscriptions.
+    pub session: Session,
+    /// A send is in flight in the driver.
+    pub sending: bool,
+    /// The socket is full; waiting for writability (epoll).
+    pub blocked: bool,
+    /// Already in the shard's dirty list.
+    pub dirty: bool,
+    /// The driver was told to close it; waiting for `Closed`.
+    pub closing: bool,
+    /// Counted in the server-wide connection total.
+    pub counted: bool,
+}
+
+/// Slab of entries.
+#[derive(Debug, Default)]
+pub struct ConnTable {
+    slots: Vec<Option<Entry>>,
+    free: Vec<Slot>,
+    live: usize,
+}
+
+impl ConnTable {
+    /// Stores an entry and returns its slot.
+    pub fn insert(&mut self, entry: Entry) -> Slot {
+        self.live += 1;
+        match self.free.pop() {
+            Some(slot) => {
+                debug_assert!(self.slots[slot as usize].is_none());
+                self.slots[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                self.slots.push(Some(entry));
+                (self.slots.len() - 1) as Slot
+            }
+        }
+    }
+
+    /// Frees a slot.
+    pub fn remove(&mut self, slot: Slot) -> Option<Entry> {
+        let entry = self.slots.get_mut(slot as usize)?.take()?;
+        self.live -= 1;
+        self.free.push(slot);
+        Some(entry)
+    }
+
+    /// The entry in `slot`, if live.
+    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut Entry> {
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// Number of live entries.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Whether no entry is live.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Every live entry with its slot.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Slot, &mut Entry)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, e)| e.as_mut().map(|e| (i as Slot, e)))
+    }
+}

@@ -1,0 +1,35 @@
+//! Channel names: 1 to 200 bytes of ASCII letters, digits and `_-.:/@`. Checked once where a
+//! name enters (client command, HTTP, embedding API), so they never need JSON escaping.
+
+/// Longest channel name in bytes.
+pub const MAX_CHANNEL_NAME: usize = 200;
+
+/// Whether `name` is a valid channel name.
+pub fn is_valid(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CHANNEL_NAME
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'/' | b'@')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_alphabet() {
+        assert!(is_valid("a"));
+        assert!(is_valid("session:world_1/avatars@v2.x-y"));
+        assert!(is_valid(&"a".repeat(200)));
+    }
+
+    #[test]
+    fn rejects_empty_long_and_foreign_bytes() {
+        assert!(!is_valid(""));
+        assert!(!is_valid(&"a".repeat(201)));
+        assert!(!is_valid("with space"));
+        assert!(!is_valid("quote\""));
+        assert!(!is_valid("é"));
+    }
+}

@@ -1,0 +1,100 @@
+use super::*;
+
+fn parse_str(s: &str) -> Result<Request, CommandError> {
+    let mut buf = s.as_bytes().to_vec();
+    parse(&mut buf, &mut Buffers::default())
+}
+
+#[test]
+fn subscribe_with_channels_list() {
+    let r = parse_str(r#"{"type":"subscribe","channels":["a","b"],"id":7}"#).unwrap();
+    assert_eq!(r.command, Command::Subscribe(vec!["a".into(), "b".into()]));
+    assert_eq!(r.id.as_deref(), Some("7"));
+}
+
+#[test]
+fn subscribe_with_seed_data_events_form() {
+    let r = parse_str(r#"{"type":"subscribe","data":{"events":["system.status"]}}"#).unwrap();
+    assert_eq!(r.command, Command::Subscribe(vec!["system.status".into()]));
+}
+
+#[test]
+fn publish_keeps_data_as_json_text() {
+    let r =
+        parse_str(r#"{"type":"publish","channel":"a","event_type":"x","data":{"k":[1,2,"s"]}}"#)
+            .unwrap();
+    match r.command {
+        Command::Publish {
+            channel,
+            event_type,
+            data,
+        } => {
+            assert_eq!(channel, "a");
+            assert_eq!(event_type, "x");
+            let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            assert_eq!(v, serde_json::json!({"k":[1,2,"s"]}));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn ping_echoes_its_id() {
+    let r = parse_str(r#"{"type":"ping","ping_id":"p1"}"#).unwrap();
+    assert_eq!(
+        r.command,
+        Command::Ping {
+            ping_id: Some("\"p1\"".into())
+        }
+    );
+}
+
+#[test]
+fn not_json_is_invalid_json() {
+    assert_eq!(parse_str("{nope").unwrap_err().code, ErrorCode::InvalidJson);
+    assert_eq!(parse_str("[1,2]").unwrap_err().code, ErrorCode::InvalidJson);
+}
+
+#[test]
+fn unknown_type_keeps_the_id() {
+    let e = parse_str(r#"{"type":"dance","id":"r1"}"#).unwrap_err();
+    assert_eq!(e.code, ErrorCode::UnknownType);
+    assert_eq!(e.id.as_deref(), Some("\"r1\""));
+}
+
+#[test]
+fn missing_fields_are_named() {
+    assert_eq!(
+        parse_str(r#"{"channels":["a"]}"#).unwrap_err().code,
+        ErrorCode::MissingField
+    );
+    assert_eq!(
+        parse_str(r#"{"type":"subscribe"}"#).unwrap_err().code,
+        ErrorCode::MissingField
+    );
+    let e = parse_str(r#"{"type":"publish","channel":"a"}"#).unwrap_err();
+    assert_eq!(e.code, ErrorCode::MissingField);
+    assert!(e.message.contains("data"));
+}
+
+#[test]
+fn bad_channel_names_are_invalid_channel() {
+    assert_eq!(
+        parse_str(r#"{"type":"subscribe","channels":["bad name"]}"#)
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidChannel
+    );
+    assert_eq!(
+        parse_str(r#"{"type":"publish","channel":"","data":1}"#)
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidChannel
+    );
+    assert_eq!(
+        parse_str(r#"{"type":"subscribe","channels":[5]}"#)
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidChannel
+    );
+}

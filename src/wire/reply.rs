@@ -1,0 +1,147 @@
+//! Server → client messages other than events, each returned as one complete text frame.
+
+use bytes::Bytes;
+
+use super::command::{CommandError, ErrorCode};
+use super::timestamp;
+use crate::protocol::frame::{server_frame, Kind};
+
+/// Writes one flat JSON object field by field (values are either strings, escaped here, or
+/// already-valid JSON text).
+struct Obj(Vec<u8>);
+
+impl Obj {
+    fn new(kind: &str) -> Obj {
+        let mut o = Obj(Vec::with_capacity(128));
+        o.0.push(b'{');
+        o.str("type", kind);
+        o
+    }
+    fn key(&mut self, key: &str) {
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        self.0.push(b'"');
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+    fn str(&mut self, key: &str, value: &str) -> &mut Self {
+        self.key(key);
+        serde_json::to_writer(&mut self.0, value).expect("writing to a Vec cannot fail");
+        self
+    }
+    fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+        self.key(key);
+        self.0.extend_from_slice(json.as_bytes());
+        self
+    }
+    fn list(&mut self, key: &str, items: &[&str]) -> &mut Self {
+        self.key(key);
+        serde_json::to_writer(&mut self.0, items).expect("writing to a Vec cannot fail");
+        self
+    }
+    fn id(&mut self, id: Option<&str>) -> &mut Self {
+        if let Some(id) = id {
+            self.raw("id", id);
+        }
+        self
+    }
+    fn frame(&mut self) -> Bytes {
+        self.0.push(b'}');
+        server_frame(Kind::Text, &self.0)
+    }
+}
+
+/// `connected`: the first message on every native connection.
+pub fn connected(client_id: &str, user_id: Option<&str>, tick_hz: u32) -> Bytes {
+    let mut o = Obj::new("connected");
+    o.str("client_id", client_id);
+    match user_id {
+        Some(u) => o.str("user_id", u),
+        None => o.raw("user_id", "null"),
+    };
+    o.str("timestamp", &timestamp())
+        .raw("tick_hz", &tick_hz.to_string())
+        .frame()
+}
+
+/// `subscribed` or `unsubscribed` confirming the channels of a request.
+pub fn subscription_change(kind: &str, channels: &[&str], id: Option<&str>) -> Bytes {
+    Obj::new(kind)
+        .list("channels", channels)
+        .str("timestamp", &timestamp())
+        .id(id)
+        .frame()
+}
+
+/// `subscriptions`: the connection's current channels.
+pub fn subscriptions(channels: &[&str], id: Option<&str>) -> Bytes {
+    Obj::new("subscriptions")
+        .list("channels", channels)
+        .id(id)
+        .frame()
+}
+
+/// `pong` answering an application-level ping.
+pub fn pong(ping_id: Option<&str>, id: Option<&str>) -> Bytes {
+    let mut o = Obj::new("pong");
+    if let Some(p) = ping_id {
+        o.raw("ping_id", p);
+    }
+    o.str("timestamp", &timestamp()).id(id).frame()
+}
+
+/// `published`: acknowledges a publish that carried an `id`.
+pub fn published(channel: &str, id: Option<&str>) -> Bytes {
+    Obj::new("published").str("channel", channel).id(id).frame()
+}
+
+/// `error` for a request that failed; the connection stays open.
+pub fn error(code: ErrorCode, message: &str, id: Option<&str>) -> Bytes {
+    Obj::new("error")
+        .str("code", code.as_str())
+        .str("message", message)
+        .id(id)
+        .frame()
+}
+
+/// `error` from a parse failure.
+pub fn command_error(e: &CommandError) -> Bytes {
+    error(e.code, &e.message, e.id.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(frame: &Bytes) -> serde_json::Value {
+        let header = match frame[1] {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        serde_json::from_slice(&frame[header..]).unwrap()
+    }
+
+    #[test]
+    fn connected_has_the_documented_fields() {
+        let v = json(&connected("c-1", None, 60));
+        assert_eq!(v["type"], "connected");
+        assert_eq!(v["client_id"], "c-1");
+        assert!(v["user_id"].is_null());
+        assert_eq!(v["tick_hz"], 60);
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn error_escapes_message_and_echoes_id() {
+        let v = json(&error(
+            ErrorCode::InvalidJson,
+            "bad \"quote\"",
+            Some("{\"n\":1}"),
+        ));
+        assert_eq!(v["code"], "INVALID_JSON");
+        assert_eq!(v["message"], "bad \"quote\"");
+        assert_eq!(v["id"]["n"], 1);
+    }
+}
