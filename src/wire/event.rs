@@ -94,9 +94,12 @@ mod tests {
         );
         assert_eq!(n, out.len());
         assert_eq!(out[0], 0x81);
-        let len = out[1] as usize;
-        assert_eq!(len + 2, out.len());
-        let v: serde_json::Value = serde_json::from_slice(&out[2..]).unwrap();
+        let (header, len) = match out[1] {
+            126 => (4, u16::from_be_bytes([out[2], out[3]]) as usize),
+            n => (2, n as usize),
+        };
+        assert_eq!(header + len, out.len());
+        let v: serde_json::Value = serde_json::from_slice(&out[header..]).unwrap();
         assert_eq!(v["type"], "event");
         assert_eq!(v["channel"], "a");
         assert_eq!(v["seq"], 42);
