@@ -90,6 +90,9 @@ pub struct Conn {
     next_ping: Instant,
     ping_sent_at: Option<Instant>,
     reject_upgrade: bool,
+    /// Set after a protocol violation: the byte stream can no longer be framed, so further
+    /// input is discarded while the close frame goes out.
+    input_poisoned: bool,
     reason: Option<CloseReason>,
 }
 
@@ -106,6 +109,7 @@ impl Conn {
             next_ping: now,
             ping_sent_at: None,
             reject_upgrade,
+            input_poisoned: false,
             reason: None,
         }
     }
@@ -144,7 +148,10 @@ impl Conn {
                 let mut head = std::mem::take(head);
                 self.handle_request(&mut head, now, settings, app);
             }
-            Phase::Open | Phase::Closing { .. } => self.read_frames(data, now, settings, app),
+            Phase::Open | Phase::Closing { .. } if !self.input_poisoned => {
+                self.read_frames(data, now, settings, app)
+            }
+            Phase::Open | Phase::Closing { .. } => {}
             Phase::Done => {}
         }
     }
@@ -248,6 +255,7 @@ impl Conn {
             return;
         }
         if let Err(v) = result {
+            self.input_poisoned = true;
             if self.is_open() {
                 self.close(v.code, v.reason, CloseReason::ProtocolError, now);
             } else {

@@ -62,9 +62,11 @@ impl Outbox {
         self.queued == 0
     }
 
-    /// Queues a frame unless that would take the queue past `cap` bytes.
+    /// Queues a frame unless that would take the queue past `cap` bytes. An empty queue always
+    /// takes the frame: a client that has drained everything is not behind, even when one
+    /// tick's batch is larger than the cap.
     pub fn push(&mut self, frame: Bytes, cap: usize) -> Result<(), Full> {
-        if self.queued + frame.len() > cap {
+        if self.queued > 0 && self.queued + frame.len() > cap {
             return Err(Full);
         }
         self.push_unchecked(frame);
@@ -150,6 +152,13 @@ mod tests {
         o.push(b("12345"), 8).unwrap();
         assert_eq!(o.push(b("6789"), 8), Err(Full));
         assert_eq!(o.queued(), 5);
+    }
+
+    #[test]
+    fn empty_queue_takes_a_frame_larger_than_the_cap() {
+        let mut o = Outbox::default();
+        o.push(b("0123456789"), 8).unwrap();
+        assert_eq!(o.push(b("x"), 8), Err(Full));
     }
 
     #[test]

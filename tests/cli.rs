@@ -1,0 +1,88 @@
+//! The `framecast` binary as a user runs it: help, config errors, and a real start/stop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn framecast() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_framecast"))
+}
+
+#[test]
+fn help_lists_every_configuration_key() {
+    let out = framecast().arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for (key, _) in framecast::config::KEYS {
+        let flag = format!("--{}", key.replace('_', "-"));
+        assert!(help.contains(&flag), "--help lacks {flag}");
+        let env = format!("FRAMECAST_{}", key.to_uppercase());
+        assert!(help.contains(&env), "--help lacks {env}");
+    }
+}
+
+#[test]
+fn invalid_flag_value_stops_the_start_naming_the_key() {
+    let out = framecast().args(["--tick-hz", "fast"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("tick_hz"), "{err}");
+}
+
+#[test]
+fn invalid_environment_value_names_the_key() {
+    let out = framecast()
+        .env("FRAMECAST_MAX_QUEUED_BYTES", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("max_queued_bytes"));
+}
+
+#[test]
+fn unknown_key_in_config_file_stops_the_start() {
+    let dir = std::env::temp_dir().join(format!("framecast-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "tick_hz = 30\nshardz = 2\n").unwrap();
+    let out = framecast().arg("--config").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("shardz"));
+}
+
+#[test]
+fn sigterm_stops_the_server_with_exit_code_0() {
+    let mut child = framecast()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+            "--log-level",
+            "info",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .take(20)
+        .map_while(Result::ok)
+        .any(|l| l.contains("framecast listening"));
+    assert!(listening, "server announced it is listening");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

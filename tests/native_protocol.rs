@@ -1,0 +1,166 @@
+//! The native JSON protocol over real sockets, on both backends.
+
+mod common;
+
+use common::*;
+use framecast::IoBackend;
+use serde_json::json;
+
+async fn connected_message_has_client_id_and_tick_rate(io: IoBackend) {
+    let server = start(config(io));
+    let (_ws, hello) = connect(server.local_addr()).await;
+    assert_eq!(hello["type"], "connected");
+    assert!(uuid_like(hello["client_id"].as_str().unwrap()));
+    assert!(hello["user_id"].is_null());
+    assert_eq!(hello["tick_hz"], 60);
+    assert!(hello["timestamp"].as_str().unwrap().contains('T'));
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().filter(|&c| c == '-').count() == 4
+}
+
+async fn publish_from_one_client_reaches_a_subscriber_with_seq_and_frame(io: IoBackend) {
+    let server = start(config(io));
+    let (mut sub, _) = connect(server.local_addr()).await;
+    let reply = subscribe(&mut sub, &["news"]).await;
+    assert_eq!(reply["channels"], json!(["news"]));
+    let (mut publisher, _) = connect(server.local_addr()).await;
+    for n in 0..3 {
+        send(
+            &mut publisher,
+            json!({"type":"publish","channel":"news","event_type":"headline","data":{"n":n}}),
+        )
+        .await;
+    }
+    for n in 0..3u64 {
+        let ev = recv(&mut sub).await;
+        assert_eq!(ev["type"], "event");
+        assert_eq!(ev["channel"], "news");
+        assert_eq!(ev["event_type"], "headline");
+        assert_eq!(ev["seq"], n + 1);
+        assert!(ev["frame"].as_u64().unwrap() > 0);
+        assert_eq!(ev["data"]["n"], n);
+    }
+}
+
+async fn seed_subscribe_form_with_data_events_is_accepted(io: IoBackend) {
+    let server = start(config(io));
+    let (mut ws, _) = connect(server.local_addr()).await;
+    send(
+        &mut ws,
+        json!({"type":"subscribe","data":{"events":["system.status"]},"id":"s1"}),
+    )
+    .await;
+    let reply = recv(&mut ws).await;
+    assert_eq!(reply["type"], "subscribed");
+    assert_eq!(reply["channels"], json!(["system.status"]));
+    assert_eq!(reply["id"], "s1");
+}
+
+async fn unsubscribe_stops_delivery(io: IoBackend) {
+    let server = start(config(io));
+    let (mut ws, _) = connect(server.local_addr()).await;
+    subscribe(&mut ws, &["a", "b"]).await;
+    send(&mut ws, json!({"type":"unsubscribe","channels":["a"]})).await;
+    let reply = recv(&mut ws).await;
+    assert_eq!(reply["type"], "unsubscribed");
+    assert_eq!(reply["channels"], json!(["a"]));
+    server.publish("a", "x", &json!(1)).unwrap();
+    server.publish("b", "x", &json!(2)).unwrap();
+    // Events are ordered per connection: if "a" were still delivered it would come first or
+    // in the same tick; the first event seen must be from "b", and then nothing from "a".
+    let ev = recv(&mut ws).await;
+    assert_eq!(ev["channel"], "b");
+    send(&mut ws, json!({"type":"get_subscriptions"})).await;
+    let subs = recv(&mut ws).await;
+    assert_eq!(subs["type"], "subscriptions");
+    assert_eq!(subs["channels"], json!(["b"]));
+}
+
+async fn ping_message_gets_pong_with_ping_id(io: IoBackend) {
+    let server = start(config(io));
+    let (mut ws, _) = connect(server.local_addr()).await;
+    send(&mut ws, json!({"type":"ping","ping_id":"p1","id":9})).await;
+    let pong = recv(&mut ws).await;
+    assert_eq!(pong["type"], "pong");
+    assert_eq!(pong["ping_id"], "p1");
+    assert_eq!(pong["id"], 9);
+    assert!(pong["timestamp"].is_string());
+}
+
+async fn publish_with_id_is_acknowledged(io: IoBackend) {
+    let server = start(config(io));
+    let (mut ws, _) = connect(server.local_addr()).await;
+    send(
+        &mut ws,
+        json!({"type":"publish","channel":"c","data":null,"id":"req-1"}),
+    )
+    .await;
+    let ack = recv(&mut ws).await;
+    assert_eq!(ack["type"], "published");
+    assert_eq!(ack["id"], "req-1");
+}
+
+async fn assert_error(io: IoBackend, message: &str, code: &str) {
+    let server = start(config(io));
+    let (mut ws, _) = connect(server.local_addr()).await;
+    send_text(&mut ws, message).await;
+    let err = recv(&mut ws).await;
+    assert_eq!(err["type"], "error", "{message}");
+    assert_eq!(err["code"], code, "{message}: {err}");
+    assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
+    // The connection stays open and keeps working.
+    send(&mut ws, json!({"type":"ping","ping_id":"after"})).await;
+    assert_eq!(recv(&mut ws).await["ping_id"], "after");
+}
+
+async fn send_text(ws: &mut Ws, text: &str) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(text))
+        .await
+        .unwrap();
+}
+
+async fn invalid_json_is_an_error_and_the_connection_lives(io: IoBackend) {
+    assert_error(io, "{not json", "INVALID_JSON").await;
+}
+
+async fn unknown_type_is_an_error_and_the_connection_lives(io: IoBackend) {
+    assert_error(io, r#"{"type":"teleport"}"#, "UNKNOWN_TYPE").await;
+}
+
+async fn missing_field_is_an_error_and_the_connection_lives(io: IoBackend) {
+    assert_error(io, r#"{"type":"publish","data":1}"#, "MISSING_FIELD").await;
+}
+
+async fn invalid_channel_is_an_error_and_the_connection_lives(io: IoBackend) {
+    assert_error(
+        io,
+        r#"{"type":"subscribe","channels":["no spaces allowed"]}"#,
+        "INVALID_CHANNEL",
+    )
+    .await;
+}
+
+async fn error_reply_echoes_the_request_id(io: IoBackend) {
+    let server = start(config(io));
+    let (mut ws, _) = connect(server.local_addr()).await;
+    send(&mut ws, json!({"type":"nope","id":"abc"})).await;
+    let err = recv(&mut ws).await;
+    assert_eq!(err["id"], "abc");
+}
+
+both_backends!(
+    connected_message_has_client_id_and_tick_rate,
+    publish_from_one_client_reaches_a_subscriber_with_seq_and_frame,
+    seed_subscribe_form_with_data_events_is_accepted,
+    unsubscribe_stops_delivery,
+    ping_message_gets_pong_with_ping_id,
+    publish_with_id_is_acknowledged,
+    invalid_json_is_an_error_and_the_connection_lives,
+    unknown_type_is_an_error_and_the_connection_lives,
+    missing_field_is_an_error_and_the_connection_lives,
+    invalid_channel_is_an_error_and_the_connection_lives,
+    error_reply_echoes_the_request_id,
+);
