@@ -1,0 +1,91 @@
+//! docs/schema/*.json (the draft-07 schemas docs/protocol.md publishes) hold for what a real
+//! server sends and for the client requests the docs show.
+
+mod common;
+
+use common::*;
+use framecast::IoBackend;
+use serde_json::{json, Value};
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = format!("{}/docs/schema/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        value["$schema"], "http://json-schema.org/draft-07/schema#",
+        "{name} is draft-07"
+    );
+    jsonschema::draft7::options()
+        .should_validate_formats(true)
+        .build(&value)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn assert_valid(name: &str, message: &Value) {
+    let v = schema(name);
+    let errors: Vec<String> = v.iter_errors(message).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{message} against {name}: {errors:?}");
+}
+
+#[test]
+fn documented_client_requests_match_their_schemas() {
+    assert_valid(
+        "client.subscribe",
+        &json!({"type":"subscribe","channels":["a","b"],"id":1}),
+    );
+    assert_valid(
+        "client.subscribe",
+        &json!({"type":"subscribe","data":{"events":["system.status"]}}),
+    );
+    assert_valid(
+        "client.unsubscribe",
+        &json!({"type":"unsubscribe","channels":["a"]}),
+    );
+    assert_valid(
+        "client.publish",
+        &json!({"type":"publish","channel":"a","event_type":"x","data":{"k":1}}),
+    );
+    assert_valid("client.ping", &json!({"type":"ping","ping_id":"p1"}));
+    assert_valid(
+        "client.get_subscriptions",
+        &json!({"type":"get_subscriptions"}),
+    );
+}
+
+#[test]
+fn schemas_reject_what_the_server_rejects() {
+    assert!(
+        !schema("client.subscribe").is_valid(&json!({"type":"subscribe","channels":["bad name"]}))
+    );
+    assert!(!schema("client.publish").is_valid(&json!({"type":"publish","data":1})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_message_matches_its_schema() {
+    let server = start(config(IoBackend::Epoll));
+    let (mut ws, hello) = connect(server.local_addr()).await;
+    assert_valid("server.connected", &hello);
+    send(
+        &mut ws,
+        json!({"type":"subscribe","channels":["s"],"id":"r1"}),
+    )
+    .await;
+    assert_valid("server.subscribed", &recv(&mut ws).await);
+    send(
+        &mut ws,
+        json!({"type":"publish","channel":"s","event_type":"e","data":[1,{"x":null}],"id":2}),
+    )
+    .await;
+    let mut got = vec![recv(&mut ws).await, recv(&mut ws).await];
+    got.sort_by_key(|m| m["type"].as_str().unwrap().to_string());
+    assert_valid("server.event", &got[0]);
+    assert_valid("server.published", &got[1]);
+    send(&mut ws, json!({"type":"get_subscriptions"})).await;
+    assert_valid("server.subscriptions", &recv(&mut ws).await);
+    send(&mut ws, json!({"type":"ping","ping_id":7})).await;
+    assert_valid("server.pong", &recv(&mut ws).await);
+    send(&mut ws, json!({"type":"unsubscribe","channels":["s"]})).await;
+    assert_valid("server.unsubscribed", &recv(&mut ws).await);
+    send(&mut ws, json!({"type":"what"})).await;
+    assert_valid("server.error", &recv(&mut ws).await);
+}
