@@ -76,7 +76,7 @@ async fn every_server_message_matches_its_schema() {
         json!({"type":"publish","channel":"s","event_type":"e","data":[1,{"x":null}],"id":2}),
     )
     .await;
-    let mut got = vec![recv(&mut ws).await, recv(&mut ws).await];
+    let mut got = [recv(&mut ws).await, recv(&mut ws).await];
     got.sort_by_key(|m| m["type"].as_str().unwrap().to_string());
     assert_valid("server.event", &got[0]);
     assert_valid("server.published", &got[1]);
