@@ -11,8 +11,9 @@
 //!
 //! Modules follow the data path: [`config`] → [`shard`] (listeners, loop) and [`driver`]
 //! (io_uring / epoll) → [`conn`] (sans-IO connection) → [`protocol`] (WebSocket) and [`wire`]
-//! (JSON protocol) → [`distributor`] and [`clock`] → [`fanout`]. [`server`] wires it together
-//! and is the embedding API.
+//! (JSON protocol) → [`distributor`] and [`clock`] → [`fanout`]. Beside the data path: [`http`]
+//! (the HTTP API on the same port), [`status`] (what it reports) and [`observer`] (rates and the
+//! built-in channels). [`server`] wires it together and is the embedding API.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -23,9 +24,12 @@ pub mod conn;
 pub mod distributor;
 pub mod driver;
 pub mod fanout;
+pub mod http;
+pub mod observer;
 pub mod protocol;
 pub mod server;
 pub mod shard;
+pub mod status;
 pub mod wire;
 
 pub use config::{Config, ConfigError, IoBackend};

@@ -58,6 +58,27 @@ struct Cli {
     /// Pin shard threads to cores: true or false [default: true].
     #[arg(long, env = "FRAMECAST_PIN_CORES")]
     pin_cores: Option<String>,
+    /// Bearer key required by /api/v1/* and /metrics (16+ characters) [default: none].
+    #[arg(long, env = "FRAMECAST_API_KEY")]
+    api_key: Option<String>,
+    /// Serve the HTTP API on a non-loopback address without an api_key: true or false.
+    #[arg(long, env = "FRAMECAST_INSECURE_API", num_args = 0..=1, default_missing_value = "true")]
+    insecure_api: Option<String>,
+    /// Largest HTTP request body; bigger is 413 [default: 1MiB].
+    #[arg(long, env = "FRAMECAST_MAX_HTTP_BODY_BYTES")]
+    max_http_body_bytes: Option<String>,
+    /// Period of the built-in system.status channel; 0 disables it [default: 5s].
+    #[arg(long, env = "FRAMECAST_STATUS_INTERVAL")]
+    status_interval: Option<String>,
+    /// Period of the built-in heartbeat channel; 0 disables it [default: 10s].
+    #[arg(long, env = "FRAMECAST_HEARTBEAT_INTERVAL")]
+    heartbeat_interval: Option<String>,
+    /// Comma-separated channels every connection is subscribed to on connect [default: none].
+    #[arg(long, env = "FRAMECAST_DEFAULT_CHANNELS")]
+    default_channels: Option<String>,
+    /// Text of a welcome notification sent after `connected` [default: none].
+    #[arg(long, env = "FRAMECAST_WELCOME")]
+    welcome: Option<String>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, env = "FRAMECAST_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -67,7 +88,7 @@ struct Cli {
 }
 
 impl Cli {
-    fn overrides(&self) -> [(&'static str, &Option<String>); 13] {
+    fn overrides(&self) -> [(&'static str, &Option<String>); 20] {
         [
             ("listen", &self.listen),
             ("shards", &self.shards),
@@ -82,6 +103,13 @@ impl Cli {
             ("drain_timeout", &self.drain_timeout),
             ("echo_path", &self.echo_path),
             ("pin_cores", &self.pin_cores),
+            ("api_key", &self.api_key),
+            ("insecure_api", &self.insecure_api),
+            ("max_http_body_bytes", &self.max_http_body_bytes),
+            ("status_interval", &self.status_interval),
+            ("heartbeat_interval", &self.heartbeat_interval),
+            ("default_channels", &self.default_channels),
+            ("welcome", &self.welcome),
         ]
     }
 }

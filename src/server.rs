@@ -20,8 +20,10 @@ use crate::distributor::{Distributor, DistributorStats, Ingress, PublishError, S
 use crate::driver::epoll::EpollDriver;
 use crate::driver::uring::UringDriver;
 use crate::driver::EventFd;
+use crate::observer::Observer;
 use crate::protocol::handshake::Routes;
 use crate::shard::{listen, Shard, ShardControl, ShardParts, ShardStats};
+use crate::status::ServerState;
 
 /// Why the server did not start.
 #[derive(Debug, Error)]
@@ -65,7 +67,8 @@ pub struct ServerHandle {
     shards: Vec<ShardRef>,
     threads: Vec<JoinHandle<()>>,
     distributor: Option<JoinHandle<()>>,
-    distributor_stats: Arc<DistributorStats>,
+    observer: Option<Observer>,
+    state: Arc<ServerState>,
     config: Config,
 }
 
@@ -111,8 +114,24 @@ impl Server {
             routes: Routes {
                 ws_path: "/ws".into(),
                 echo_path: config.echo_path.clone(),
+                max_body: config.max_http_body_bytes,
             },
         };
+        let backend = if use_uring { "io_uring" } else { "epoll" };
+        let shard_stats: Vec<Arc<ShardStats>> = (0..config.shards)
+            .map(|_| Arc::new(ShardStats::default()))
+            .collect();
+        let state = Arc::new(ServerState {
+            started: Instant::now(),
+            backend,
+            tick_hz: config.tick_hz,
+            shards: shard_stats.clone(),
+            distributor: Arc::new(DistributorStats::default()),
+            channels: Default::default(),
+            draining: Default::default(),
+            api_key: config.api_key.clone(),
+            rates: Default::default(),
+        });
         let cores = if config.pin_cores {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -126,7 +145,7 @@ impl Server {
             let waker = Arc::new(EventFd::new().map_err(StartError::Shard)?);
             let (batch_tx, batch_rx) = crossbeam_channel::bounded(SHARD_INBOX_BATCHES);
             let (control_tx, control_rx) = crossbeam_channel::unbounded();
-            let stats = Arc::new(ShardStats::default());
+            let stats = shard_stats[id].clone();
             links.push(ShardLink {
                 batches: batch_tx,
                 waker: waker.clone(),
@@ -141,6 +160,9 @@ impl Server {
                 stats: stats.clone(),
                 connections: connections.clone(),
                 max_connections: config.max_connections,
+                state: state.clone(),
+                default_channels: config.default_channels.clone(),
+                welcome: config.welcome.clone(),
             };
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             let ready = ready_tx.clone();
@@ -182,19 +204,24 @@ impl Server {
             });
         }
         drop(ready_tx);
-        let distributor_stats = Arc::new(DistributorStats::default());
         let distributor = Distributor::new(
             ingress_rx,
             ingress.clone(),
             links,
             config.tick_period(),
-            distributor_stats.clone(),
+            state.clone(),
         );
         let distributor = std::thread::Builder::new()
             .name("framecast-distributor".into())
             .spawn(move || distributor.run())
             .map_err(StartError::Shard)?;
-        let backend = if use_uring { "io_uring" } else { "epoll" };
+        let observer = Observer::start(
+            state.clone(),
+            ingress.clone(),
+            config.status_interval,
+            config.heartbeat_interval,
+        )
+        .map_err(StartError::Shard)?;
         let mut handle = ServerHandle {
             addr,
             backend,
@@ -202,7 +229,8 @@ impl Server {
             shards,
             threads,
             distributor: Some(distributor),
-            distributor_stats,
+            observer: Some(observer),
+            state,
             config,
         };
         for _ in 0..handle.shards.len() {
@@ -269,7 +297,12 @@ impl ServerHandle {
 
     /// The distributor's counters.
     pub fn distributor_stats(&self) -> Arc<DistributorStats> {
-        self.distributor_stats.clone()
+        self.state.distributor.clone()
+    }
+
+    /// The server's read side (what the HTTP API reports).
+    pub fn state(&self) -> Arc<ServerState> {
+        self.state.clone()
     }
 
     /// Graceful shutdown: stop accepting, close every connection with 1001, wait up to
@@ -282,6 +315,9 @@ impl ServerHandle {
         if self.distributor.is_none() && self.threads.is_empty() {
             return;
         }
+        self.state
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let deadline = Instant::now() + self.config.drain_timeout;
         for shard in &self.shards {
             let _ = shard.control.send(ShardControl::Shutdown { deadline });
@@ -289,6 +325,9 @@ impl ServerHandle {
         }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        if let Some(mut o) = self.observer.take() {
+            o.stop();
         }
         self.ingress.stop();
         if let Some(d) = self.distributor.take() {

@@ -65,6 +65,13 @@ pub const KEYS: &[(&str, &str)] = &[
     ("drain_timeout", "10s"),
     ("echo_path", "(off)"),
     ("pin_cores", "true"),
+    ("api_key", "(none)"),
+    ("insecure_api", "false"),
+    ("max_http_body_bytes", "1048576"),
+    ("status_interval", "5s"),
+    ("heartbeat_interval", "10s"),
+    ("default_channels", "(none)"),
+    ("welcome", "(none)"),
 ];
 
 /// The checked configuration of one server.
@@ -96,6 +103,20 @@ pub struct Config {
     pub echo_path: Option<String>,
     /// Pin shard threads to cores with core_affinity.
     pub pin_cores: bool,
+    /// Bearer key required by `/api/v1/*` and `/metrics`; `None` leaves them open.
+    pub api_key: Option<String>,
+    /// Allow serving the HTTP API without `api_key` on a non-loopback address.
+    pub insecure_api: bool,
+    /// Largest HTTP request body; bigger is 413.
+    pub max_http_body_bytes: usize,
+    /// Period of the built-in `system.status` channel; zero disables it.
+    pub status_interval: Duration,
+    /// Period of the built-in `heartbeat` channel; zero disables it.
+    pub heartbeat_interval: Duration,
+    /// Channels every native connection is subscribed to on connect.
+    pub default_channels: Vec<String>,
+    /// Text of a `notification` sent right after `connected`, if set.
+    pub welcome: Option<String>,
 }
 
 impl Default for Config {
@@ -114,6 +135,13 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(10),
             echo_path: None,
             pin_cores: true,
+            api_key: None,
+            insecure_api: false,
+            max_http_body_bytes: 1024 * 1024,
+            status_interval: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(10),
+            default_channels: Vec::new(),
+            welcome: None,
         }
     }
 }
@@ -168,6 +196,32 @@ impl Config {
                 }
             }
             "pin_cores" => self.pin_cores = parse_bool_flag(value).map_err(invalid)?,
+            "api_key" => {
+                self.api_key = match value {
+                    "" => None,
+                    k if k.len() < 16 => return Err(invalid("use at least 16 characters".into())),
+                    k => Some(k.to_string()),
+                }
+            }
+            "insecure_api" => self.insecure_api = parse_bool_flag(value).map_err(invalid)?,
+            "max_http_body_bytes" => {
+                self.max_http_body_bytes = parse_bytes(value, 64, 1 << 30).map_err(invalid)?
+            }
+            "status_interval" => self.status_interval = parse_duration(value).map_err(invalid)?,
+            "heartbeat_interval" => {
+                self.heartbeat_interval = parse_duration(value).map_err(invalid)?
+            }
+            "default_channels" => {
+                let mut list = Vec::new();
+                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    if !crate::wire::channel::is_valid(name) {
+                        return Err(invalid(format!("`{name}` is not a valid channel name")));
+                    }
+                    list.push(name.to_string());
+                }
+                self.default_channels = list;
+            }
+            "welcome" => self.welcome = (!value.is_empty()).then(|| value.to_string()),
             other => return Err(ConfigError::UnknownKey(other.to_string())),
         }
         Ok(())
@@ -187,6 +241,11 @@ impl Config {
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Float(f) => f.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) if items.iter().all(toml::Value::is_str) => items
+                    .iter()
+                    .filter_map(toml::Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
                 other => {
                     return Err(ConfigError::Invalid {
                         key: key.clone(),
@@ -217,6 +276,15 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "max_queued_bytes".into(),
                 message: "must be at least 64 KiB (or max_message_bytes when smaller)".into(),
+            });
+        }
+        if !self.listen.ip().is_loopback() && self.api_key.is_none() && !self.insecure_api {
+            return Err(ConfigError::Invalid {
+                key: "api_key".into(),
+                message: format!(
+                    "refusing to serve the HTTP API on non-loopback address {} without an api_key; set api_key (or pass --insecure-api to accept an open API)",
+                    self.listen
+                ),
             });
         }
         if self.ping_interval.is_zero() {

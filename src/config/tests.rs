@@ -54,3 +54,34 @@ fn byte_sizes_accept_suffixes_and_reject_garbage() {
     assert_eq!(values::parse_bytes("4 MiB", 0, u64::MAX).unwrap(), 4 << 20);
     assert!(values::parse_bytes("4 parsecs", 0, u64::MAX).is_err());
 }
+
+#[test]
+fn non_loopback_without_api_key_is_refused_unless_insecure() {
+    let mut c = Config::default();
+    c.set("listen", "0.0.0.0:8080").unwrap();
+    let err = c.check().unwrap_err().to_string();
+    assert!(err.contains("api_key"), "{err}");
+    c.set("insecure_api", "true").unwrap();
+    c.check().unwrap();
+    c.set("insecure_api", "false").unwrap();
+    c.set("api_key", "0123456789abcdef").unwrap();
+    c.check().unwrap();
+}
+
+#[test]
+fn default_channels_accept_a_toml_list_or_commas_and_check_names() {
+    let mut c = Config::default();
+    c.apply_toml(
+        "default_channels = [\"system.status\", \"heartbeat\"]\n",
+        "test",
+    )
+    .unwrap();
+    assert_eq!(c.default_channels, vec!["system.status", "heartbeat"]);
+    c.set("default_channels", "a, b").unwrap();
+    assert_eq!(c.default_channels, vec!["a", "b"]);
+    let err = c
+        .set("default_channels", "ok,not ok")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("default_channels"), "{err}");
+}

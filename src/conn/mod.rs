@@ -16,7 +16,9 @@ use bytes::Bytes;
 
 use crate::config::limits::{CLOSE_HANDSHAKE_TIMEOUT_MS, MAX_HTTP_HEAD_BYTES};
 use crate::protocol::frame::{close_frame, server_frame, Kind};
-use crate::protocol::handshake::{error_response, parse_request, Endpoint, RequestOutcome, Routes};
+use crate::protocol::handshake::{
+    error_response, parse_request, Endpoint, HttpRequest, RequestOutcome, Routes,
+};
 use crate::protocol::message::{CloseCode, Incoming, MessageReader};
 pub use outbox::{Full, Outbox, SendBatch};
 
@@ -47,6 +49,8 @@ pub enum AppEvent<'a> {
     },
     /// A whole text or binary message on the native endpoint (mutable for in-place parsing).
     Message(&'a mut [u8]),
+    /// A plain HTTP request; the application queues exactly one complete response.
+    Http(&'a HttpRequest),
 }
 
 /// Why a connection ended, for counting and logs.
@@ -66,8 +70,45 @@ pub enum CloseReason {
     PongTimeout,
     /// Answered with an HTTP error instead of an upgrade.
     Rejected,
+    /// A plain HTTP connection ended (after `Connection: close` or when idle).
+    HttpDone,
     /// The server is shutting down.
     Shutdown,
+}
+
+impl CloseReason {
+    /// Every reason, in [`index`](Self::index) order.
+    pub const ALL: [CloseReason; 9] = [
+        CloseReason::Normal,
+        CloseReason::PeerGone,
+        CloseReason::ProtocolError,
+        CloseReason::SlowConsumer,
+        CloseReason::HandshakeTimeout,
+        CloseReason::PongTimeout,
+        CloseReason::Rejected,
+        CloseReason::HttpDone,
+        CloseReason::Shutdown,
+    ];
+
+    /// Position in [`ALL`](Self::ALL).
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|&r| r == self).expect("listed")
+    }
+
+    /// snake_case name for metrics and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Normal => "normal",
+            CloseReason::PeerGone => "peer_gone",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::PongTimeout => "pong_timeout",
+            CloseReason::Rejected => "rejected",
+            CloseReason::HttpDone => "http_done",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -93,6 +134,10 @@ pub struct Conn {
     /// Set after a protocol violation: the byte stream can no longer be framed, so further
     /// input is discarded while the close frame goes out.
     input_poisoned: bool,
+    /// Upgraded to the native endpoint (so the application saw `Opened`).
+    native: bool,
+    /// Answered at least one plain HTTP request.
+    served_http: bool,
     reason: Option<CloseReason>,
 }
 
@@ -110,6 +155,8 @@ impl Conn {
             ping_sent_at: None,
             reject_upgrade,
             input_poisoned: false,
+            native: false,
+            served_http: false,
             reason: None,
         }
     }
@@ -163,38 +210,57 @@ impl Conn {
         settings: &ConnSettings,
         app: &mut dyn FnMut(&mut Outbox, AppEvent<'_>),
     ) {
-        match parse_request(head, &settings.routes) {
-            RequestOutcome::Partial => {
-                debug_assert!(head.len() <= MAX_HTTP_HEAD_BYTES);
-                self.phase = Phase::Http {
-                    head: std::mem::take(head),
+        loop {
+            match parse_request(head, &settings.routes) {
+                RequestOutcome::Partial => {
+                    debug_assert!(head.len() <= MAX_HTTP_HEAD_BYTES + settings.routes.max_body);
+                    self.phase = Phase::Http {
+                        head: std::mem::take(head),
+                    };
+                    return;
                 }
-            }
-            RequestOutcome::Reject { response, .. } => self.reject(response),
-            RequestOutcome::Upgrade { .. } if self.reject_upgrade => {
-                self.reject(error_response(503, "server is at max_connections"))
-            }
-            RequestOutcome::Upgrade {
-                endpoint,
-                response,
-                consumed,
-                query,
-            } => {
-                self.outbox.push_unchecked(response);
-                self.phase = Phase::Open;
-                self.endpoint = endpoint;
-                self.next_ping = now + settings.ping_interval;
-                if endpoint == Endpoint::Native {
-                    app(
-                        &mut self.outbox,
-                        AppEvent::Opened {
-                            query: query.as_deref(),
-                        },
-                    );
+                RequestOutcome::Http(request) => {
+                    app(&mut self.outbox, AppEvent::Http(&request));
+                    self.served_http = true;
+                    head.drain(..request.consumed);
+                    self.opened_at = now; // the request timer restarts for the next request
+                    if !request.keep_alive {
+                        self.reason = Some(CloseReason::HttpDone);
+                        self.phase = Phase::Closing {
+                            got_close: true,
+                            deadline: now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
+                        };
+                        return;
+                    }
                 }
-                if head.len() > consumed {
-                    let mut tail = head.split_off(consumed);
-                    self.read_frames(&mut tail, now, settings, app);
+                RequestOutcome::Reject { response, .. } => return self.reject(response),
+                RequestOutcome::Upgrade { .. } if self.reject_upgrade => {
+                    return self.reject(error_response(503, "server is at max_connections"))
+                }
+                RequestOutcome::Upgrade {
+                    endpoint,
+                    response,
+                    consumed,
+                    query,
+                } => {
+                    self.outbox.push_unchecked(response);
+                    self.phase = Phase::Open;
+                    self.endpoint = endpoint;
+                    self.next_ping = now + settings.ping_interval;
+                    if endpoint == Endpoint::Native {
+                        self.native = true;
+                        app(
+                            &mut self.outbox,
+                            AppEvent::Opened {
+                                query: query.as_deref(),
+                            },
+                        );
+                    }
+                    if head.len() > consumed {
+                        let mut tail = head.split_off(consumed);
+                        self.read_frames(&mut tail, now, settings, app);
+                    }
+                    return;
                 }
             }
         }
@@ -207,6 +273,11 @@ impl Conn {
             got_close: true,
             deadline: self.opened_at + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
         };
+    }
+
+    /// Whether the connection upgraded to the native WebSocket endpoint at some point.
+    pub fn is_native(&self) -> bool {
+        self.native
     }
 
     fn read_frames(
@@ -321,8 +392,14 @@ impl Conn {
     /// Advances timers: handshake deadline, server pings, pong deadline, close deadline.
     pub fn handle_timeout(&mut self, now: Instant, settings: &ConnSettings) {
         match self.phase {
-            Phase::Http { .. } if now >= self.opened_at + settings.handshake_timeout => {
-                self.reason = Some(CloseReason::HandshakeTimeout);
+            Phase::Http { ref head } if now >= self.opened_at + settings.handshake_timeout => {
+                // An idle keep-alive connection that already answered requests ends quietly;
+                // one that never completed a request timed out.
+                self.reason = Some(if head.is_empty() && self.served_http {
+                    CloseReason::HttpDone
+                } else {
+                    CloseReason::HandshakeTimeout
+                });
                 self.phase = Phase::Done;
             }
             Phase::Open => {

@@ -12,6 +12,7 @@ fn settings() -> ConnSettings {
         routes: Routes {
             ws_path: "/ws".into(),
             echo_path: Some("/echo".into()),
+            max_body: 1024,
         },
     }
 }
@@ -40,6 +41,7 @@ fn feed(conn: &mut Conn, bytes: &[u8], now: Instant) -> Vec<String> {
     conn.handle_input(&mut data, now, &settings(), &mut |_, ev| match ev {
         AppEvent::Opened { .. } => got.push("opened".to_string()),
         AppEvent::Message(m) => got.push(String::from_utf8(m.to_vec()).unwrap()),
+        AppEvent::Http(r) => got.push(format!("{} {}", r.method, r.path)),
     });
     got
 }
@@ -160,4 +162,33 @@ fn protocol_violation_closes_with_its_code() {
     assert_eq!(c.close_reason(), Some(CloseReason::ProtocolError));
     let out = drain(&mut c);
     assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xEA]);
+}
+
+#[test]
+fn pipelined_http_requests_are_each_handed_up_in_order() {
+    let now = Instant::now();
+    let mut c = Conn::new(now, false);
+    let two = "GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /c";
+    assert_eq!(feed(&mut c, two.as_bytes(), now), vec!["GET /a", "POST /b"]);
+    assert_eq!(
+        feed(&mut c, b" HTTP/1.1\r\nConnection: close\r\n\r\n", now),
+        vec!["GET /c"]
+    );
+    assert!(
+        c.is_done(),
+        "nothing queued by this test's app, so the close is immediate"
+    );
+    assert_eq!(c.close_reason(), Some(CloseReason::HttpDone));
+}
+
+#[test]
+fn idle_keep_alive_http_connection_ends_after_the_request_timeout() {
+    let t0 = Instant::now();
+    let mut c = Conn::new(t0, false);
+    feed(&mut c, b"GET /a HTTP/1.1\r\n\r\n", t0);
+    let s = settings();
+    c.handle_timeout(t0 + s.handshake_timeout - Duration::from_millis(1), &s);
+    assert!(!c.is_done());
+    c.handle_timeout(t0 + s.handshake_timeout, &s);
+    assert_eq!(c.close_reason(), Some(CloseReason::HttpDone));
 }

@@ -46,6 +46,10 @@ pub struct ChannelState {
     pub shards: ShardSet,
     /// Publications of the current tick, in arrival order.
     pub pending: Vec<Publication>,
+    /// Subscribers over all shards.
+    pub subscribers: u64,
+    /// `last_seq` at the previous snapshot (for events per second).
+    pub seq_at_snapshot: u64,
 }
 
 /// Every channel the distributor knows.
@@ -59,15 +63,38 @@ pub struct ChannelRegistry {
 }
 
 impl ChannelRegistry {
-    /// Records a shard's interest change.
-    pub fn set_interest(&mut self, shard: usize, channel: Arc<str>, on: bool) {
-        if let Some(state) = self.map.get_mut(&channel) {
-            state.shards.set(shard, on);
-        } else if on && self.map.len() < MAX_CHANNELS {
-            let mut state = ChannelState::default();
-            state.shards.set(shard, true);
-            self.map.insert(channel, state);
+    /// Records a change in a shard's subscriber count for a channel.
+    pub fn set_subscribers(&mut self, shard: usize, channel: Arc<str>, delta: i64, local: usize) {
+        if !self.map.contains_key(&channel) && (local == 0 || self.map.len() >= MAX_CHANNELS) {
+            return;
         }
+        let state = self.map.entry(channel).or_default();
+        state.shards.set(shard, local > 0);
+        state.subscribers = state.subscribers.saturating_add_signed(delta);
+    }
+
+    /// Every channel with its figures, sorted by name; resets the per-second baseline.
+    pub fn snapshot(&mut self, elapsed_secs: f64) -> Vec<crate::status::ChannelInfo> {
+        let mut out: Vec<_> = self
+            .map
+            .iter_mut()
+            .map(|(name, state)| {
+                let events = state.last_seq - state.seq_at_snapshot;
+                state.seq_at_snapshot = state.last_seq;
+                crate::status::ChannelInfo {
+                    name: name.clone(),
+                    subscribers: state.subscribers,
+                    last_seq: state.last_seq,
+                    events_per_second: if elapsed_secs > 0.0 {
+                        events as f64 / elapsed_secs
+                    } else {
+                        0.0
+                    },
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// Queues a publication for this tick; false if the registry is full.
@@ -82,6 +109,11 @@ impl ChannelRegistry {
         }
         state.pending.push(p);
         true
+    }
+
+    /// Whether any publication waits for dispatch.
+    pub fn has_pending(&self) -> bool {
+        !self.dirty.is_empty()
     }
 
     /// Takes the channels with pending publications, for one tick's dispatch.

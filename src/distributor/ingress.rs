@@ -49,10 +49,12 @@ pub enum PublishError {
 
 pub(crate) enum IngressMsg {
     Publish(Publication),
-    Interest {
+    /// A subscriber joined (`delta` 1) or left (-1) on `shard`, leaving `local` there.
+    Subscribers {
         shard: usize,
         channel: Arc<str>,
-        on: bool,
+        delta: i64,
+        local: usize,
     },
     Stop,
 }
@@ -108,8 +110,15 @@ impl Ingress {
         })
     }
 
-    pub(crate) fn interest(&self, shard: usize, channel: Arc<str>, on: bool) {
-        let _ = self.tx.send(IngressMsg::Interest { shard, channel, on });
+    /// Tells the distributor a shard's subscriber count of `channel` changed by `delta` to
+    /// `local`; sent on every subscribe and unsubscribe (not per event).
+    pub(crate) fn subscribers(&self, shard: usize, channel: Arc<str>, delta: i64, local: usize) {
+        let _ = self.tx.send(IngressMsg::Subscribers {
+            shard,
+            channel,
+            delta,
+            local,
+        });
     }
 
     pub(crate) fn stop(&self) {

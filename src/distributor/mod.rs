@@ -17,18 +17,30 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::clock::FrameClock;
 use crate::driver::EventFd;
+use crate::status::ServerState;
 use crate::wire::event::{put_event_frame, EventFields};
 use channels::ChannelRegistry;
 use ingress::IngressMsg;
 pub use ingress::{Ingress, Publication, PublishError};
+
+/// One channel's frames of one tick.
+#[derive(Clone, Debug)]
+pub struct ChannelFrames {
+    /// The channel.
+    pub channel: Arc<str>,
+    /// Every event frame of the tick for this channel, joined.
+    pub frames: Bytes,
+    /// How many event frames `frames` holds.
+    pub count: u32,
+}
 
 /// What one shard receives for one tick: per channel, that tick's frames joined.
 #[derive(Debug)]
 pub struct TickBatch {
     /// Frame number of the tick.
     pub frame: u64,
-    /// (channel, joined frames) in dispatch order.
-    pub items: Vec<(Arc<str>, Bytes)>,
+    /// Channels in dispatch order.
+    pub items: Vec<ChannelFrames>,
 }
 
 /// The distributor's way to one shard.
@@ -39,9 +51,24 @@ pub struct ShardLink {
     pub waker: Arc<EventFd>,
 }
 
+/// Upper bounds (microseconds) of the tick-duration histogram buckets; +Inf follows.
+pub const TICK_BUCKETS_US: [u64; 11] = [
+    10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 16_667, 33_333,
+];
+
 /// Figures the distributor publishes for status and tests (written by its thread only).
 #[derive(Debug, Default)]
 pub struct DistributorStats {
+    /// Tick-duration histogram: counts per bucket of [`TICK_BUCKETS_US`], then +Inf.
+    pub tick_buckets: [AtomicU64; TICK_BUCKETS_US.len() + 1],
+    /// Sum of tick durations, in microseconds.
+    pub tick_us_sum: AtomicU64,
+    /// Duration of the last tick's work, in microseconds.
+    pub last_tick_us: AtomicU64,
+    /// Longest tick's work, in microseconds.
+    pub max_tick_us: AtomicU64,
+    /// Channels the distributor knows.
+    pub channels: AtomicU64,
     /// Publications taken from the ingress.
     pub events_in: AtomicU64,
     /// Ticks that dispatched at least one event.
@@ -66,6 +93,8 @@ pub struct Distributor {
     registry: ChannelRegistry,
     period: Option<Duration>,
     stats: Arc<DistributorStats>,
+    state: Arc<ServerState>,
+    last_snapshot: Instant,
 }
 
 impl Distributor {
@@ -74,7 +103,7 @@ impl Distributor {
         ingress: Ingress,
         links: Vec<ShardLink>,
         period: Option<Duration>,
-        stats: Arc<DistributorStats>,
+        state: Arc<ServerState>,
     ) -> Distributor {
         Distributor {
             rx,
@@ -82,7 +111,9 @@ impl Distributor {
             links,
             registry: ChannelRegistry::default(),
             period,
-            stats,
+            stats: state.distributor.clone(),
+            state,
+            last_snapshot: Instant::now(),
         }
     }
 
@@ -110,21 +141,52 @@ impl Distributor {
             self.stats
                 .max_lateness_us
                 .fetch_max(tick.lateness.as_micros() as u64, Ordering::Relaxed);
+            let work = Instant::now();
             let running = self.collect(None);
             self.dispatch(tick.frame);
+            self.record_tick(work.elapsed());
             if !running {
                 return;
             }
         }
     }
 
+    fn record_tick(&mut self, took: Duration) {
+        let us = took.as_micros() as u64;
+        let bucket = TICK_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(TICK_BUCKETS_US.len());
+        self.stats.tick_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.stats.tick_us_sum.fetch_add(us, Ordering::Relaxed);
+        self.stats.last_tick_us.store(us, Ordering::Relaxed);
+        self.stats.max_tick_us.fetch_max(us, Ordering::Relaxed);
+        let since = self.last_snapshot.elapsed();
+        if since >= Duration::from_secs(1) {
+            self.last_snapshot = Instant::now();
+            let snapshot = self.registry.snapshot(since.as_secs_f64());
+            self.stats
+                .channels
+                .store(snapshot.len() as u64, Ordering::Relaxed);
+            self.state.set_channels(snapshot);
+        }
+    }
+
     fn run_immediate(&mut self) {
         let mut frame = 0;
         loop {
-            let Ok(first) = self.rx.recv() else { return };
-            let running = self.collect(Some(first));
-            frame += 1;
-            self.dispatch(frame);
+            let first = match self.rx.recv_timeout(Duration::from_millis(250)) {
+                Ok(m) => Some(m),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            };
+            let work = Instant::now();
+            let running = first.is_none() || self.collect(first);
+            if self.registry.has_pending() {
+                frame += 1;
+                self.dispatch(frame);
+            }
+            self.record_tick(work.elapsed());
             if !running {
                 return;
             }
@@ -158,9 +220,12 @@ impl Distributor {
                             .fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                IngressMsg::Interest { shard, channel, on } => {
-                    self.registry.set_interest(shard, channel, on)
-                }
+                IngressMsg::Subscribers {
+                    shard,
+                    channel,
+                    delta,
+                    local,
+                } => self.registry.set_subscribers(shard, channel, delta, local),
                 IngressMsg::Stop => running = false,
             }
         }
@@ -177,7 +242,7 @@ impl Distributor {
         }
         self.stats.busy_ticks.fetch_add(1, Ordering::Relaxed);
         let timestamp = crate::wire::timestamp();
-        let mut per_shard: Vec<Vec<(Arc<str>, Bytes)>> =
+        let mut per_shard: Vec<Vec<ChannelFrames>> =
             (0..self.links.len()).map(|_| Vec::new()).collect();
         for name in &dirty {
             let Some(state) = self.registry.get_mut(name) else {
@@ -203,9 +268,13 @@ impl Distributor {
                     },
                 );
             }
-            let joined = out.freeze();
+            let item = ChannelFrames {
+                channel: name.clone(),
+                frames: out.freeze(),
+                count: pending.len() as u32,
+            };
             for shard in state.shards.iter() {
-                per_shard[shard].push((name.clone(), joined.clone()));
+                per_shard[shard].push(item.clone());
             }
         }
         self.registry.return_dirty(dirty);

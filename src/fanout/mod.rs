@@ -20,6 +20,8 @@ pub use topics::Topics;
 pub struct Delivered {
     /// Connection-deliveries (one per subscriber per channel).
     pub deliveries: u64,
+    /// Event frames delivered (events × subscribers).
+    pub frames: u64,
     /// Subscribers closed as slow consumers.
     pub slow: u64,
 }
@@ -34,10 +36,11 @@ pub fn deliver(
     dirty: &mut Vec<Slot>,
 ) -> Delivered {
     let mut out = Delivered::default();
-    for (channel, frames) in &batch.items {
-        let Some(subscribers) = topics.subscribers(channel) else {
+    for item in &batch.items {
+        let Some(subscribers) = topics.subscribers(&item.channel) else {
             continue;
         };
+        out.frames += u64::from(item.count) * subscribers.len() as u64;
         for &slot in subscribers {
             let Some(entry) = table.get_mut(slot) else {
                 debug_assert!(false, "topic lists a free slot");
@@ -46,7 +49,7 @@ pub fn deliver(
             out.deliveries += 1;
             if entry
                 .conn
-                .push_broadcast(frames.clone(), settings, now)
+                .push_broadcast(item.frames.clone(), settings, now)
                 .is_err()
             {
                 out.slow += 1;

@@ -1,5 +1,5 @@
-//! Shard-local subscriptions: channel → the slots subscribed on this shard. The first local
-//! subscriber of a channel and the last one leaving are what the distributor hears about.
+//! Shard-local subscriptions: channel → the slots subscribed on this shard. Each change reports
+//! the channel's local count, which the distributor uses to route ticks and count subscribers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,33 +13,34 @@ pub struct Topics {
 }
 
 impl Topics {
-    /// Adds `slot` to `channel`; returns the interned name and whether it is the channel's
-    /// first subscriber on this shard.
-    pub fn subscribe(&mut self, channel: &str, slot: Slot) -> (Arc<str>, bool) {
+    /// Adds `slot` to `channel`; returns the interned name and the channel's local subscriber
+    /// count after the change.
+    pub fn subscribe(&mut self, channel: &str, slot: Slot) -> (Arc<str>, usize) {
         if let Some(subs) = self.map.get_mut(channel) {
             debug_assert!(!subs.contains(&slot), "double subscription");
             subs.push(slot);
+            let count = subs.len();
             let (name, _) = self.map.get_key_value(channel).expect("just found");
-            return (name.clone(), false);
+            return (name.clone(), count);
         }
         let name: Arc<str> = Arc::from(channel);
         self.map.insert(name.clone(), vec![slot]);
-        (name, true)
+        (name, 1)
     }
 
-    /// Removes `slot` from `channel`; true if that was the channel's last local subscriber.
-    pub fn unsubscribe(&mut self, channel: &str, slot: Slot) -> bool {
+    /// Removes `slot` from `channel`; returns the local subscriber count left.
+    pub fn unsubscribe(&mut self, channel: &str, slot: Slot) -> usize {
         let Some(subs) = self.map.get_mut(channel) else {
-            return false;
+            return 0;
         };
         if let Some(i) = subs.iter().position(|&s| s == slot) {
             subs.swap_remove(i);
         }
-        if subs.is_empty() {
+        let left = subs.len();
+        if left == 0 {
             self.map.remove(channel);
-            return true;
         }
-        false
+        left
     }
 
     /// The slots subscribed to `channel` here.
@@ -63,12 +64,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_and_last_subscriber_are_reported() {
+    fn local_counts_follow_subscribes_and_unsubscribes() {
         let mut t = Topics::default();
-        assert!(t.subscribe("a", 1).1);
-        assert!(!t.subscribe("a", 2).1);
-        assert!(!t.unsubscribe("a", 1));
-        assert!(t.unsubscribe("a", 2));
+        assert_eq!(t.subscribe("a", 1).1, 1);
+        assert_eq!(t.subscribe("a", 2).1, 2);
+        assert_eq!(t.unsubscribe("a", 1), 1);
+        assert_eq!(t.unsubscribe("a", 2), 0);
         assert!(t.subscribers("a").is_none());
     }
 }

@@ -1,6 +1,7 @@
-//! The HTTP/1.1 request that opens a connection: parsed with httparse (as tungstenite does),
-//! accepted with tungstenite's `derive_accept_key`, answered with complete response bytes.
-//! Paths other than the WebSocket (and echo) path get a plain HTTP error.
+//! HTTP/1.1 requests on a new connection, parsed with httparse (as tungstenite does): an upgrade
+//! on the WebSocket (or echo) path is accepted with tungstenite's `derive_accept_key` and answered
+//! with complete response bytes; any other path is a plain [`HttpRequest`] (with its
+//! `Content-Length` body, capped) for the HTTP API to answer.
 
 use bytes::Bytes;
 
@@ -15,13 +16,34 @@ pub enum Endpoint {
     Echo,
 }
 
-/// Where the server's WebSocket endpoints are.
+/// Where the server's WebSocket endpoints are, and limits on plain HTTP requests.
 #[derive(Clone, Debug)]
 pub struct Routes {
     /// Path of the native endpoint (`/ws`).
     pub ws_path: String,
     /// Path of the echo endpoint, when enabled.
     pub echo_path: Option<String>,
+    /// Largest plain HTTP request body; bigger is 413.
+    pub max_body: usize,
+}
+
+/// A complete plain HTTP request (any path other than the WebSocket endpoints).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Method (`GET`, `POST`, ...).
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    /// Query string without `?`.
+    pub query: Option<String>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// The body (by `Content-Length`).
+    pub body: Vec<u8>,
+    /// Whether the connection stays open after the response.
+    pub keep_alive: bool,
+    /// Bytes of the buffer this request took (head and body).
+    pub consumed: usize,
 }
 
 /// What to do with the bytes received so far on a new connection.
@@ -40,6 +62,8 @@ pub enum RequestOutcome {
         /// The raw query string (without `?`), if any.
         query: Option<String>,
     },
+    /// A plain HTTP request for the application to answer.
+    Http(HttpRequest),
     /// Not an upgrade this server accepts: send `response` and close.
     Reject {
         /// The HTTP status sent.
@@ -72,7 +96,7 @@ pub fn parse_request(buf: &[u8], routes: &Routes) -> RequestOutcome {
     } else if routes.echo_path.as_deref() == Some(path) {
         Endpoint::Echo
     } else {
-        return reject(404, "not found");
+        return plain_request(&req, buf, consumed, path, query, routes.max_body);
     };
     if req.method != Some("GET") {
         return reject(405, "WebSocket upgrades use GET");
@@ -119,7 +143,10 @@ pub fn error_response(status: u16, body: &str) -> Bytes {
     let reason = match status {
         400 => "Bad Request",
         404 => "Not Found",
+        401 => "Unauthorized",
         405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
@@ -129,6 +156,56 @@ pub fn error_response(status: u16, body: &str) -> Bytes {
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}\n",
         body.len() + 1
     ))
+}
+
+fn plain_request(
+    req: &httparse::Request<'_, '_>,
+    buf: &[u8],
+    head_len: usize,
+    path: &str,
+    query: Option<String>,
+    max_body: usize,
+) -> RequestOutcome {
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    if header("transfer-encoding").is_some() {
+        return reject(411, "send the body with Content-Length");
+    }
+    let length = match header("content-length").map(|v| v.trim().parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return reject(400, "invalid Content-Length"),
+    };
+    if length > max_body {
+        return reject(413, "request body too large");
+    }
+    if buf.len() < head_len + length {
+        return RequestOutcome::Partial;
+    }
+    let connection = header("connection").unwrap_or("");
+    let has = |token: &str| {
+        connection
+            .split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    let keep_alive = if req.version == Some(0) {
+        has("keep-alive")
+    } else {
+        !has("close")
+    };
+    RequestOutcome::Http(HttpRequest {
+        method: req.method.unwrap_or("GET").to_string(),
+        path: path.to_string(),
+        query,
+        authorization: header("authorization").map(str::to_string),
+        body: buf[head_len..head_len + length].to_vec(),
+        keep_alive,
+        consumed: head_len + length,
+    })
 }
 
 fn reject(status: u16, body: &str) -> RequestOutcome {
@@ -146,6 +223,7 @@ mod tests {
         Routes {
             ws_path: "/ws".into(),
             echo_path: Some("/echo".into()),
+            max_body: 100,
         }
     }
 
@@ -179,12 +257,46 @@ mod tests {
     }
 
     #[test]
-    fn other_paths_get_404() {
-        let req = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
+    fn other_paths_are_plain_http_requests() {
+        let req = b"POST /api/v1/broadcast?x=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: 4\r\n\r\nbodyGET";
+        match parse_request(req, &routes()) {
+            RequestOutcome::Http(r) => {
+                assert_eq!(r.method, "POST");
+                assert_eq!(r.path, "/api/v1/broadcast");
+                assert_eq!(r.query.as_deref(), Some("x=1"));
+                assert_eq!(r.authorization.as_deref(), Some("Bearer k"));
+                assert_eq!(r.body, b"body");
+                assert!(r.keep_alive);
+                assert_eq!(r.consumed, req.len() - 3);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn body_waits_for_content_length_and_is_capped() {
+        let req = b"POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc";
         assert!(matches!(
             parse_request(req, &routes()),
-            RequestOutcome::Reject { status: 404, .. }
+            RequestOutcome::Partial
         ));
+        let big = b"POST /x HTTP/1.1\r\nContent-Length: 101\r\n\r\n";
+        assert!(matches!(
+            parse_request(big, &routes()),
+            RequestOutcome::Reject { status: 413, .. }
+        ));
+    }
+
+    #[test]
+    fn connection_close_and_http_1_0_end_keep_alive() {
+        let close = b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let old = b"GET /x HTTP/1.0\r\n\r\n";
+        for req in [&close[..], &old[..]] {
+            match parse_request(req, &routes()) {
+                RequestOutcome::Http(r) => assert!(!r.keep_alive),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

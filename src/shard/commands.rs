@@ -31,12 +31,50 @@ pub struct Context<'a> {
     pub scratch: &'a mut Buffers,
     /// Frame clock rate, announced in `connected`.
     pub tick_hz: u32,
+    /// Channels every connection joins on connect.
+    pub default_channels: &'a [String],
+    /// Welcome notification text.
+    pub welcome: Option<&'a str>,
 }
 
-/// Queues `connected` on a freshly upgraded connection.
+/// The built-in channel carrying connect and disconnect events.
+pub const CONNECTIONS_CHANNEL: &str = "connections";
+
+/// Greets a freshly upgraded connection: `connected`, the optional welcome notification, the
+/// default subscriptions, and a `connect` event on the `connections` channel.
 pub fn on_open(ctx: &mut Context<'_>, outbox: &mut Outbox) {
     let id = ctx.session.client_id.to_string();
     outbox.push_unchecked(reply::connected(&id, None, ctx.tick_hz));
+    if let Some(text) = ctx.welcome {
+        outbox.push_unchecked(reply::notification(text, "info"));
+    }
+    for name in ctx.default_channels {
+        add_subscription(ctx, name);
+    }
+    connection_event(
+        ctx.ingress,
+        ctx.shard,
+        &ctx.session.client_id,
+        "connect",
+        None,
+    );
+}
+
+/// Publishes a `connect`/`disconnect` event on the `connections` channel.
+pub fn connection_event(
+    ingress: &Ingress,
+    shard: usize,
+    client_id: &uuid::Uuid,
+    kind: &str,
+    reason: Option<&str>,
+) {
+    let data = serde_json::json!({
+        "client_id": client_id.to_string(),
+        "user_id": null,
+        "shard": shard,
+        "reason": reason,
+    });
+    let _ = ingress.publish_json(CONNECTIONS_CHANNEL, kind, data.to_string().into_bytes());
 }
 
 /// Handles one client message.
@@ -98,17 +136,20 @@ fn subscribe(ctx: &mut Context<'_>, channels: &[String], id: Option<&str>) -> By
         );
     }
     for name in channels {
-        if ctx.session.channels.iter().any(|s| &**s == name.as_str()) {
-            continue;
-        }
-        let (interned, first) = ctx.topics.subscribe(name, ctx.slot);
-        if first {
-            ctx.ingress.interest(ctx.shard, interned.clone(), true);
-        }
-        ctx.session.channels.push(interned);
+        add_subscription(ctx, name);
     }
     let names: Vec<&str> = channels.iter().map(String::as_str).collect();
     reply::subscription_change("subscribed", &names, id)
+}
+
+fn add_subscription(ctx: &mut Context<'_>, name: &str) {
+    if ctx.session.channels.iter().any(|s| &**s == name) {
+        return;
+    }
+    let (interned, local) = ctx.topics.subscribe(name, ctx.slot);
+    ctx.ingress
+        .subscribers(ctx.shard, interned.clone(), 1, local);
+    ctx.session.channels.push(interned);
 }
 
 /// Removes one subscription of the connection (no-op if absent).
@@ -117,9 +158,8 @@ pub fn unsubscribe(ctx: &mut Context<'_>, name: &str) {
         return;
     };
     let interned = ctx.session.channels.swap_remove(i);
-    if ctx.topics.unsubscribe(name, ctx.slot) {
-        ctx.ingress.interest(ctx.shard, interned, false);
-    }
+    let left = ctx.topics.unsubscribe(name, ctx.slot);
+    ctx.ingress.subscribers(ctx.shard, interned, -1, left);
 }
 
 /// Removes every subscription of a closing connection.
@@ -131,8 +171,7 @@ pub fn unsubscribe_all(
     ingress: &Ingress,
 ) {
     for name in session.channels.drain(..) {
-        if topics.unsubscribe(&name, slot) {
-            ingress.interest(shard, name, false);
-        }
+        let left = topics.unsubscribe(&name, slot);
+        ingress.subscribers(shard, name, -1, left);
     }
 }

@@ -20,7 +20,9 @@ use crate::conn::{AppEvent, CloseReason, Conn, ConnSettings};
 use crate::distributor::{Ingress, TickBatch};
 use crate::driver::{Driver, Event, SendStatus, Slot};
 use crate::fanout::{self, Topics};
+use crate::http::{self, HttpContext};
 use crate::protocol::message::CloseCode;
+use crate::status::ServerState;
 use commands::Context;
 pub use stats::ShardStats;
 use table::{ConnTable, Entry, Session};
@@ -55,6 +57,12 @@ pub struct ShardParts {
     pub connections: Arc<AtomicUsize>,
     /// Server-wide cap.
     pub max_connections: usize,
+    /// Server-wide read side (for the HTTP API).
+    pub state: Arc<ServerState>,
+    /// Channels every native connection joins on connect.
+    pub default_channels: Vec<String>,
+    /// Welcome notification text.
+    pub welcome: Option<String>,
 }
 
 /// A shard's loop over a driver `D` (monomorphised: no dynamic dispatch in the loop).
@@ -114,6 +122,11 @@ impl<D: Driver> Shard<D> {
                 self.sweep();
             }
             self.flush();
+            self.st
+                .p
+                .stats
+                .channels
+                .store(self.st.topics.len() as u64, Ordering::Relaxed);
             if let Some(deadline) = self.st.drain_deadline {
                 if self.st.table.is_empty() {
                     return Ok(());
@@ -243,10 +256,26 @@ impl<D: Driver> Shard<D> {
             e.counted = false;
             st.p.connections.fetch_sub(1, Ordering::Relaxed);
         }
-        if e.conn.close_reason() == Some(CloseReason::SlowConsumer) {
+        let reason = e.conn.close_reason().unwrap_or(CloseReason::PeerGone);
+        if reason == CloseReason::SlowConsumer {
             ShardStats::add(&st.p.stats.slow_consumers, 1);
         }
-        tracing::debug!(shard = st.p.id, slot, reason = ?e.conn.close_reason(), "connection closed");
+        ShardStats::add(&st.p.stats.closed_by_reason[reason.index()], 1);
+        if e.conn.is_native() {
+            commands::connection_event(
+                &st.p.ingress,
+                st.p.id,
+                &e.session.client_id,
+                "disconnect",
+                Some(reason.as_str()),
+            );
+        }
+        tracing::debug!(
+            shard = st.p.id,
+            slot,
+            reason = reason.as_str(),
+            "connection closed"
+        );
         self.driver.close(slot);
     }
 
@@ -293,6 +322,7 @@ impl<D: Driver> Shard<D> {
             );
             ShardStats::add(&st.p.stats.batches, 1);
             ShardStats::add(&st.p.stats.deliveries, d.deliveries);
+            ShardStats::add(&st.p.stats.frames_out, d.frames);
         }
     }
 
@@ -396,11 +426,21 @@ impl State {
             ingress: &self.p.ingress,
             scratch: &mut self.scratch,
             tick_hz: self.p.tick_hz,
+            default_channels: &self.p.default_channels,
+            welcome: self.p.welcome.as_deref(),
+        };
+        let http = HttpContext {
+            state: &self.p.state,
+            ingress: &self.p.ingress,
         };
         e.conn
             .handle_input(data, now, settings, &mut |outbox, event| match event {
-                AppEvent::Opened { .. } => commands::on_open(&mut ctx, outbox),
+                AppEvent::Opened { .. } => {
+                    tracing::debug!(shard = ctx.shard, slot, "connection opened");
+                    commands::on_open(&mut ctx, outbox)
+                }
                 AppEvent::Message(m) => commands::on_message(&mut ctx, outbox, m),
+                AppEvent::Http(request) => outbox.push_unchecked(http::handle(request, &http)),
             });
         if e.conn.outbox.queued() > settings.max_queued_bytes {
             e.conn.close(

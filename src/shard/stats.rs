@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::conn::CloseReason;
+
 /// Counters of one shard, aligned so two shards never share a cache line.
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -19,6 +21,12 @@ pub struct ShardStats {
     pub batches: AtomicU64,
     /// Subscriber deliveries (one per subscriber per channel per tick).
     pub deliveries: AtomicU64,
+    /// Event frames delivered (one per event per subscriber).
+    pub frames_out: AtomicU64,
+    /// Channels with local subscribers.
+    pub channels: AtomicU64,
+    /// Connections closed, by reason (indexed by [`CloseReason::index`]).
+    pub closed_by_reason: [AtomicU64; CloseReason::ALL.len()],
     /// Vectored sends started.
     pub sends: AtomicU64,
     /// Bytes written to sockets.

@@ -96,6 +96,16 @@ pub fn published(channel: &str, id: Option<&str>) -> Bytes {
     Obj::new("published").str("channel", channel).id(id).frame()
 }
 
+/// `notification` (SigmaVault's welcome message form).
+pub fn notification(message: &str, level: &str) -> Bytes {
+    let mut o = Obj::new("notification");
+    o.str("timestamp", &timestamp());
+    o.key("data");
+    let data = serde_json::json!({"message": message, "level": level});
+    serde_json::to_writer(&mut o.0, &data).expect("writing to a Vec cannot fail");
+    o.frame()
+}
+
 /// `error` for a request that failed; the connection stays open.
 pub fn error(code: ErrorCode, message: &str, id: Option<&str>) -> Bytes {
     Obj::new("error")

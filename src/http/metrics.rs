@@ -1,0 +1,206 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4) built from the per-shard and
+//! distributor counters when scraped.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Response;
+use crate::conn::CloseReason;
+use crate::distributor::TICK_BUCKETS_US;
+use crate::shard::ShardStats;
+use crate::status::ServerState;
+
+/// A per-shard gauge: name, help, and how to read it from a shard's counters.
+type ShardGauge = (&'static str, &'static str, fn(&ShardStats) -> u64);
+
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Renders every metric.
+pub fn render(state: &ServerState) -> Response {
+    let mut o = String::with_capacity(8192);
+    let t = state.totals();
+    let d = &state.distributor;
+
+    family(
+        &mut o,
+        "framecast_connections",
+        "gauge",
+        "Open connections.",
+    );
+    let _ = writeln!(o, "framecast_connections {}", t.connections);
+    family(
+        &mut o,
+        "framecast_connects_total",
+        "counter",
+        "Connections accepted.",
+    );
+    let _ = writeln!(o, "framecast_connects_total {}", t.accepted);
+    family(
+        &mut o,
+        "framecast_disconnects_total",
+        "counter",
+        "Connections closed, by reason.",
+    );
+    for reason in CloseReason::ALL {
+        let n: u64 = state
+            .shards
+            .iter()
+            .map(|s| get(&s.closed_by_reason[reason.index()]))
+            .sum();
+        let _ = writeln!(
+            o,
+            "framecast_disconnects_total{{reason=\"{}\"}} {n}",
+            reason.as_str()
+        );
+    }
+    family(
+        &mut o,
+        "framecast_events_published_total",
+        "counter",
+        "Publications taken in by the distributor.",
+    );
+    let _ = writeln!(o, "framecast_events_published_total {}", get(&d.events_in));
+    family(
+        &mut o,
+        "framecast_frames_written_total",
+        "counter",
+        "Event frames delivered (events x subscribers).",
+    );
+    let _ = writeln!(o, "framecast_frames_written_total {}", t.frames_out);
+    family(
+        &mut o,
+        "framecast_sends_total",
+        "counter",
+        "Vectored socket sends.",
+    );
+    let _ = writeln!(o, "framecast_sends_total {}", t.sends);
+    family(
+        &mut o,
+        "framecast_bytes_written_total",
+        "counter",
+        "Bytes written to sockets.",
+    );
+    let _ = writeln!(o, "framecast_bytes_written_total {}", t.bytes_out);
+    family(
+        &mut o,
+        "framecast_slow_consumer_closes_total",
+        "counter",
+        "Connections closed for passing max_queued_bytes.",
+    );
+    let _ = writeln!(
+        o,
+        "framecast_slow_consumer_closes_total {}",
+        t.slow_consumers
+    );
+    family(
+        &mut o,
+        "framecast_channels",
+        "gauge",
+        "Channels known to the distributor.",
+    );
+    let _ = writeln!(o, "framecast_channels {}", get(&d.channels));
+    family(
+        &mut o,
+        "framecast_ticks_total",
+        "counter",
+        "Frame-clock ticks.",
+    );
+    let _ = writeln!(o, "framecast_ticks_total {}", get(&d.ticks));
+    family(
+        &mut o,
+        "framecast_ticks_merged_total",
+        "counter",
+        "Ticks merged into later ones after an overrun.",
+    );
+    let _ = writeln!(o, "framecast_ticks_merged_total {}", get(&d.merged_ticks));
+    family(
+        &mut o,
+        "framecast_tick_lateness_max_seconds",
+        "gauge",
+        "Largest frame-clock lateness seen.",
+    );
+    let _ = writeln!(
+        o,
+        "framecast_tick_lateness_max_seconds {}",
+        get(&d.max_lateness_us) as f64 / 1e6
+    );
+    family(
+        &mut o,
+        "framecast_shard_batches_dropped_total",
+        "counter",
+        "Tick batches dropped because a shard inbox was full.",
+    );
+    let _ = writeln!(
+        o,
+        "framecast_shard_batches_dropped_total {}",
+        get(&d.dropped_batches)
+    );
+
+    family(
+        &mut o,
+        "framecast_tick_duration_seconds",
+        "histogram",
+        "Distributor work per tick.",
+    );
+    let mut cumulative = 0;
+    for (i, bound) in TICK_BUCKETS_US.iter().enumerate() {
+        cumulative += get(&d.tick_buckets[i]);
+        let _ = writeln!(
+            o,
+            "framecast_tick_duration_seconds_bucket{{le=\"{}\"}} {cumulative}",
+            *bound as f64 / 1e6
+        );
+    }
+    cumulative += get(&d.tick_buckets[TICK_BUCKETS_US.len()]);
+    let _ = writeln!(
+        o,
+        "framecast_tick_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+    );
+    let _ = writeln!(
+        o,
+        "framecast_tick_duration_seconds_sum {}",
+        get(&d.tick_us_sum) as f64 / 1e6
+    );
+    let _ = writeln!(o, "framecast_tick_duration_seconds_count {cumulative}");
+
+    let per_shard: [ShardGauge; 4] = [
+        (
+            "framecast_shard_connections",
+            "Open connections per shard.",
+            |s| get(&s.connections),
+        ),
+        (
+            "framecast_shard_channels",
+            "Channels with local subscribers per shard.",
+            |s| get(&s.channels),
+        ),
+        (
+            "framecast_shard_frames_written",
+            "Event frames delivered per shard.",
+            |s| get(&s.frames_out),
+        ),
+        (
+            "framecast_shard_bytes_written",
+            "Bytes written per shard.",
+            |s| get(&s.bytes_out),
+        ),
+    ];
+    for (name, help, read) in per_shard {
+        family(&mut o, name, "gauge", help);
+        for (i, s) in state.shards.iter().enumerate() {
+            let _ = writeln!(o, "{name}{{shard=\"{i}\"}} {}", read(s));
+        }
+    }
+    Response {
+        status: 200,
+        content_type: "text/plain; version=0.0.4; charset=utf-8",
+        headers: Vec::new(),
+        body: o.into_bytes(),
+    }
+}

@@ -1,0 +1,154 @@
+//! The HTTP API on the WebSocket port: every request on a path other than `/ws` is answered by
+//! the shard that accepted the connection, with cheap, non-blocking handlers that read the
+//! shared [`ServerState`] and publish through the same [`Ingress`] as WebSocket clients.
+//! Routes, bodies and errors are documented in docs/http-api.md and docs/openapi.yaml.
+#![forbid(unsafe_code)]
+
+pub mod metrics;
+pub mod routes;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::distributor::Ingress;
+use crate::protocol::handshake::HttpRequest;
+use crate::status::ServerState;
+
+/// What a handler may use.
+pub struct HttpContext<'a> {
+    /// Server-wide read side.
+    pub state: &'a ServerState,
+    /// The way into the distributor.
+    pub ingress: &'a Ingress,
+}
+
+/// A response before serialization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Content type.
+    pub content_type: &'static str,
+    /// Extra header lines (`Name: value`).
+    pub headers: Vec<String>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A JSON response.
+    pub fn json(status: u16, value: &Value) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: serde_json::to_vec(value).expect("a Value always serializes"),
+        }
+    }
+
+    /// A JSON error: `{"error": code, "message": ...}`.
+    pub fn error(status: u16, code: &str, message: &str) -> Response {
+        Response::json(status, &json!({"error": code, "message": message}))
+    }
+
+    /// Serializes the response, with `Connection: close` when the connection ends after it.
+    pub fn encode(&self, keep_alive: bool) -> Bytes {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        for h in &self.headers {
+            head.push_str(h);
+            head.push_str("\r\n");
+        }
+        if !keep_alive {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        let mut out = Vec::with_capacity(head.len() + self.body.len());
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(&self.body);
+        Bytes::from(out)
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Content Too Large",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// Answers one request; the result is one complete response (written in one piece, so no
+/// Nagle/delayed-ACK stall between head and body).
+pub fn handle(req: &HttpRequest, ctx: &HttpContext<'_>) -> Bytes {
+    route(req, ctx).encode(req.keep_alive)
+}
+
+fn route(req: &HttpRequest, ctx: &HttpContext<'_>) -> Response {
+    let path = req.path.as_str();
+    if path == "/healthz" {
+        return only(req, "GET", || routes::healthz(ctx));
+    }
+    let protected = path == "/metrics" || path.starts_with("/api/v1/");
+    if !protected {
+        return Response::error(404, "not_found", &format!("no route for {path}"));
+    }
+    if let Some(key) = &ctx.state.api_key {
+        if !authorized(req.authorization.as_deref(), key) {
+            let mut r =
+                Response::error(401, "unauthorized", "send Authorization: Bearer <api_key>");
+            r.headers.push("WWW-Authenticate: Bearer".into());
+            return r;
+        }
+    }
+    // NeuroGraph's seed served the same API under /api/v1/websocket/*; both spellings work.
+    let api = path
+        .strip_prefix("/api/v1/websocket/")
+        .or_else(|| path.strip_prefix("/api/v1/"));
+    match (path, api) {
+        ("/metrics", _) => only(req, "GET", || metrics::render(ctx.state)),
+        (_, Some("status")) => only(req, "GET", || routes::status(ctx)),
+        (_, Some("channels")) => only(req, "GET", || routes::channels(ctx)),
+        (_, Some("broadcast")) => only(req, "POST", || routes::broadcast(&req.body, ctx)),
+        (_, Some(rest)) if rest.starts_with("channels/") => only(req, "GET", || {
+            routes::channel(&rest["channels/".len()..], ctx)
+        }),
+        _ => Response::error(404, "not_found", &format!("no route for {path}")),
+    }
+}
+
+fn only(req: &HttpRequest, method: &str, handler: impl FnOnce() -> Response) -> Response {
+    if req.method == method {
+        return handler();
+    }
+    let mut r = Response::error(
+        405,
+        "method_not_allowed",
+        &format!("{} takes {method}", req.path),
+    );
+    r.headers.push(format!("Allow: {method}"));
+    r
+}
+
+/// Constant-time check of `Authorization: Bearer <key>`.
+fn authorized(header: Option<&str>, key: &str) -> bool {
+    let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    token.trim().as_bytes().ct_eq(key.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests;

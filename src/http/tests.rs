@@ -1,0 +1,101 @@
+//! Routing and handler behaviour without sockets.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::*;
+use crate::distributor::DistributorStats;
+use crate::shard::ShardStats;
+
+fn state(api_key: Option<&str>) -> ServerState {
+    ServerState {
+        started: Instant::now(),
+        backend: "test",
+        tick_hz: 60,
+        shards: vec![Arc::new(ShardStats::default())],
+        distributor: Arc::new(DistributorStats::default()),
+        channels: Default::default(),
+        draining: Default::default(),
+        api_key: api_key.map(str::to_string),
+        rates: Default::default(),
+    }
+}
+
+fn req(method: &str, path: &str, auth: Option<&str>) -> HttpRequest {
+    HttpRequest {
+        method: method.into(),
+        path: path.into(),
+        query: None,
+        authorization: auth.map(str::to_string),
+        body: Vec::new(),
+        keep_alive: true,
+        consumed: 0,
+    }
+}
+
+fn status_of(state: &ServerState, r: &HttpRequest) -> u16 {
+    let (ingress, _rx) = Ingress::new();
+    route(
+        r,
+        &HttpContext {
+            state,
+            ingress: &ingress,
+        },
+    )
+    .status
+}
+
+#[test]
+fn healthz_is_503_while_draining() {
+    let s = state(None);
+    assert_eq!(status_of(&s, &req("GET", "/healthz", None)), 200);
+    s.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(status_of(&s, &req("GET", "/healthz", None)), 503);
+}
+
+#[test]
+fn api_key_guards_api_and_metrics_but_not_healthz() {
+    let s = state(Some("0123456789abcdef"));
+    assert_eq!(status_of(&s, &req("GET", "/api/v1/status", None)), 401);
+    assert_eq!(
+        status_of(&s, &req("GET", "/metrics", Some("Bearer wrong"))),
+        401
+    );
+    assert_eq!(
+        status_of(&s, &req("GET", "/metrics", Some("Bearer 0123456789abcdef"))),
+        200
+    );
+    assert_eq!(status_of(&s, &req("GET", "/healthz", None)), 200);
+}
+
+#[test]
+fn wrong_method_is_405_and_unknown_path_404() {
+    let s = state(None);
+    assert_eq!(status_of(&s, &req("POST", "/api/v1/status", None)), 405);
+    assert_eq!(status_of(&s, &req("GET", "/api/v1/broadcast", None)), 405);
+    assert_eq!(status_of(&s, &req("GET", "/api/v1/nope", None)), 404);
+    assert_eq!(status_of(&s, &req("GET", "/favicon.ico", None)), 404);
+}
+
+#[test]
+fn seed_websocket_prefixed_routes_are_aliases() {
+    let s = state(None);
+    assert_eq!(
+        status_of(&s, &req("GET", "/api/v1/websocket/status", None)),
+        200
+    );
+    assert_eq!(
+        status_of(&s, &req("GET", "/api/v1/websocket/channels", None)),
+        200
+    );
+}
+
+#[test]
+fn response_encodes_length_and_close() {
+    let r = Response::json(200, &serde_json::json!({"a":1}));
+    let text = String::from_utf8(r.encode(false).to_vec()).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(text.contains("Content-Length: 7\r\n"));
+    assert!(text.contains("Connection: close\r\n"));
+    assert!(text.ends_with("\r\n\r\n{\"a\":1}"));
+}
