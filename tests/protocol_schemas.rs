@@ -62,9 +62,13 @@ fn schemas_reject_what_the_server_rejects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_server_message_matches_its_schema() {
-    let server = start(config(IoBackend::Epoll));
+    let server = start(framecast::Config {
+        welcome: Some("hi".into()),
+        ..config(IoBackend::Epoll)
+    });
     let (mut ws, hello) = connect(server.local_addr()).await;
     assert_valid("server.connected", &hello);
+    assert_valid("server.notification", &recv(&mut ws).await);
     send(
         &mut ws,
         json!({"type":"subscribe","channels":["s"],"id":"r1"}),
