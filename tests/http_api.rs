@@ -130,7 +130,7 @@ async fn broadcast_reaches_websocket_subscribers_with_seq(io: IoBackend) {
     .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["channels"], json!(["alerts", "audit"]));
-    let mut seen = vec![recv(&mut ws).await, recv(&mut ws).await];
+    let mut seen = [recv(&mut ws).await, recv(&mut ws).await];
     seen.sort_by_key(|e| e["channel"].as_str().unwrap().to_string());
     for (ev, channel) in seen.iter().zip(["alerts", "audit"]) {
         assert_eq!(ev["channel"], channel);
