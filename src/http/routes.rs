@@ -69,8 +69,29 @@ pub fn channels(ctx: &HttpContext<'_>) -> Response {
     Response::json(200, &json!({"channels": list}))
 }
 
-/// `GET /api/v1/channels/{name}`.
-pub fn channel(name: &str, ctx: &HttpContext<'_>) -> Response {
+/// Decodes `%XX` escapes in a path segment; `None` if an escape is malformed or the result is
+/// not UTF-8.
+pub fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `GET /api/v1/channels/{name}` (the name may be percent-encoded).
+pub fn channel(raw: &str, ctx: &HttpContext<'_>) -> Response {
+    let decoded = percent_decode(raw).unwrap_or_default();
+    let name = decoded.as_str();
     if !channel::is_valid(name) {
         return Response::error(400, "invalid_channel", "invalid channel name");
     }

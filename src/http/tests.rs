@@ -99,3 +99,13 @@ fn response_encodes_length_and_close() {
     assert!(text.contains("Connection: close\r\n"));
     assert!(text.ends_with("\r\n\r\n{\"a\":1}"));
 }
+
+#[test]
+fn channel_names_in_paths_are_percent_decoded() {
+    assert_eq!(
+        routes::percent_decode("session%3Aw1%2Favatars%40v2").as_deref(),
+        Some("session:w1/avatars@v2")
+    );
+    assert_eq!(routes::percent_decode("bad%zz"), None);
+    assert_eq!(routes::percent_decode("cut%4"), None);
+}
