@@ -113,9 +113,20 @@ impl CloseReason {
 
 #[derive(Debug)]
 enum Phase {
-    Http { head: Vec<u8> },
+    Http {
+        head: Vec<u8>,
+    },
     Open,
-    Closing { got_close: bool, deadline: Instant },
+    Closing {
+        got_close: bool,
+        deadline: Instant,
+    },
+    /// An HTTP exchange ending: flush the response, half-close (FIN), discard input until the
+    /// peer closes or the deadline, so the peer reads the response instead of a reset.
+    Lingering {
+        write_shut: bool,
+        deadline: Instant,
+    },
     Done,
 }
 
@@ -198,7 +209,7 @@ impl Conn {
             Phase::Open | Phase::Closing { .. } if !self.input_poisoned => {
                 self.read_frames(data, now, settings, app)
             }
-            Phase::Open | Phase::Closing { .. } => {}
+            Phase::Open | Phase::Closing { .. } | Phase::Lingering { .. } => {}
             Phase::Done => {}
         }
     }
@@ -226,10 +237,7 @@ impl Conn {
                     self.opened_at = now; // the request timer restarts for the next request
                     if !request.keep_alive {
                         self.reason = Some(CloseReason::HttpDone);
-                        self.phase = Phase::Closing {
-                            got_close: true,
-                            deadline: now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
-                        };
+                        self.linger(now);
                         return;
                     }
                 }
@@ -269,10 +277,34 @@ impl Conn {
     fn reject(&mut self, response: Bytes) {
         self.outbox.push_unchecked(response);
         self.reason = Some(CloseReason::Rejected);
-        self.phase = Phase::Closing {
-            got_close: true,
-            deadline: self.opened_at + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
+        let now = self.opened_at;
+        self.linger(now);
+    }
+
+    fn linger(&mut self, now: Instant) {
+        self.input_poisoned = true;
+        self.phase = Phase::Lingering {
+            write_shut: false,
+            deadline: now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
         };
+    }
+
+    /// Whether the driver should now shut down the write side (the final response is out).
+    pub fn wants_write_shutdown(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Lingering {
+                write_shut: false,
+                ..
+            }
+        ) && self.outbox.is_empty()
+    }
+
+    /// Records that the write side was shut down.
+    pub fn handle_write_shutdown(&mut self) {
+        if let Phase::Lingering { write_shut, .. } = &mut self.phase {
+            *write_shut = true;
+        }
     }
 
     /// Whether the connection upgraded to the native WebSocket endpoint at some point.
@@ -354,7 +386,7 @@ impl Conn {
                 self.reason = Some(reason);
                 self.phase = Phase::Done;
             }
-            Phase::Closing { .. } | Phase::Done => {}
+            Phase::Closing { .. } | Phase::Lingering { .. } | Phase::Done => {}
         }
     }
 
@@ -418,7 +450,11 @@ impl Conn {
                     self.next_ping = now + settings.ping_interval;
                 }
             }
-            Phase::Closing { deadline, .. } if now >= deadline => self.phase = Phase::Done,
+            Phase::Closing { deadline, .. } | Phase::Lingering { deadline, .. }
+                if now >= deadline =>
+            {
+                self.phase = Phase::Done
+            }
             _ => {}
         }
     }

@@ -123,7 +123,12 @@ fn full_server_answers_upgrade_with_503() {
     let mut c = Conn::new(now, true);
     feed(&mut c, UPGRADE.as_bytes(), now);
     assert!(drain(&mut c).starts_with(b"HTTP/1.1 503"));
-    assert!(c.is_done());
+    assert!(c.wants_write_shutdown());
+    c.handle_timeout(now + Duration::from_secs(3), &settings());
+    assert!(
+        c.is_done(),
+        "a peer that never closes is dropped at the linger deadline"
+    );
 }
 
 #[test]
@@ -174,10 +179,14 @@ fn pipelined_http_requests_are_each_handed_up_in_order() {
         feed(&mut c, b" HTTP/1.1\r\nConnection: close\r\n\r\n", now),
         vec!["GET /c"]
     );
+    assert!(c.wants_write_shutdown(), "response out, so half-close now");
+    c.handle_write_shutdown();
     assert!(
-        c.is_done(),
-        "nothing queued by this test's app, so the close is immediate"
+        !c.wants_write_shutdown() && !c.is_done(),
+        "lingers for the peer's EOF"
     );
+    c.handle_peer_gone();
+    assert!(c.is_done());
     assert_eq!(c.close_reason(), Some(CloseReason::HttpDone));
 }
 

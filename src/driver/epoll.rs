@@ -188,6 +188,12 @@ impl Driver for EpollDriver {
         status
     }
 
+    fn shutdown_write(&mut self, slot: Slot) {
+        if let Some(Some(stream)) = self.conns.get(slot as usize) {
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
+    }
+
     fn close(&mut self, slot: Slot) {
         if let Some(entry) = self.conns.get_mut(slot as usize) {
             if let Some(mut stream) = entry.take() {

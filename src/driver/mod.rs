@@ -86,6 +86,8 @@ pub trait Driver {
     fn batch(&mut self) -> SendBatch;
     /// Starts (or performs) one vectored send of `batch` on `slot`.
     fn send(&mut self, slot: Slot, batch: SendBatch) -> SendStatus;
+    /// Shuts down the write side of `slot` (sends FIN) after its last response; reading goes on.
+    fn shutdown_write(&mut self, slot: Slot);
     /// Closes `slot`; [`Event::Closed`] follows once nothing of it is in flight.
     fn close(&mut self, slot: Slot);
     /// Stops accepting new connections and closes the listener.

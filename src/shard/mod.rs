@@ -238,9 +238,14 @@ impl<D: Driver> Shard<D> {
         }
         if e.conn.is_done() {
             self.finish(slot);
-        } else if !e.conn.outbox.is_empty() && !e.dirty {
-            e.dirty = true;
-            self.st.dirty.push(slot);
+        } else if !e.conn.outbox.is_empty() {
+            if !e.dirty {
+                e.dirty = true;
+                self.st.dirty.push(slot);
+            }
+        } else if e.conn.wants_write_shutdown() && !e.sending {
+            self.driver.shutdown_write(slot);
+            e.conn.handle_write_shutdown();
         }
     }
 

@@ -375,6 +375,16 @@ impl Driver for UringDriver {
         SendStatus::InFlight
     }
 
+    fn shutdown_write(&mut self, slot: Slot) {
+        if let Some(SlotState {
+            stream: Some(stream),
+            ..
+        }) = self.conns.get(slot as usize)
+        {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+    }
+
     fn close(&mut self, slot: Slot) {
         let Some(state) = self.conns.get_mut(slot as usize) else {
             self.pending.push(Event::Closed(slot));
