@@ -86,3 +86,39 @@ fn sigterm_stops_the_server_with_exit_code_0() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn non_loopback_listen_without_api_key_is_refused() {
+    let out = framecast()
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("api_key") && err.contains("--insecure-api"),
+        "{err}"
+    );
+}
+
+#[test]
+fn json_log_format_writes_one_json_object_per_line() {
+    let mut child = framecast()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+            "--log-format",
+            "json",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert!(v["fields"]["message"].is_string(), "{line}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
