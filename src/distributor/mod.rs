@@ -7,18 +7,18 @@
 
 pub mod channels;
 pub mod ingress;
+pub mod tick;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::clock::FrameClock;
 use crate::driver::EventFd;
 use crate::status::ServerState;
-use crate::wire::event::{put_event_frame, EventFields};
 use channels::ChannelRegistry;
 use ingress::IngressMsg;
 pub use ingress::{Ingress, Publication, PublishError};
@@ -235,49 +235,12 @@ impl Distributor {
 
     /// Encodes this tick's events and hands each shard its batch.
     fn dispatch(&mut self, frame: u64) {
-        let dirty = self.registry.take_dirty();
-        if dirty.is_empty() {
-            self.registry.return_dirty(dirty);
+        if !self.registry.has_pending() {
             return;
         }
         self.stats.busy_ticks.fetch_add(1, Ordering::Relaxed);
         let timestamp = crate::wire::timestamp();
-        let mut per_shard: Vec<Vec<ChannelFrames>> =
-            (0..self.links.len()).map(|_| Vec::new()).collect();
-        for name in &dirty {
-            let Some(state) = self.registry.get_mut(name) else {
-                continue;
-            };
-            let pending = std::mem::take(&mut state.pending);
-            if state.shards.is_empty() {
-                state.last_seq += pending.len() as u64;
-                continue;
-            }
-            let mut out = BytesMut::new();
-            for p in &pending {
-                state.last_seq += 1;
-                put_event_frame(
-                    &mut out,
-                    &EventFields {
-                        channel: name,
-                        seq: state.last_seq,
-                        frame,
-                        timestamp: &timestamp,
-                        event_type: &p.event_type,
-                        data: &p.data,
-                    },
-                );
-            }
-            let item = ChannelFrames {
-                channel: name.clone(),
-                frames: out.freeze(),
-                count: pending.len() as u32,
-            };
-            for shard in state.shards.iter() {
-                per_shard[shard].push(item.clone());
-            }
-        }
-        self.registry.return_dirty(dirty);
+        let per_shard = tick::encode_tick(&mut self.registry, frame, &timestamp, self.links.len());
         for (link, items) in self.links.iter().zip(per_shard) {
             if items.is_empty() {
                 continue;
