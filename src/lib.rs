@@ -25,6 +25,7 @@ pub mod distributor;
 pub mod driver;
 pub mod fanout;
 pub mod http;
+pub mod load;
 pub mod observer;
 pub mod protocol;
 pub mod server;

@@ -1,0 +1,93 @@
+//! Per-event costs: encoding one event into a complete WebSocket frame (64 B, 1 KiB, 16 KiB
+//! payloads), and parsing a client message with simd-json (what framecast uses) against
+//! serde_json. Throughput is reported in bytes/s and (criterion's "elements") messages/s.
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use framecast::wire::command;
+use framecast::wire::event::{put_event_frame, EventFields};
+
+fn payload(size: usize) -> Vec<u8> {
+    let mut data = br#"{"t":1732245600123456789,"pad":""#.to_vec();
+    data.resize(size - 2, b'x');
+    data.extend_from_slice(b"\"}");
+    data
+}
+
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode_event_frame");
+    for size in [64usize, 1024, 16 * 1024] {
+        let data = payload(size);
+        let fields = EventFields {
+            channel: "bench",
+            seq: 123_456,
+            frame: 987_654,
+            timestamp: "2026-11-22T04:20:00.123Z",
+            event_type: b"\"tick\"",
+            data: &data,
+        };
+        let mut out = BytesMut::with_capacity(size + 256);
+        let frame_len = put_event_frame(&mut out, &fields);
+        group.throughput(Throughput::Elements(1));
+        group.bench_with_input(BenchmarkId::new("events", size), &fields, |b, f| {
+            b.iter(|| {
+                out.clear();
+                put_event_frame(&mut out, f)
+            })
+        });
+        group.throughput(Throughput::Bytes(frame_len as u64));
+        group.bench_with_input(BenchmarkId::new("bytes", size), &fields, |b, f| {
+            b.iter(|| {
+                out.clear();
+                put_event_frame(&mut out, f)
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The same work framecast does per publish, done with serde_json: parse, read `type`,
+/// `channel`, `event_type`, and re-serialize `data`.
+fn parse_with_serde_json(buf: &[u8]) -> Option<(String, Vec<u8>)> {
+    let v: serde_json::Value = serde_json::from_slice(buf).ok()?;
+    let obj = v.as_object()?;
+    if obj.get("type")?.as_str()? != "publish" {
+        return None;
+    }
+    let channel = obj.get("channel")?.as_str()?.to_string();
+    let _event_type = obj
+        .get("event_type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("message");
+    Some((channel, serde_json::to_vec(obj.get("data")?).ok()?))
+}
+
+fn parse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parse_client_message");
+    for size in [64usize, 1024] {
+        let msg = format!(
+            r#"{{"type":"publish","channel":"bench","event_type":"tick","data":{}}}"#,
+            String::from_utf8(payload(size)).unwrap()
+        )
+        .into_bytes();
+        group.throughput(Throughput::Bytes(msg.len() as u64));
+        let mut scratch = simd_json::Buffers::default();
+        let mut buf = msg.clone();
+        group.bench_with_input(BenchmarkId::new("simd_json", size), &msg, |b, m| {
+            b.iter(|| {
+                buf.copy_from_slice(m);
+                command::parse(&mut buf, &mut scratch).unwrap()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("serde_json", size), &msg, |b, m| {
+            b.iter(|| {
+                buf.copy_from_slice(m);
+                parse_with_serde_json(&buf).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, parse);
+criterion_main!(benches);

@@ -1,0 +1,146 @@
+//! Per-tick costs: one distributor tick (number, encode once, join, route) with 1, 100 and 10k
+//! active channels; and one shard's fan-out of a tick to 1k and 10k connections in memory (no
+//! sockets): append the shared frame to every subscriber's outbox, then build each connection's
+//! gather list and mark it sent, as the driver would. Throughput is events (tick) or
+//! subscriber deliveries (fan-out) per second.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use framecast::conn::{AppEvent, Conn, ConnSettings, SendBatch};
+use framecast::distributor::channels::ChannelRegistry;
+use framecast::distributor::tick::encode_tick;
+use framecast::distributor::{ChannelFrames, Publication, TickBatch};
+use framecast::fanout::{deliver, Topics};
+use framecast::protocol::handshake::Routes;
+use framecast::shard::table::{ConnTable, Entry, Session};
+
+fn publication(channel: &Arc<str>) -> Publication {
+    Publication {
+        channel: channel.clone(),
+        event_type: Bytes::from_static(b"\"tick\""),
+        data: Bytes::from_static(br#"{"t":1732245600123456789,"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}"#),
+    }
+}
+
+fn distributor_tick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("distributor_tick");
+    for channels in [1usize, 100, 10_000] {
+        let names: Vec<Arc<str>> = (0..channels)
+            .map(|i| Arc::from(format!("ch-{i}").as_str()))
+            .collect();
+        let mut registry = ChannelRegistry::default();
+        for (i, name) in names.iter().enumerate() {
+            registry.set_subscribers(i % 2, name.clone(), 1, 1);
+        }
+        let publications: Vec<Publication> = names.iter().map(publication).collect();
+        group.throughput(Throughput::Elements(channels as u64));
+        group.bench_function(BenchmarkId::new("events", channels), |b| {
+            b.iter_custom(|iters| {
+                let mut total = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    for p in &publications {
+                        registry.queue(p.clone());
+                    }
+                    let t = Instant::now();
+                    std::hint::black_box(encode_tick(
+                        &mut registry,
+                        1,
+                        "2026-11-22T04:20:00.123Z",
+                        2,
+                    ));
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn settings() -> ConnSettings {
+    ConnSettings {
+        max_message_bytes: 64 * 1024,
+        max_queued_bytes: 4 * 1024 * 1024,
+        ping_interval: std::time::Duration::from_secs(30),
+        pong_timeout: std::time::Duration::from_secs(10),
+        handshake_timeout: std::time::Duration::from_secs(10),
+        routes: Routes {
+            ws_path: "/ws".into(),
+            echo_path: None,
+            max_body: 1024,
+        },
+    }
+}
+
+const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+fn open_table(conns: usize, settings: &ConnSettings) -> (ConnTable, Topics) {
+    let now = Instant::now();
+    let mut table = ConnTable::default();
+    let mut topics = Topics::default();
+    for _ in 0..conns {
+        let mut conn = Conn::new(now, false);
+        conn.handle_input(&mut UPGRADE.to_vec(), now, settings, &mut |_,
+                                                                      _: AppEvent<
+            '_,
+        >| {});
+        let mut batch = SendBatch::default();
+        conn.outbox.fill(&mut batch);
+        conn.handle_sent(batch.len);
+        let slot = table.insert(Entry {
+            conn,
+            session: Session {
+                client_id: uuid::Uuid::nil(),
+                channels: Vec::new(),
+            },
+            sending: false,
+            blocked: false,
+            dirty: false,
+            closing: false,
+            counted: true,
+        });
+        topics.subscribe("bench", slot);
+    }
+    (table, topics)
+}
+
+fn shard_fanout(c: &mut Criterion) {
+    let mut group = c.benchmark_group("shard_fanout");
+    let settings = settings();
+    let frames = Bytes::from(vec![0x81u8; 2 + 120]);
+    let batch = TickBatch {
+        frame: 1,
+        items: vec![ChannelFrames {
+            channel: Arc::from("bench"),
+            frames,
+            count: 1,
+        }],
+    };
+    for conns in [1_000usize, 10_000] {
+        let (mut table, topics) = open_table(conns, &settings);
+        let mut dirty = Vec::with_capacity(conns);
+        let mut send = SendBatch::default();
+        group.throughput(Throughput::Elements(conns as u64));
+        group.bench_function(BenchmarkId::new("deliveries", conns), |b| {
+            b.iter(|| {
+                let now = Instant::now();
+                deliver(&batch, &topics, &mut table, &settings, now, &mut dirty);
+                for slot in dirty.drain(..) {
+                    let e = table.get_mut(slot).unwrap();
+                    e.dirty = false;
+                    e.conn.outbox.fill(&mut send);
+                    let n = send.len;
+                    send.clear();
+                    e.conn.handle_sent(n);
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, distributor_tick, shard_fanout);
+criterion_main!(benches);

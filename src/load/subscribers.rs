@@ -1,0 +1,247 @@
+//! Subscriber connections for the load generator: one mio loop per worker thread drives many
+//! non-blocking connections through connect → upgrade → subscribe → read, counting every event
+//! and recording publish-to-receive latency from the `"t"` the publisher put in its data.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use super::frames::{find_send_time, parse_server_frame, put_client_frame};
+use super::now_ns;
+
+/// Counters one worker shares with the coordinator.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    /// Connections subscribed and reading.
+    pub ready: AtomicU64,
+    /// Events received (any time).
+    pub delivered: AtomicU64,
+    /// Connections that failed to connect or upgrade.
+    pub errors: AtomicU64,
+    /// Connections lost after they were ready.
+    pub disconnects: AtomicU64,
+}
+
+/// What a worker needs to know.
+pub struct WorkerPlan {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// Host header and path of the WebSocket endpoint.
+    pub host: String,
+    /// Path of the WebSocket endpoint.
+    pub path: String,
+    /// (connection index, channel) for each connection this worker opens.
+    pub conns: Vec<(usize, String)>,
+    /// How many connections may be connecting at once.
+    pub concurrency: usize,
+    /// Record latencies only while set.
+    pub measuring: Arc<AtomicBool>,
+    /// Stop when set.
+    pub stop: Arc<AtomicBool>,
+    /// Shared counters.
+    pub counters: Arc<WorkerCounters>,
+}
+
+#[derive(PartialEq, Eq)]
+enum State {
+    Connecting,
+    Upgrading,
+    Open,
+    Dead,
+}
+
+struct Sub {
+    stream: TcpStream,
+    state: State,
+    carry: Vec<u8>,
+    channel: String,
+}
+
+const SCRATCH: usize = 256 * 1024;
+
+/// Runs one worker until `stop`; returns its latency histogram (microseconds).
+pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4096);
+    let mut subs: Vec<Sub> = Vec::with_capacity(plan.conns.len());
+    let mut next = 0;
+    let mut in_progress = 0;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut scratch = vec![0u8; SCRATCH];
+    let finder = memchr::memmem::Finder::new(b"\"t\":");
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: bG9hZGdlbmVyYXRvcjEyMw==\r\n\r\n",
+        plan.path, plan.host
+    );
+    let mut out = Vec::new();
+    while !plan.stop.load(Ordering::Relaxed) {
+        while in_progress < plan.concurrency && next < plan.conns.len() {
+            let (_, channel) = &plan.conns[next];
+            next += 1;
+            match TcpStream::connect(plan.addr) {
+                Ok(mut stream) => {
+                    let token = Token(subs.len());
+                    poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    subs.push(Sub {
+                        stream,
+                        state: State::Connecting,
+                        carry: Vec::new(),
+                        channel: channel.clone(),
+                    });
+                    in_progress += 1;
+                }
+                Err(_) => {
+                    plan.counters.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(50)))?;
+        let measuring = plan.measuring.load(Ordering::Relaxed);
+        for ev in events.iter() {
+            let sub = &mut subs[ev.token().0];
+            if sub.state == State::Connecting && (ev.is_writable() || ev.is_error()) {
+                if sub.stream.peer_addr().is_err() {
+                    sub.state = State::Dead;
+                    in_progress -= 1;
+                    plan.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let _ = sub.stream.set_nodelay(true);
+                if sub.stream.write_all(request.as_bytes()).is_err() {
+                    sub.state = State::Dead;
+                    in_progress -= 1;
+                    plan.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                sub.state = State::Upgrading;
+            }
+            if !(ev.is_readable() || ev.is_read_closed()) || sub.state == State::Dead {
+                continue;
+            }
+            loop {
+                let n = match sub.stream.read(&mut scratch) {
+                    Ok(0) => {
+                        fail(sub, &mut in_progress, &plan.counters);
+                        break;
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        fail(sub, &mut in_progress, &plan.counters);
+                        break;
+                    }
+                };
+                if sub.state == State::Upgrading || !sub.carry.is_empty() {
+                    sub.carry.extend_from_slice(&scratch[..n]);
+                    if sub.state == State::Upgrading
+                        && !sub.carry.windows(4).any(|w| w == b"\r\n\r\n")
+                    {
+                        continue;
+                    }
+                }
+                let carried = std::mem::take(&mut sub.carry);
+                let data: &[u8] = if carried.is_empty() {
+                    &scratch[..n]
+                } else {
+                    &carried
+                };
+                let mut used = 0;
+                if sub.state == State::Upgrading {
+                    let end = data
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .expect("checked above");
+                    if !data.starts_with(b"HTTP/1.1 101") {
+                        sub.state = State::Dead;
+                        in_progress -= 1;
+                        plan.counters.errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    used = end + 4;
+                    out.clear();
+                    let msg = format!(r#"{{"type":"subscribe","channels":["{}"]}}"#, sub.channel);
+                    put_client_frame(&mut out, 0x1, msg.as_bytes(), [1, 2, 3, 4]);
+                    let _ = sub.stream.write_all(&out);
+                    sub.state = State::Open;
+                    in_progress -= 1;
+                    plan.counters.ready.fetch_add(1, Ordering::Relaxed);
+                }
+                let now = if measuring { now_ns() } else { 0 };
+                let mut delivered = 0u64;
+                let mut pongs: Vec<Vec<u8>> = Vec::new();
+                while let Some((frame, len)) = parse_server_frame(&data[used..]) {
+                    used += len;
+                    match frame.opcode {
+                        0x1 | 0x2 => {
+                            if let Some(t) = find_send_time(&finder, frame.payload) {
+                                delivered += 1;
+                                if measuring {
+                                    let _ = hist.record((now.saturating_sub(t) / 1000).max(1));
+                                }
+                            }
+                        }
+                        0x9 => pongs.push(frame.payload.to_vec()),
+                        _ => {}
+                    }
+                }
+                sub.carry.extend_from_slice(&data[used..]);
+                plan.counters
+                    .delivered
+                    .fetch_add(delivered, Ordering::Relaxed);
+                for p in pongs {
+                    out.clear();
+                    put_client_frame(&mut out, 0xA, &p, [5, 6, 7, 8]);
+                    let _ = sub.stream.write_all(&out);
+                }
+                if n < SCRATCH {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(hist)
+}
+
+fn fail(sub: &mut Sub, in_progress: &mut usize, counters: &WorkerCounters) {
+    match sub.state {
+        State::Open => {
+            counters.disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        State::Connecting | State::Upgrading => {
+            *in_progress -= 1;
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        State::Dead => {}
+    }
+    sub.state = State::Dead;
+}
+
+/// Waits until `ready` connections are subscribed or `timeout` passes.
+pub fn wait_ready(counters: &[Arc<WorkerCounters>], want: u64, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ready: u64 = counters
+            .iter()
+            .map(|c| c.ready.load(Ordering::Relaxed))
+            .sum();
+        let failed: u64 = counters
+            .iter()
+            .map(|c| c.errors.load(Ordering::Relaxed))
+            .sum();
+        if ready + failed >= want || Instant::now() >= deadline {
+            return ready;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
