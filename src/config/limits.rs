@@ -23,8 +23,10 @@ pub const CLOSE_HANDSHAKE_TIMEOUT_MS: u64 = 2000;
 pub const SWEEP_INTERVAL_MS: u64 = 100;
 /// Bytes per provided receive buffer in an io_uring buffer ring.
 pub const RECV_BUFFER_BYTES: usize = 4096;
-/// Buffers in one shard's io_uring buffer ring (a power of two).
-pub const RECV_BUFFERS_PER_SHARD: u16 = 1024;
+/// Buffers in one shard's io_uring buffer ring (a power of two). The kernel takes them in ring
+/// order, so every buffer is eventually touched: this is resident memory per shard
+/// (256 × 4 KiB = 1 MiB). Running out only re-arms a receive (ENOBUFS), it loses nothing.
+pub const RECV_BUFFERS_PER_SHARD: u16 = 256;
 /// Bytes of the per-shard read scratch buffer the epoll backend reads into.
 pub const EPOLL_READ_SCRATCH_BYTES: usize = 64 * 1024;
 /// Reads one readable connection may do per loop turn on the epoll backend (fairness).

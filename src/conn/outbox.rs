@@ -117,7 +117,8 @@ impl Outbox {
                 n = 0;
             }
         }
-        if self.frames.is_empty() && self.frames.capacity() > 16 {
+        if self.frames.is_empty() {
+            // An idle connection holds no queue memory.
             self.frames = VecDeque::new();
         }
     }

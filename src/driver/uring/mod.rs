@@ -34,6 +34,7 @@ pub fn probe() -> io::Result<()> {
         (opcode::AcceptMulti::CODE, "accept"),
         (opcode::RecvMulti::CODE, "recv"),
         (opcode::SendMsg::CODE, "sendmsg"),
+        (opcode::Send::CODE, "send"),
         (opcode::Read::CODE, "read"),
         (opcode::AsyncCancel::CODE, "async cancel"),
     ] {
@@ -364,10 +365,23 @@ impl Driver for UringDriver {
         inflight.batch = batch;
         inflight.msg.msg_iov = inflight.iov.as_mut_ptr();
         inflight.msg.msg_iovlen = count;
-        let entry = opcode::SendMsg::new(types::Fd(fd), &inflight.msg)
-            .flags(libc::MSG_NOSIGNAL as u32)
+        let entry = if count == 1 {
+            // One buffer (the common case: one tick of one channel): a plain send skips the
+            // kernel's msghdr copy and iovec import.
+            let iov = inflight.iov[0];
+            opcode::Send::new(
+                types::Fd(fd),
+                iov.iov_base.cast_const().cast(),
+                iov.iov_len as u32,
+            )
+            .flags(libc::MSG_NOSIGNAL)
             .build()
-            .user_data(Op::Send(slot).encode());
+        } else {
+            opcode::SendMsg::new(types::Fd(fd), &inflight.msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+        }
+        .user_data(Op::Send(slot).encode());
         state.send = Some(inflight);
         // SAFETY: the header, gather list and frames live in the boxed `InflightSend` held in
         // `state.send` until this operation's completion is reaped.
