@@ -45,6 +45,8 @@ fn main() {
         io.clone(),
         "--log-level".into(),
         "info".into(),
+        "--log-format".into(),
+        "json".into(),
         "--status-interval".into(),
         "0".into(),
         "--heartbeat-interval".into(),
@@ -63,17 +65,21 @@ fn main() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start framecast");
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.split("addr=")
-                .nth(1)
-                .map(|a| a.split_whitespace().next().unwrap().to_string())
-        })
-        .expect("server announces its address");
-    std::thread::spawn(move || for _ in lines {});
+    let stderr = server.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(addr) = v["fields"]["addr"].as_str() {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let Ok(addr) = rx.recv_timeout(Duration::from_secs(10)) else {
+        let _ = server.kill();
+        eprintln!("fanout benchmark: the server did not announce its address");
+        std::process::exit(1);
+    };
     if taskset {
         // Keep the load generator off the server's core.
         if let Some(core) =
