@@ -97,6 +97,27 @@ struct Cli {
     /// Text of a welcome notification sent after `connected` [default: none].
     #[arg(long, env = "FRAMECAST_WELCOME")]
     welcome: Option<String>,
+    /// HS256 secret for client JWTs (16+ characters) [default: none].
+    #[arg(long, env = "FRAMECAST_JWT_SECRET")]
+    jwt_secret: Option<String>,
+    /// PEM public key file for RS256/ES256 client JWTs [default: none].
+    #[arg(long, env = "FRAMECAST_JWT_PUBLIC_KEY_FILE")]
+    jwt_public_key_file: Option<String>,
+    /// Allow connections without a token: true or false [default: true only without a key].
+    #[arg(long, env = "FRAMECAST_ALLOW_ANONYMOUS")]
+    allow_anonymous: Option<String>,
+    /// Time to send {"type":"auth"} when a token is required [default: 5s].
+    #[arg(long, env = "FRAMECAST_AUTH_TIMEOUT")]
+    auth_timeout: Option<String>,
+    /// Comma-separated browser origins allowed to connect [default: any].
+    #[arg(long, env = "FRAMECAST_ALLOWED_ORIGINS")]
+    allowed_origins: Option<String>,
+    /// Subscriptions per connection [default: 1000].
+    #[arg(long, env = "FRAMECAST_MAX_SUBSCRIPTIONS")]
+    max_subscriptions: Option<String>,
+    /// Channels server-wide that clients may create by subscribing [default: 100000].
+    #[arg(long, env = "FRAMECAST_MAX_CHANNELS")]
+    max_channels: Option<String>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, env = "FRAMECAST_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -106,7 +127,7 @@ struct Cli {
 }
 
 impl Cli {
-    fn overrides(&self) -> [(&'static str, &Option<String>); 20] {
+    fn overrides(&self) -> [(&'static str, &Option<String>); 27] {
         [
             ("listen", &self.listen),
             ("shards", &self.shards),
@@ -128,6 +149,13 @@ impl Cli {
             ("heartbeat_interval", &self.heartbeat_interval),
             ("default_channels", &self.default_channels),
             ("welcome", &self.welcome),
+            ("jwt_secret", &self.jwt_secret),
+            ("jwt_public_key_file", &self.jwt_public_key_file),
+            ("allow_anonymous", &self.allow_anonymous),
+            ("auth_timeout", &self.auth_timeout),
+            ("allowed_origins", &self.allowed_origins),
+            ("max_subscriptions", &self.max_subscriptions),
+            ("max_channels", &self.max_channels),
         ]
     }
 }

@@ -5,14 +5,16 @@
 //! so an invalid value always fails with a [`ConfigError`] that names the key.
 
 pub mod limits;
+pub mod namespaces;
 mod values;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thiserror::Error;
 
+pub use namespaces::{Access, Namespace, Namespaces};
 use values::{parse_bool_flag, parse_bytes, parse_duration, parse_number};
 
 /// Which I/O backend each shard drives.
@@ -72,6 +74,13 @@ pub const KEYS: &[(&str, &str)] = &[
     ("heartbeat_interval", "10s"),
     ("default_channels", "(none)"),
     ("welcome", "(none)"),
+    ("jwt_secret", "(none)"),
+    ("jwt_public_key_file", "(none)"),
+    ("allow_anonymous", "true without a key, else false"),
+    ("auth_timeout", "5s"),
+    ("allowed_origins", "(any)"),
+    ("max_subscriptions", "1000"),
+    ("max_channels", "100000"),
 ];
 
 /// The checked configuration of one server.
@@ -117,6 +126,22 @@ pub struct Config {
     pub default_channels: Vec<String>,
     /// Text of a `notification` sent right after `connected`, if set.
     pub welcome: Option<String>,
+    /// HS256 shared secret for client tokens.
+    pub jwt_secret: Option<String>,
+    /// PEM public key (RSA → RS256, EC P-256 → ES256) for client tokens.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Whether connections without a token are allowed; `None` = allowed when no key is set.
+    pub allow_anonymous: Option<bool>,
+    /// How long a connection that must authenticate has to send `{"type":"auth"}`.
+    pub auth_timeout: Duration,
+    /// Browser origins allowed to connect (empty = any); others get HTTP 403.
+    pub allowed_origins: Vec<String>,
+    /// Subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Channels server-wide that clients may create by subscribing.
+    pub max_channels: usize,
+    /// `[namespaces.NAME]` tables (TOML file only).
+    pub namespaces: Namespaces,
 }
 
 impl Default for Config {
@@ -142,6 +167,14 @@ impl Default for Config {
             heartbeat_interval: Duration::from_secs(10),
             default_channels: Vec::new(),
             welcome: None,
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            allow_anonymous: None,
+            auth_timeout: Duration::from_secs(5),
+            allowed_origins: Vec::new(),
+            max_subscriptions: 1000,
+            max_channels: 100_000,
+            namespaces: Namespaces::default(),
         }
     }
 }
@@ -222,6 +255,34 @@ impl Config {
                 self.default_channels = list;
             }
             "welcome" => self.welcome = (!value.is_empty()).then(|| value.to_string()),
+            "jwt_secret" => {
+                self.jwt_secret = match value {
+                    "" => None,
+                    k if k.len() < 16 => return Err(invalid("use at least 16 characters".into())),
+                    k => Some(k.to_string()),
+                }
+            }
+            "jwt_public_key_file" => {
+                self.jwt_public_key_file = (!value.is_empty()).then(|| PathBuf::from(value))
+            }
+            "allow_anonymous" => {
+                self.allow_anonymous = Some(parse_bool_flag(value).map_err(invalid)?)
+            }
+            "auth_timeout" => self.auth_timeout = parse_duration(value).map_err(invalid)?,
+            "allowed_origins" => {
+                self.allowed_origins = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+            "max_subscriptions" => {
+                self.max_subscriptions = parse_number(value, 1, 1_000_000).map_err(invalid)?
+            }
+            "max_channels" => {
+                self.max_channels = parse_number(value, 1, 10_000_000).map_err(invalid)?
+            }
             other => return Err(ConfigError::UnknownKey(other.to_string())),
         }
         Ok(())
@@ -236,6 +297,16 @@ impl Config {
                 message: e.to_string(),
             })?;
         for (key, value) in &table {
+            if key == "namespaces" {
+                let Some(t) = value.as_table() else {
+                    return Err(ConfigError::Invalid {
+                        key: key.clone(),
+                        message: "must be tables like [namespaces.NAME]".into(),
+                    });
+                };
+                self.namespaces = Namespaces::from_toml(t)?;
+                continue;
+            }
             let text = match value {
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(i) => i.to_string(),
@@ -294,6 +365,12 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// Whether connections without a token are allowed (default: when no key is configured).
+    pub fn anonymous_allowed(&self) -> bool {
+        self.allow_anonymous
+            .unwrap_or(self.jwt_secret.is_none() && self.jwt_public_key_file.is_none())
     }
 
     /// The frame clock period, or `None` in immediate mode (`tick_hz = 0`).
