@@ -19,6 +19,7 @@ use framecast::shard::table::{ConnTable, Entry, Session};
 
 fn publication(channel: &Arc<str>) -> Publication {
     Publication {
+        origin: None,
         channel: channel.clone(),
         event_type: Bytes::from_static(b"\"tick\""),
         data: Bytes::from_static(br#"{"t":1732245600123456789,"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}"#),
@@ -36,6 +37,7 @@ fn distributor_tick(c: &mut Criterion) {
             registry.set_subscribers(i % 2, name.clone(), 1, 1);
         }
         let publications: Vec<Publication> = names.iter().map(publication).collect();
+        let namespaces = framecast::config::Namespaces::default();
         group.throughput(Throughput::Elements(channels as u64));
         group.bench_function(BenchmarkId::new("events", channels), |b| {
             b.iter_custom(|iters| {
@@ -50,6 +52,7 @@ fn distributor_tick(c: &mut Criterion) {
                         1,
                         "2026-11-22T04:20:00.123Z",
                         2,
+                        &namespaces,
                     ));
                     total += t.elapsed();
                 }
@@ -92,10 +95,7 @@ fn open_table(conns: usize, settings: &ConnSettings) -> (ConnTable, Topics) {
         conn.handle_sent(batch.len);
         let slot = table.insert(Entry {
             conn,
-            session: Session {
-                client_id: uuid::Uuid::nil(),
-                channels: Vec::new(),
-            },
+            session: Session::default(),
             sending: false,
             blocked: false,
             dirty: false,
@@ -117,6 +117,7 @@ fn shard_fanout(c: &mut Criterion) {
             channel: Arc::from("bench"),
             frames,
             count: 1,
+            exclusions: None,
         }],
     };
     for conns in [1_000usize, 10_000] {
@@ -127,7 +128,7 @@ fn shard_fanout(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("deliveries", conns), |b| {
             b.iter(|| {
                 let now = Instant::now();
-                deliver(&batch, &topics, &mut table, &settings, now, &mut dirty);
+                deliver(0, &batch, &topics, &mut table, &settings, now, &mut dirty);
                 for slot in dirty.drain(..) {
                     let e = table.get_mut(slot).unwrap();
                     e.dirty = false;

@@ -117,6 +117,7 @@ impl Server {
                 max_body: config.max_http_body_bytes,
             },
         };
+        let policy = Arc::new(crate::auth::Policy::from_config(&config)?);
         let backend = if use_uring { "io_uring" } else { "epoll" };
         let shard_stats: Vec<Arc<ShardStats>> = (0..config.shards)
             .map(|_| Arc::new(ShardStats::default()))
@@ -163,6 +164,8 @@ impl Server {
                 state: state.clone(),
                 default_channels: config.default_channels.clone(),
                 welcome: config.welcome.clone(),
+                policy: policy.clone(),
+                auth_timeout: config.auth_timeout,
             };
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             let ready = ready_tx.clone();
@@ -210,6 +213,7 @@ impl Server {
             links,
             config.tick_period(),
             state.clone(),
+            policy.namespaces.clone(),
         );
         let distributor = std::thread::Builder::new()
             .name("framecast-distributor".into())

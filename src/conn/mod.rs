@@ -39,9 +39,24 @@ pub struct ConnSettings {
     pub routes: Routes,
 }
 
+/// An upgrade to the native endpoint, before the 101 is sent: the application may refuse it.
+#[derive(Debug)]
+pub struct UpgradeRequest {
+    /// Query string of the upgrade URL, without `?`.
+    pub query: Option<String>,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// The `Origin` header.
+    pub origin: Option<String>,
+    /// Set to refuse the upgrade with this HTTP status and message.
+    pub refuse: Option<(u16, String)>,
+}
+
 /// What a connection hands up to the application.
 #[derive(Debug)]
 pub enum AppEvent<'a> {
+    /// An upgrade request to the native endpoint, before it is accepted.
+    Upgrade(&'a mut UpgradeRequest),
     /// The upgrade to the native endpoint completed; `query` is the request's query string.
     Opened {
         /// Query string of the upgrade URL, without `?`.
@@ -74,11 +89,15 @@ pub enum CloseReason {
     HttpDone,
     /// The server is shutting down.
     Shutdown,
+    /// Bad, missing or expired token (close 4001).
+    AuthFailed,
+    /// Sustained publishing over the rate limit (close 1008).
+    Abuse,
 }
 
 impl CloseReason {
     /// Every reason, in [`index`](Self::index) order.
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::Normal,
         CloseReason::PeerGone,
         CloseReason::ProtocolError,
@@ -88,6 +107,8 @@ impl CloseReason {
         CloseReason::Rejected,
         CloseReason::HttpDone,
         CloseReason::Shutdown,
+        CloseReason::AuthFailed,
+        CloseReason::Abuse,
     ];
 
     /// Position in [`ALL`](Self::ALL).
@@ -107,6 +128,8 @@ impl CloseReason {
             CloseReason::Rejected => "rejected",
             CloseReason::HttpDone => "http_done",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::AuthFailed => "auth_failed",
+            CloseReason::Abuse => "abuse",
         }
     }
 }
@@ -250,7 +273,21 @@ impl Conn {
                     response,
                     consumed,
                     query,
+                    authorization,
+                    origin,
                 } => {
+                    if endpoint == Endpoint::Native {
+                        let mut request = UpgradeRequest {
+                            query: query.clone(),
+                            authorization,
+                            origin,
+                            refuse: None,
+                        };
+                        app(&mut self.outbox, AppEvent::Upgrade(&mut request));
+                        if let Some((status, text)) = request.refuse {
+                            return self.reject(error_response(status, &text));
+                        }
+                    }
                     self.outbox.push_unchecked(response);
                     self.phase = Phase::Open;
                     self.endpoint = endpoint;

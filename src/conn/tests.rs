@@ -42,6 +42,7 @@ fn feed(conn: &mut Conn, bytes: &[u8], now: Instant) -> Vec<String> {
         AppEvent::Opened { .. } => got.push("opened".to_string()),
         AppEvent::Message(m) => got.push(String::from_utf8(m.to_vec()).unwrap()),
         AppEvent::Http(r) => got.push(format!("{} {}", r.method, r.path)),
+        AppEvent::Upgrade(_) => {}
     });
     got
 }
@@ -200,4 +201,23 @@ fn idle_keep_alive_http_connection_ends_after_the_request_timeout() {
     assert!(!c.is_done());
     c.handle_timeout(t0 + s.handshake_timeout, &s);
     assert_eq!(c.close_reason(), Some(CloseReason::HttpDone));
+}
+
+#[test]
+fn application_can_refuse_an_upgrade_before_the_101() {
+    let now = Instant::now();
+    let mut c = Conn::new(now, false);
+    let mut data = UPGRADE.as_bytes().to_vec();
+    c.handle_input(&mut data, now, &settings(), &mut |_, ev| {
+        if let AppEvent::Upgrade(r) = ev {
+            r.refuse = Some((401, "bad token".into()));
+        }
+    });
+    let out = drain(&mut c);
+    assert!(
+        out.starts_with(b"HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(!c.is_native());
 }

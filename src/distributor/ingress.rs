@@ -13,9 +13,20 @@ use thiserror::Error;
 use crate::config::limits::MAX_INGRESS_BYTES;
 use crate::wire::channel;
 
+/// The client connection a publication came from (for `echo = false` namespaces).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// Shard of the publishing connection.
+    pub shard: u32,
+    /// The connection's serial number within its shard.
+    pub serial: u64,
+}
+
 /// One event on its way to subscribers.
 #[derive(Clone, Debug)]
 pub struct Publication {
+    /// The publishing client, if a client published it.
+    pub origin: Option<Origin>,
     /// Target channel (already validated).
     pub channel: Arc<str>,
     /// Event type as a JSON string literal (quotes included).
@@ -104,6 +115,7 @@ impl Ingress {
         }
         let event_type = serde_json::to_vec(event_type).expect("a str always serializes");
         self.publish(Publication {
+            origin: None,
             channel: Arc::from(channel),
             event_type: Bytes::from(event_type),
             data: Bytes::from(data),

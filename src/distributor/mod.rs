@@ -21,7 +21,7 @@ use crate::driver::EventFd;
 use crate::status::ServerState;
 use channels::ChannelRegistry;
 use ingress::IngressMsg;
-pub use ingress::{Ingress, Publication, PublishError};
+pub use ingress::{Ingress, Origin, Publication, PublishError};
 
 /// One channel's frames of one tick.
 #[derive(Clone, Debug)]
@@ -32,6 +32,20 @@ pub struct ChannelFrames {
     pub frames: Bytes,
     /// How many event frames `frames` holds.
     pub count: u32,
+    /// For `echo = false` namespaces: the byte ranges of `frames` each publishing client must
+    /// not receive back.
+    pub exclusions: Option<Arc<[Exclusion]>>,
+}
+
+/// Bytes `start..end` of a tick's joined frames were published by `origin`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exclusion {
+    /// The publishing connection.
+    pub origin: Origin,
+    /// First byte of its event frame.
+    pub start: u32,
+    /// One past the last byte.
+    pub end: u32,
 }
 
 /// What one shard receives for one tick: per channel, that tick's frames joined.
@@ -95,6 +109,7 @@ pub struct Distributor {
     stats: Arc<DistributorStats>,
     state: Arc<ServerState>,
     last_snapshot: Instant,
+    namespaces: Arc<crate::config::Namespaces>,
 }
 
 impl Distributor {
@@ -104,6 +119,7 @@ impl Distributor {
         links: Vec<ShardLink>,
         period: Option<Duration>,
         state: Arc<ServerState>,
+        namespaces: Arc<crate::config::Namespaces>,
     ) -> Distributor {
         Distributor {
             rx,
@@ -114,6 +130,7 @@ impl Distributor {
             stats: state.distributor.clone(),
             state,
             last_snapshot: Instant::now(),
+            namespaces,
         }
     }
 
@@ -240,7 +257,13 @@ impl Distributor {
         }
         self.stats.busy_ticks.fetch_add(1, Ordering::Relaxed);
         let timestamp = crate::wire::timestamp();
-        let per_shard = tick::encode_tick(&mut self.registry, frame, &timestamp, self.links.len());
+        let per_shard = tick::encode_tick(
+            &mut self.registry,
+            frame,
+            &timestamp,
+            self.links.len(),
+            &self.namespaces,
+        );
         for (link, items) in self.links.iter().zip(per_shard) {
             if items.is_empty() {
                 continue;

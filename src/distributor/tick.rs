@@ -4,8 +4,11 @@
 
 use bytes::BytesMut;
 
+use std::sync::Arc;
+
 use super::channels::ChannelRegistry;
-use super::ChannelFrames;
+use super::{ChannelFrames, Exclusion};
+use crate::config::Namespaces;
 use crate::wire::event::{put_event_frame, EventFields};
 
 /// Bytes an event frame adds around its payload, for sizing the joined buffer up front.
@@ -17,6 +20,7 @@ pub fn encode_tick(
     frame: u64,
     timestamp: &str,
     shards: usize,
+    namespaces: &Namespaces,
 ) -> Vec<Vec<ChannelFrames>> {
     let mut per_shard: Vec<Vec<ChannelFrames>> = (0..shards).map(|_| Vec::new()).collect();
     let dirty = registry.take_dirty();
@@ -34,8 +38,11 @@ pub fn encode_tick(
             .map(|p| p.data.len() + p.event_type.len() + name.len() + FRAME_OVERHEAD)
             .sum();
         let mut out = BytesMut::with_capacity(size);
+        let no_echo = !namespaces.of(name).echo;
+        let mut exclusions = Vec::new();
         for p in &pending {
             state.last_seq += 1;
+            let start = out.len() as u32;
             put_event_frame(
                 &mut out,
                 &EventFields {
@@ -47,11 +54,19 @@ pub fn encode_tick(
                     data: &p.data,
                 },
             );
+            if let (true, Some(origin)) = (no_echo, p.origin) {
+                exclusions.push(Exclusion {
+                    origin,
+                    start,
+                    end: out.len() as u32,
+                });
+            }
         }
         let item = ChannelFrames {
             channel: name.clone(),
             frames: out.freeze(),
             count: pending.len() as u32,
+            exclusions: (!exclusions.is_empty()).then(|| Arc::from(exclusions)),
         };
         for shard in state.shards.iter() {
             if let Some(list) = per_shard.get_mut(shard) {
@@ -65,8 +80,6 @@ pub fn encode_tick(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use bytes::Bytes;
 
     use super::*;
@@ -74,6 +87,7 @@ mod tests {
 
     fn publication(channel: &str, n: u32) -> Publication {
         Publication {
+            origin: None,
             channel: Arc::from(channel),
             event_type: Bytes::from_static(b"\"t\""),
             data: Bytes::from(n.to_string()),
@@ -88,7 +102,7 @@ mod tests {
             reg.queue(publication("a", n));
         }
         reg.queue(publication("nobody", 0));
-        let batches = encode_tick(&mut reg, 7, "ts", 2);
+        let batches = encode_tick(&mut reg, 7, "ts", 2, &Namespaces::default());
         assert!(batches[0].is_empty());
         assert_eq!(batches[1].len(), 1);
         assert_eq!(batches[1][0].count, 3);
@@ -99,7 +113,7 @@ mod tests {
                 && text.contains("\"frame\":7,")
         );
         reg.queue(publication("a", 9));
-        let next = encode_tick(&mut reg, 8, "ts", 2);
+        let next = encode_tick(&mut reg, 8, "ts", 2, &Namespaces::default());
         assert!(String::from_utf8_lossy(&next[1][0].frames).contains("\"seq\":4,"));
         assert!(!reg.has_pending());
     }

@@ -10,9 +10,11 @@ pub mod topics;
 use std::time::Instant;
 
 use crate::conn::ConnSettings;
+use crate::conn::Full;
+use crate::distributor::Exclusion;
 use crate::distributor::TickBatch;
 use crate::driver::Slot;
-use crate::shard::table::ConnTable;
+use crate::shard::table::{ConnTable, Entry};
 pub use topics::Topics;
 
 /// Counts from delivering one batch.
@@ -28,6 +30,7 @@ pub struct Delivered {
 
 /// Appends each channel's frames to its subscribers' outboxes and lists them in `dirty`.
 pub fn deliver(
+    shard: u32,
     batch: &TickBatch,
     topics: &Topics,
     table: &mut ConnTable,
@@ -47,11 +50,19 @@ pub fn deliver(
                 continue;
             };
             out.deliveries += 1;
-            if entry
-                .conn
-                .push_broadcast(item.frames.clone(), settings, now)
-                .is_err()
-            {
+            let own = item.exclusions.as_deref().filter(|ex| {
+                ex.iter()
+                    .any(|x| x.origin.shard == shard && x.origin.serial == entry.session.serial)
+            });
+            let pushed = match own {
+                None => entry
+                    .conn
+                    .push_broadcast(item.frames.clone(), settings, now),
+                // A publisher in an echo = false namespace: everything but its own frames, as
+                // slices of the same buffer (no copy).
+                Some(ex) => push_without_own(entry, &item.frames, ex, shard, settings, now),
+            };
+            if pushed.is_err() {
                 out.slow += 1;
             }
             if !entry.dirty {
@@ -61,4 +72,32 @@ pub fn deliver(
         }
     }
     out
+}
+
+fn push_without_own(
+    entry: &mut Entry,
+    frames: &bytes::Bytes,
+    exclusions: &[Exclusion],
+    shard: u32,
+    settings: &ConnSettings,
+    now: Instant,
+) -> Result<(), Full> {
+    let mut at = 0usize;
+    for x in exclusions {
+        if x.origin.shard != shard || x.origin.serial != entry.session.serial {
+            continue;
+        }
+        if x.start as usize > at {
+            entry
+                .conn
+                .push_broadcast(frames.slice(at..x.start as usize), settings, now)?;
+        }
+        at = x.end as usize;
+    }
+    if at < frames.len() {
+        entry
+            .conn
+            .push_broadcast(frames.slice(at..), settings, now)?;
+    }
+    Ok(())
 }

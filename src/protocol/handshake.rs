@@ -61,6 +61,10 @@ pub enum RequestOutcome {
         consumed: usize,
         /// The raw query string (without `?`), if any.
         query: Option<String>,
+        /// The `Authorization` header, if any.
+        authorization: Option<String>,
+        /// The `Origin` header (sent by browsers), if any.
+        origin: Option<String>,
     },
     /// A plain HTTP request for the application to answer.
     Http(HttpRequest),
@@ -130,11 +134,18 @@ pub fn parse_request(buf: &[u8], routes: &Routes) -> RequestOutcome {
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
+    let text = |name: &str| {
+        header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_string)
+    };
     RequestOutcome::Upgrade {
         endpoint,
         response: Bytes::from(response),
         consumed,
         query,
+        authorization: text("authorization"),
+        origin: text("origin"),
     }
 }
 
@@ -144,6 +155,7 @@ pub fn error_response(status: u16, body: &str) -> Bytes {
         400 => "Bad Request",
         404 => "Not Found",
         401 => "Unauthorized",
+        403 => "Forbidden",
         405 => "Method Not Allowed",
         411 => "Length Required",
         413 => "Content Too Large",
@@ -237,6 +249,7 @@ mod tests {
                 consumed,
                 query,
                 endpoint,
+                ..
             } => {
                 assert_eq!(consumed, UPGRADE.len());
                 assert_eq!(query.as_deref(), Some("token=abc"));

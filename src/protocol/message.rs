@@ -26,6 +26,8 @@ impl CloseCode {
     pub const TOO_BIG: CloseCode = CloseCode(1009);
     /// 1011: internal error.
     pub const INTERNAL: CloseCode = CloseCode(1011);
+    /// 4001 (application range): authentication failed or the token expired.
+    pub const UNAUTHORIZED: CloseCode = CloseCode(4001);
 
     /// Whether a peer may send this code in a close frame (RFC 6455 §7.4).
     pub fn is_valid_from_peer(self) -> bool {

@@ -7,11 +7,14 @@ use bytes::Bytes;
 use simd_json::Buffers;
 
 use super::table::Session;
-use crate::config::limits::MAX_SUBSCRIPTIONS_PER_CONN;
+use crate::auth::Policy;
 use crate::conn::Outbox;
-use crate::distributor::{Ingress, Publication, PublishError};
+use crate::conn::{CloseReason, UpgradeRequest};
+use crate::distributor::{Ingress, Origin, Publication, PublishError};
 use crate::driver::Slot;
 use crate::fanout::Topics;
+use crate::protocol::message::CloseCode;
+use crate::shard::table::RateBucket;
 use crate::wire::command::{self, Command, ErrorCode};
 use crate::wire::reply;
 
@@ -35,6 +38,63 @@ pub struct Context<'a> {
     pub default_channels: &'a [String],
     /// Welcome notification text.
     pub welcome: Option<&'a str>,
+    /// Who may do what.
+    pub policy: &'a Policy,
+    /// Time to authenticate when a token is required.
+    pub auth_timeout: std::time::Duration,
+    /// The loop turn's time.
+    pub now: std::time::Instant,
+    /// Channels the distributor knew at its last snapshot (for `max_channels`).
+    pub channels_known: u64,
+    /// Set to close the connection after this message.
+    pub close: &'a mut Option<CloseOrder>,
+}
+
+/// A close the command handler asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct CloseOrder {
+    /// Close code.
+    pub code: CloseCode,
+    /// Reason text.
+    pub text: &'static str,
+    /// Why, for counting.
+    pub reason: CloseReason,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn query_token(query: &str) -> Option<&str> {
+    query.split('&').find_map(|kv| kv.strip_prefix("token="))
+}
+
+/// Checks an upgrade before the 101: browser origin, then a token from `?token=` or
+/// `Authorization: Bearer`. A bad token refuses the upgrade with 401; no token on a server that
+/// requires one starts the `auth_timeout` clock.
+pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
+    if !ctx.policy.origin_allowed(req.origin.as_deref()) {
+        req.refuse = Some((403, "origin not allowed".into()));
+        return;
+    }
+    let token = req.query.as_deref().and_then(query_token).or_else(|| {
+        req.authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .map(str::trim)
+    });
+    match token.map(|t| ctx.policy.verify(t, unix_now())) {
+        Some(Ok(identity)) => ctx.session.identity = Some(Box::new(identity)),
+        Some(Err(crate::auth::AuthError::NoKey)) if ctx.policy.anonymous => {}
+        Some(Err(e)) => req.refuse = Some((401, e.to_string())),
+        None if !ctx.policy.anonymous => {
+            ctx.session.auth_deadline = Some(ctx.now + ctx.auth_timeout)
+        }
+        None => {}
+    }
 }
 
 /// The built-in channel carrying connect and disconnect events.
@@ -44,17 +104,25 @@ pub const CONNECTIONS_CHANNEL: &str = "connections";
 /// default subscriptions, and a `connect` event on the `connections` channel.
 pub fn on_open(ctx: &mut Context<'_>, outbox: &mut Outbox) {
     let id = ctx.session.client_id.to_string();
-    outbox.push_unchecked(reply::connected(&id, None, ctx.tick_hz));
+    let user = ctx.session.identity.as_ref().map(|i| i.user_id.clone());
+    outbox.push_unchecked(reply::connected(&id, user.as_deref(), ctx.tick_hz));
     if let Some(text) = ctx.welcome {
         outbox.push_unchecked(reply::notification(text, "info"));
     }
     for name in ctx.default_channels {
-        add_subscription(ctx, name);
+        if ctx
+            .policy
+            .can_subscribe(ctx.session.identity.as_deref(), name)
+        {
+            add_subscription(ctx, name);
+        }
     }
+    let client_id = ctx.session.client_id;
     connection_event(
         ctx.ingress,
         ctx.shard,
-        &ctx.session.client_id,
+        &client_id,
+        user.as_deref(),
         "connect",
         None,
     );
@@ -65,12 +133,13 @@ pub fn connection_event(
     ingress: &Ingress,
     shard: usize,
     client_id: &uuid::Uuid,
+    user_id: Option<&str>,
     kind: &str,
     reason: Option<&str>,
 ) {
     let data = serde_json::json!({
         "client_id": client_id.to_string(),
-        "user_id": null,
+        "user_id": user_id,
         "shard": shard,
         "reason": reason,
     });
@@ -84,7 +153,34 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
         Err(e) => return outbox.push_unchecked(reply::command_error(&e)),
     };
     let id = request.id.as_deref();
+    let unauthenticated = ctx.session.identity.is_none() && !ctx.policy.anonymous;
     let frame = match request.command {
+        Command::Auth { token } => match ctx.policy.verify(&token, unix_now()) {
+            Ok(identity) => {
+                let user = identity.user_id.clone();
+                ctx.session.identity = Some(Box::new(identity));
+                ctx.session.auth_deadline = None;
+                reply::authenticated(&user, id)
+            }
+            Err(e) => {
+                *ctx.close = Some(CloseOrder {
+                    code: CloseCode::UNAUTHORIZED,
+                    text: if e == crate::auth::AuthError::Expired {
+                        "token expired"
+                    } else {
+                        "invalid token"
+                    },
+                    reason: CloseReason::AuthFailed,
+                });
+                return;
+            }
+        },
+        Command::Ping { ping_id } => reply::pong(ping_id.as_deref(), id),
+        _ if unauthenticated => reply::error(
+            ErrorCode::Unauthorized,
+            "authenticate first: {\"type\":\"auth\",\"token\":\"<jwt>\"}",
+            id,
+        ),
         Command::Subscribe(channels) => subscribe(ctx, &channels, id),
         Command::Unsubscribe(channels) => {
             for name in &channels {
@@ -97,24 +193,11 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
             channel,
             event_type,
             data,
-        } => {
-            let publication = Publication {
-                channel: Arc::from(channel.as_str()),
-                event_type: Bytes::from(serde_json::to_vec(&event_type).expect("a str serializes")),
-                data: Bytes::from(data),
-            };
-            match ctx.ingress.publish(publication) {
-                Ok(()) if id.is_some() => reply::published(&channel, id),
-                Ok(()) => return,
-                Err(PublishError::Overloaded) => reply::error(
-                    ErrorCode::Overloaded,
-                    "server overloaded, publish again later",
-                    id,
-                ),
-                Err(e) => reply::error(ErrorCode::Overloaded, &e.to_string(), id),
-            }
-        }
-        Command::Ping { ping_id } => reply::pong(ping_id.as_deref(), id),
+        } => match publish(ctx, &channel, &event_type, data) {
+            Ok(()) if id.is_some() => reply::published(&channel, id),
+            Ok(()) => return,
+            Err((code, message)) => reply::error(code, &message, id),
+        },
         Command::GetSubscriptions => {
             let names: Vec<&str> = ctx.session.channels.iter().map(|c| &**c).collect();
             reply::subscriptions(&names, id)
@@ -123,15 +206,119 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
     outbox.push_unchecked(frame);
 }
 
+fn publish(
+    ctx: &mut Context<'_>,
+    channel: &str,
+    event_type: &str,
+    data: Vec<u8>,
+) -> Result<(), (ErrorCode, String)> {
+    if !ctx
+        .policy
+        .can_publish(ctx.session.identity.as_deref(), channel)
+    {
+        return Err((
+            ErrorCode::Forbidden,
+            format!("not allowed to publish to `{channel}`"),
+        ));
+    }
+    let namespace = ctx.policy.namespace(channel);
+    if namespace.publish_rate > 0 {
+        rate_limit(ctx, channel, namespace.publish_rate)?;
+    }
+    let publication = Publication {
+        origin: Some(Origin {
+            shard: ctx.shard as u32,
+            serial: ctx.session.serial,
+        }),
+        channel: Arc::from(channel),
+        event_type: Bytes::from(serde_json::to_vec(event_type).expect("a str serializes")),
+        data: Bytes::from(data),
+    };
+    match ctx.ingress.publish(publication) {
+        Ok(()) => Ok(()),
+        Err(PublishError::Overloaded) => Err((
+            ErrorCode::Overloaded,
+            "server overloaded, publish again later".into(),
+        )),
+        Err(e) => Err((ErrorCode::Overloaded, e.to_string())),
+    }
+}
+
+/// Token bucket per connection and namespace; sustained abuse (more refusals in one second than
+/// the rate itself, at least 10) closes the connection with 1008.
+fn rate_limit(ctx: &mut Context<'_>, channel: &str, rate: u32) -> Result<(), (ErrorCode, String)> {
+    let ns = channel.split_once(':').map_or("default", |(ns, _)| ns);
+    let now = ctx.now;
+    let rate_f = f64::from(rate);
+    let i = match ctx.session.rates.iter().position(|b| b.namespace == ns) {
+        Some(i) => i,
+        None => {
+            ctx.session.rates.push(RateBucket {
+                namespace: ns.to_string(),
+                tokens: rate_f,
+                last: now,
+                strikes: 0,
+                window: now,
+            });
+            ctx.session.rates.len() - 1
+        }
+    };
+    let b = &mut ctx.session.rates[i];
+    b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate_f).min(rate_f);
+    b.last = now;
+    if b.tokens >= 1.0 {
+        b.tokens -= 1.0;
+        return Ok(());
+    }
+    if now.duration_since(b.window) >= std::time::Duration::from_secs(1) {
+        b.window = now;
+        b.strikes = 0;
+    }
+    b.strikes += 1;
+    if b.strikes > rate.max(10) {
+        *ctx.close = Some(CloseOrder {
+            code: CloseCode::POLICY,
+            text: "publish rate limit abused",
+            reason: CloseReason::Abuse,
+        });
+    }
+    Err((
+        ErrorCode::RateLimited,
+        format!("at most {rate} publications per second in namespace `{ns}`"),
+    ))
+}
+
 fn subscribe(ctx: &mut Context<'_>, channels: &[String], id: Option<&str>) -> Bytes {
-    let new = channels
+    if let Some(name) = channels
+        .iter()
+        .find(|c| !ctx.policy.can_subscribe(ctx.session.identity.as_deref(), c))
+    {
+        return reply::error(
+            ErrorCode::Forbidden,
+            &format!("not allowed to subscribe to `{name}`"),
+            id,
+        );
+    }
+    let new: Vec<&String> = channels
         .iter()
         .filter(|c| !ctx.session.channels.iter().any(|s| &**s == c.as_str()))
-        .count();
-    if ctx.session.channels.len() + new > MAX_SUBSCRIPTIONS_PER_CONN {
+        .collect();
+    let max = ctx.policy.max_subscriptions;
+    if ctx.session.channels.len() + new.len() > max {
         return reply::error(
             ErrorCode::LimitExceeded,
-            &format!("at most {MAX_SUBSCRIPTIONS_PER_CONN} subscriptions per connection"),
+            &format!("at most {max} subscriptions per connection"),
+            id,
+        );
+    }
+    let creates = new.iter().any(|c| ctx.topics.subscribers(c).is_none());
+    if creates && ctx.channels_known >= ctx.policy.max_channels as u64 {
+        return reply::error(
+            ErrorCode::LimitExceeded,
+            &format!(
+                "the server has reached max_channels ({})",
+                ctx.policy.max_channels
+            ),
             id,
         );
     }

@@ -63,6 +63,10 @@ pub struct ShardParts {
     pub default_channels: Vec<String>,
     /// Welcome notification text.
     pub welcome: Option<String>,
+    /// Who may do what.
+    pub policy: Arc<crate::auth::Policy>,
+    /// Time to authenticate when a token is required.
+    pub auth_timeout: Duration,
 }
 
 /// A shard's loop over a driver `D` (monomorphised: no dynamic dispatch in the loop).
@@ -80,6 +84,7 @@ struct State {
     now: Instant,
     next_sweep: Instant,
     drain_deadline: Option<Instant>,
+    next_serial: u64,
 }
 
 impl<D: Driver> Shard<D> {
@@ -97,6 +102,7 @@ impl<D: Driver> Shard<D> {
                 now,
                 next_sweep: now,
                 drain_deadline: None,
+                next_serial: 0,
             },
         }
     }
@@ -209,7 +215,11 @@ impl<D: Driver> Shard<D> {
             conn: Conn::new(self.st.now, reject),
             session: Session {
                 client_id: uuid::Uuid::new_v4(),
-                channels: Vec::new(),
+                serial: {
+                    self.st.next_serial += 1;
+                    self.st.next_serial
+                },
+                ..Session::default()
             },
             sending: false,
             blocked: false,
@@ -271,6 +281,7 @@ impl<D: Driver> Shard<D> {
                 &st.p.ingress,
                 st.p.id,
                 &e.session.client_id,
+                e.session.identity.as_ref().map(|i| i.user_id.as_str()),
                 "disconnect",
                 Some(reason.as_str()),
             );
@@ -318,6 +329,7 @@ impl<D: Driver> Shard<D> {
         let st = &mut self.st;
         while let Ok(batch) = st.p.batches.try_recv() {
             let d = fanout::deliver(
+                st.p.id as u32,
                 &batch,
                 &st.topics,
                 &mut st.table,
@@ -335,6 +347,7 @@ impl<D: Driver> Shard<D> {
         let st = &mut self.st;
         st.next_sweep = st.now + Duration::from_millis(SWEEP_INTERVAL_MS);
         let (now, settings) = (st.now, &st.p.settings);
+        let unix = commands::unix_now();
         let mut changed = Vec::new();
         for (slot, e) in st.table.iter_mut() {
             if e.closing {
@@ -342,6 +355,23 @@ impl<D: Driver> Shard<D> {
             }
             let before = e.conn.outbox.queued();
             e.conn.handle_timeout(now, settings);
+            let expired = e
+                .session
+                .identity
+                .as_ref()
+                .and_then(|i| i.expires_at)
+                .is_some_and(|exp| exp <= unix);
+            let late =
+                e.session.identity.is_none() && e.session.auth_deadline.is_some_and(|d| now >= d);
+            if expired || late {
+                let text = if expired {
+                    "token expired"
+                } else {
+                    "authentication timeout"
+                };
+                e.conn
+                    .close(CloseCode::UNAUTHORIZED, text, CloseReason::AuthFailed, now);
+            }
             if e.conn.is_done() || e.conn.outbox.queued() != before {
                 changed.push(slot);
             }
@@ -423,6 +453,7 @@ impl State {
             return;
         };
         let (now, settings) = (self.now, &self.p.settings);
+        let mut close = None;
         let mut ctx = Context {
             shard: self.p.id,
             slot,
@@ -433,6 +464,11 @@ impl State {
             tick_hz: self.p.tick_hz,
             default_channels: &self.p.default_channels,
             welcome: self.p.welcome.as_deref(),
+            policy: &self.p.policy,
+            auth_timeout: self.p.auth_timeout,
+            now,
+            channels_known: self.p.state.distributor.channels.load(Ordering::Relaxed),
+            close: &mut close,
         };
         let http = HttpContext {
             state: &self.p.state,
@@ -440,13 +476,20 @@ impl State {
         };
         e.conn
             .handle_input(data, now, settings, &mut |outbox, event| match event {
+                AppEvent::Upgrade(request) => commands::on_upgrade(&mut ctx, request),
                 AppEvent::Opened { .. } => {
                     tracing::debug!(shard = ctx.shard, slot, "connection opened");
                     commands::on_open(&mut ctx, outbox)
                 }
-                AppEvent::Message(m) => commands::on_message(&mut ctx, outbox, m),
+                AppEvent::Message(m) if ctx.close.is_none() => {
+                    commands::on_message(&mut ctx, outbox, m)
+                }
+                AppEvent::Message(_) => {}
                 AppEvent::Http(request) => outbox.push_unchecked(http::handle(request, &http)),
             });
+        if let Some(order) = close {
+            e.conn.close(order.code, order.text, order.reason, now);
+        }
         if e.conn.outbox.queued() > settings.max_queued_bytes {
             e.conn.close(
                 CloseCode::POLICY,

@@ -7,13 +7,36 @@ use std::sync::Arc;
 use crate::conn::Conn;
 use crate::driver::Slot;
 
-/// Per-connection application state (what the client asked for).
-#[derive(Debug)]
+/// Per-connection application state (who the client is, what it asked for).
+#[derive(Debug, Default)]
 pub struct Session {
     /// Identifier sent in `connected`.
     pub client_id: uuid::Uuid,
+    /// Serial number of the connection within its shard (identifies a publisher).
+    pub serial: u64,
     /// Channels subscribed, as the shard's interned names.
     pub channels: Vec<Arc<str>>,
+    /// The authenticated user, if any.
+    pub identity: Option<Box<crate::auth::Identity>>,
+    /// When a connection that must authenticate is closed if it has not.
+    pub auth_deadline: Option<std::time::Instant>,
+    /// Publish rate buckets, per namespace (allocated on first rate-limited publish).
+    pub rates: Vec<RateBucket>,
+}
+
+/// A token bucket for one namespace's `publish_rate`.
+#[derive(Debug)]
+pub struct RateBucket {
+    /// Namespace name.
+    pub namespace: String,
+    /// Tokens left (one per publication).
+    pub tokens: f64,
+    /// Last refill.
+    pub last: std::time::Instant,
+    /// Refusals in the current one-second window.
+    pub strikes: u32,
+    /// Start of that window.
+    pub window: std::time::Instant,
 }
 
 /// One connection and the shard's bookkeeping for it.

@@ -23,6 +23,12 @@ pub enum ErrorCode {
     LimitExceeded,
     /// The server cannot take more publications right now.
     Overloaded,
+    /// The connection may not do this on this channel.
+    Forbidden,
+    /// Publishing faster than the namespace's `publish_rate`.
+    RateLimited,
+    /// The connection must authenticate first (`{"type":"auth"}`).
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -36,6 +42,9 @@ impl ErrorCode {
             ErrorCode::InvalidChannel => "INVALID_CHANNEL",
             ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
             ErrorCode::Overloaded => "OVERLOADED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
         }
     }
 }
@@ -83,6 +92,11 @@ pub enum Command {
     },
     /// List this connection's subscriptions.
     GetSubscriptions,
+    /// Authenticate with a token.
+    Auth {
+        /// The JWT.
+        token: String,
+    },
 }
 
 /// Parses one client message. `buf` is used as scratch by simd-json (parsed in place).
@@ -164,6 +178,25 @@ pub fn parse(buf: &mut [u8], scratch: &mut Buffers) -> Result<Request, CommandEr
             ping_id: value.get("ping_id").map(|v| v.encode()),
         },
         "get_subscriptions" => Command::GetSubscriptions,
+        "auth" => match value.get("token") {
+            None => {
+                return Err(fail(
+                    ErrorCode::MissingField,
+                    "field `token` is required".into(),
+                ))
+            }
+            Some(t) => Command::Auth {
+                token: t
+                    .as_str()
+                    .ok_or_else(|| {
+                        fail(
+                            ErrorCode::InvalidField,
+                            "field `token` must be a string".into(),
+                        )
+                    })?
+                    .to_string(),
+            },
+        },
         other => {
             return Err(fail(
                 ErrorCode::UnknownType,

@@ -96,6 +96,15 @@ pub fn published(channel: &str, id: Option<&str>) -> Bytes {
     Obj::new("published").str("channel", channel).id(id).frame()
 }
 
+/// `authenticated`: the `auth` message's token was accepted.
+pub fn authenticated(user_id: &str, id: Option<&str>) -> Bytes {
+    Obj::new("authenticated")
+        .str("user_id", user_id)
+        .str("timestamp", &timestamp())
+        .id(id)
+        .frame()
+}
+
 /// `notification` (SigmaVault's welcome message form).
 pub fn notification(message: &str, level: &str) -> Bytes {
     let mut o = Obj::new("notification");
