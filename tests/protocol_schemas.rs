@@ -93,3 +93,31 @@ async fn every_server_message_matches_its_schema() {
     send(&mut ws, json!({"type":"what"})).await;
     assert_valid("server.error", &recv(&mut ws).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_and_forbidden_replies_match_their_schemas() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let secret = "schema-secret-0123456789";
+    let mut cfg = framecast::Config {
+        jwt_secret: Some(secret.into()),
+        ..config(IoBackend::Epoll)
+    };
+    cfg.apply_toml("[namespaces.vip]\nsubscribe = \"token\"\n", "test")
+        .unwrap();
+    let server = start(cfg);
+    let (mut ws, _) = connect(server.local_addr()).await;
+    send(&mut ws, json!({"type":"subscribe","channels":["a"]})).await;
+    assert_valid("server.error", &recv(&mut ws).await);
+    let token = encode(
+        &Header::default(),
+        &json!({"sub":"u1"}),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    send(&mut ws, json!({"type":"auth","token":token,"id":"a1"})).await;
+    assert_valid("server.authenticated", &recv(&mut ws).await);
+    send(&mut ws, json!({"type":"subscribe","channels":["vip:1"]})).await;
+    let forbidden = recv(&mut ws).await;
+    assert_eq!(forbidden["code"], "FORBIDDEN");
+    assert_valid("server.error", &forbidden);
+}

@@ -9,8 +9,6 @@ pub const MAX_HTTP_HEADERS: usize = 32;
 pub const MAX_IOVECS_PER_SEND: usize = 64;
 /// Most bytes gathered into one vectored send.
 pub const MAX_BYTES_PER_SEND: usize = 1024 * 1024;
-/// Most channels one connection may be subscribed to at once (LIMIT_EXCEEDED beyond).
-pub const MAX_SUBSCRIPTIONS_PER_CONN: usize = 1000;
 /// Most channels the distributor tracks server-wide; publishes to new channels beyond are dropped.
 pub const MAX_CHANNELS: usize = 1_000_000;
 /// Bytes of publications waiting in the ingress before publishers are told OVERLOADED.
