@@ -73,8 +73,14 @@ impl ChannelRegistry {
         state.subscribers = state.subscribers.saturating_add_signed(delta);
     }
 
-    /// Every channel with its figures, sorted by name; resets the per-second baseline.
+    /// Every channel with its figures, sorted by name; resets the per-second baseline. Channels
+    /// with no subscribers that saw no event since the previous snapshot are forgotten first, so
+    /// the registry (and `max_channels`) counts live channels only; such a channel starts again
+    /// at seq 1 if it is used later.
     pub fn snapshot(&mut self, elapsed_secs: f64) -> Vec<crate::status::ChannelInfo> {
+        self.map.retain(|_, s| {
+            s.subscribers > 0 || !s.pending.is_empty() || s.last_seq != s.seq_at_snapshot
+        });
         let mut out: Vec<_> = self
             .map
             .iter_mut()
@@ -148,6 +154,32 @@ impl ChannelRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_channels_without_subscribers_are_forgotten_at_the_second_snapshot() {
+        let mut reg = ChannelRegistry::default();
+        reg.set_subscribers(0, Arc::from("kept"), 1, 1);
+        reg.set_subscribers(0, Arc::from("left"), 1, 1);
+        reg.set_subscribers(0, Arc::from("left"), -1, 0);
+        reg.queue(crate::distributor::Publication {
+            origin: None,
+            channel: Arc::from("busy"),
+            event_type: bytes::Bytes::from_static(b"\"e\""),
+            data: bytes::Bytes::from_static(b"1"),
+        });
+        let _ = crate::distributor::tick::encode_tick(&mut reg, 1, "t", 1, &Default::default());
+        let names = |v: Vec<crate::status::ChannelInfo>| {
+            v.into_iter()
+                .map(|c| c.name.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(reg.snapshot(1.0)),
+            vec!["busy", "kept"],
+            "`left` had no subscribers and no events"
+        );
+        assert_eq!(names(reg.snapshot(1.0)), vec!["kept"], "`busy` went idle");
+    }
 
     #[test]
     fn shard_set_tracks_members() {
