@@ -8,6 +8,16 @@ fn framecast() -> Command {
     Command::new(env!("CARGO_BIN_EXE_framecast"))
 }
 
+/// Starts the server on an ephemeral loopback port with `extra` flags, stderr piped.
+fn spawn_server(extra: &[&str]) -> std::process::Child {
+    framecast()
+        .args(["--listen", "127.0.0.1:0", "--shards", "1"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn help_lists_every_configuration_key() {
     let out = framecast().arg("--help").output().unwrap();
@@ -53,18 +63,7 @@ fn unknown_key_in_config_file_stops_the_start() {
 
 #[test]
 fn sigterm_stops_the_server_with_exit_code_0() {
-    let mut child = framecast()
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--log-level",
-            "info",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_server(&["--log-level", "info"]);
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let listening = lines
         .by_ref()
@@ -103,18 +102,7 @@ fn non_loopback_listen_without_api_key_is_refused() {
 
 #[test]
 fn json_log_format_writes_one_json_object_per_line() {
-    let mut child = framecast()
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--log-format",
-            "json",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_server(&["--log-format", "json"]);
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let line = lines.next().unwrap().unwrap();
     let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");

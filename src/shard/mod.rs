@@ -301,22 +301,14 @@ impl<D: Driver> Shard<D> {
                 ShardControl::Shutdown { deadline } => {
                     self.driver.stop_accepting();
                     self.st.drain_deadline = Some(deadline);
-                    let now = self.st.now;
-                    let slots: Vec<Slot> = self
-                        .st
-                        .table
-                        .iter_mut()
-                        .filter(|(_, e)| !e.closing)
-                        .map(|(slot, e)| {
-                            e.conn.close(
-                                CloseCode::GOING_AWAY,
-                                "server shutting down",
-                                CloseReason::Shutdown,
-                                now,
-                            );
-                            slot
-                        })
-                        .collect();
+                    let slots = self.close_open(|conn, now| {
+                        conn.close(
+                            CloseCode::GOING_AWAY,
+                            "server shutting down",
+                            CloseReason::Shutdown,
+                            now,
+                        )
+                    });
                     for slot in slots {
                         self.after_change(slot);
                     }
@@ -420,19 +412,23 @@ impl<D: Driver> Shard<D> {
     }
 
     fn force_close_all(&mut self) {
-        let slots: Vec<Slot> = self
-            .st
+        for slot in self.close_open(|conn, _| conn.handle_peer_gone()) {
+            self.finish(slot);
+        }
+    }
+
+    /// Applies `close` to every connection not already closing; returns their slots.
+    fn close_open(&mut self, close: impl Fn(&mut Conn, Instant)) -> Vec<Slot> {
+        let now = self.st.now;
+        self.st
             .table
             .iter_mut()
             .filter(|(_, e)| !e.closing)
             .map(|(slot, e)| {
-                e.conn.handle_peer_gone();
+                close(&mut e.conn, now);
                 slot
             })
-            .collect();
-        for slot in slots {
-            self.finish(slot);
-        }
+            .collect()
     }
 }
 
