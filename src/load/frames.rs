@@ -1,22 +1,20 @@
 //! The client side of WebSocket framing, just what a load generator needs: masked frames out,
 //! unmasked server frames parsed in place.
 
-/// Appends a masked client frame (FIN set) with `opcode` and `payload` to `out`.
-pub fn put_client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=65535 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
+use crate::protocol::frame::{put_server_header, Kind};
+use crate::protocol::mask::unmask;
+
+/// Appends a masked client frame (FIN set) of `kind` with `payload` to `out`: the server's header
+/// encoding with the mask bit set, then the key, then the masked payload.
+pub fn put_client_frame(out: &mut Vec<u8>, kind: Kind, payload: &[u8], mask: [u8; 4]) {
+    let header_at = out.len();
+    put_server_header(out, kind, payload.len());
+    out[header_at + 1] |= 0x80;
     out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    let body_at = out.len();
+    out.extend_from_slice(payload);
+    // XOR masking is its own inverse, so the server's unmask also masks.
+    unmask(&mut out[body_at..], mask);
 }
 
 /// One parsed server frame.
@@ -90,6 +88,22 @@ mod tests {
             let (frame, used) = parse_server_frame(&f).unwrap();
             assert_eq!((frame.opcode, frame.payload.len(), used), (1, len, f.len()));
             assert!(parse_server_frame(&f[..f.len() - 1]).is_none() || len == 0);
+        }
+    }
+
+    #[test]
+    fn client_frames_parse_back_with_the_servers_own_parser() {
+        for len in [0usize, 5, 125, 126, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut out = Vec::new();
+            put_client_frame(&mut out, Kind::Binary, &payload, [1, 2, 3, 4]);
+            let h = crate::protocol::frame::parse_client_header(&out)
+                .unwrap()
+                .unwrap();
+            assert_eq!((h.kind, h.payload_len as usize), (Kind::Binary, len));
+            let mut body = out[h.header_len..].to_vec();
+            unmask(&mut body, h.mask);
+            assert_eq!(body, payload);
         }
     }
 

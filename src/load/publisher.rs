@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::frames::put_client_frame;
 use super::now_ns;
+use crate::protocol::frame::Kind;
 
 /// How the publisher sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +101,7 @@ pub fn run_publisher(plan: PublisherPlan) -> io::Result<()> {
             match plan.mode {
                 PublishMode::WebSocket => put_client_frame(
                     &mut out,
-                    0x1,
+                    Kind::Text,
                     event_json(channel, &pad, true).as_bytes(),
                     [9, 8, 7, 6],
                 ),

@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::frames::{find_send_time, parse_server_frame, put_client_frame};
 use super::now_ns;
+use crate::protocol::frame::Kind;
 
 /// Counters one worker shares with the coordinator.
 #[derive(Debug, Default)]
@@ -171,7 +172,7 @@ pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
                     used = end + 4;
                     out.clear();
                     let msg = format!(r#"{{"type":"subscribe","channels":["{}"]}}"#, sub.channel);
-                    put_client_frame(&mut out, 0x1, msg.as_bytes(), [1, 2, 3, 4]);
+                    put_client_frame(&mut out, Kind::Text, msg.as_bytes(), [1, 2, 3, 4]);
                     let _ = sub.stream.write_all(&out);
                     sub.state = State::Open;
                     in_progress -= 1;
@@ -201,7 +202,7 @@ pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
                     .fetch_add(delivered, Ordering::Relaxed);
                 for p in pongs {
                     out.clear();
-                    put_client_frame(&mut out, 0xA, &p, [5, 6, 7, 8]);
+                    put_client_frame(&mut out, Kind::Pong, &p, [5, 6, 7, 8]);
                     let _ = sub.stream.write_all(&out);
                 }
                 if n < SCRATCH {
