@@ -25,6 +25,8 @@ fn encode(c: &mut Criterion) {
             timestamp: "2026-11-22T04:20:00.123Z",
             event_type: b"\"tick\"",
             data: &data,
+            key: None,
+            snapshot: false,
         };
         let mut out = BytesMut::with_capacity(size + 256);
         let frame_len = put_event_frame(&mut out, &fields);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use framecast::conn::{AppEvent, Conn, ConnSettings, SendBatch};
 use framecast::distributor::channels::ChannelRegistry;
-use framecast::distributor::tick::encode_tick;
+use framecast::distributor::tick::{encode_tick, TickInput};
 use framecast::distributor::{ChannelFrames, Publication, TickBatch};
 use framecast::fanout::{deliver, Topics};
 use framecast::protocol::handshake::Routes;
@@ -23,6 +23,7 @@ fn publication(channel: &Arc<str>) -> Publication {
         channel: channel.clone(),
         event_type: Bytes::from_static(b"\"tick\""),
         data: Bytes::from_static(br#"{"t":1732245600123456789,"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}"#),
+        key: None,
     }
 }
 
@@ -34,7 +35,7 @@ fn distributor_tick(c: &mut Criterion) {
             .collect();
         let mut registry = ChannelRegistry::default();
         for (i, name) in names.iter().enumerate() {
-            registry.set_subscribers(i % 2, name.clone(), 1, 1);
+            registry.join(i % 2, name.clone());
         }
         let publications: Vec<Publication> = names.iter().map(publication).collect();
         let namespaces = framecast::config::Namespaces::default();
@@ -49,9 +50,7 @@ fn distributor_tick(c: &mut Criterion) {
                     let t = Instant::now();
                     std::hint::black_box(encode_tick(
                         &mut registry,
-                        1,
-                        "2026-11-22T04:20:00.123Z",
-                        2,
+                        &TickInput::immediate(1, "2026-11-22T04:20:00.123Z", 2),
                         &namespaces,
                     ));
                     total += t.elapsed();
@@ -93,16 +92,8 @@ fn open_table(conns: usize, settings: &ConnSettings) -> (ConnTable, Topics) {
         let mut batch = SendBatch::default();
         conn.outbox.fill(&mut batch);
         conn.handle_sent(batch.len);
-        let slot = table.insert(Entry {
-            conn,
-            session: Session::default(),
-            sending: false,
-            blocked: false,
-            dirty: false,
-            closing: false,
-            counted: true,
-        });
-        topics.subscribe("bench", slot);
+        let slot = table.insert(Entry::new(conn, Session::default(), true));
+        topics.subscribe("bench", slot, 0);
     }
     (table, topics)
 }
@@ -113,22 +104,34 @@ fn shard_fanout(c: &mut Criterion) {
     let frames = Bytes::from(vec![0x81u8; 2 + 120]);
     let batch = TickBatch {
         frame: 1,
+        boundaries: 0,
         items: vec![ChannelFrames {
             channel: Arc::from("bench"),
             frames,
+            first_seq: 1,
             count: 1,
             exclusions: None,
+            delivery: framecast::config::Delivery::Reliable,
+            variants: None,
         }],
     };
     for conns in [1_000usize, 10_000] {
-        let (mut table, topics) = open_table(conns, &settings);
+        let (mut table, mut topics) = open_table(conns, &settings);
         let mut dirty = Vec::with_capacity(conns);
         let mut send = SendBatch::default();
         group.throughput(Throughput::Elements(conns as u64));
         group.bench_function(BenchmarkId::new("deliveries", conns), |b| {
             b.iter(|| {
                 let now = Instant::now();
-                deliver(0, &batch, &topics, &mut table, &settings, now, &mut dirty);
+                deliver(
+                    0,
+                    &batch,
+                    &mut topics,
+                    &mut table,
+                    &settings,
+                    now,
+                    &mut dirty,
+                );
                 for slot in dirty.drain(..) {
                     let e = table.get_mut(slot).unwrap();
                     e.dirty = false;

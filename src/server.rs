@@ -147,10 +147,7 @@ impl Server {
             let (batch_tx, batch_rx) = crossbeam_channel::bounded(SHARD_INBOX_BATCHES);
             let (control_tx, control_rx) = crossbeam_channel::unbounded();
             let stats = shard_stats[id].clone();
-            links.push(ShardLink {
-                batches: batch_tx,
-                waker: waker.clone(),
-            });
+            links.push(ShardLink::new(batch_tx, waker.clone()));
             let parts = ShardParts {
                 id,
                 settings: settings.clone(),

@@ -31,3 +31,10 @@ pub const EPOLL_READ_SCRATCH_BYTES: usize = 64 * 1024;
 pub const EPOLL_READS_PER_TURN: usize = 4;
 /// A partial-frame buffer above this capacity is released once it drains (keeps idle conns small).
 pub const RETAINED_PARTIAL_BYTES: usize = 4096;
+/// Most keys a `snapshot = true` channel keeps (the oldest key is forgotten beyond).
+pub const MAX_SNAPSHOT_KEYS: usize = 10_000;
+/// Deepest rate step: a lagging or `max_hz` subscriber of a conflated channel gets every
+/// 2nd, 4th, 8th or 16th tick (60 Hz → 30, 15, 7.5, 3.75 Hz).
+pub const MAX_RATE_LEVEL: u8 = 4;
+/// Tick batches kept for a shard whose inbox is full before tick batches are dropped.
+pub const SHARD_BACKLOG_BATCHES: usize = 1024;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use namespaces::{Access, Namespace, Namespaces};
+pub use namespaces::{Access, Delivery, Namespace, Namespaces};
 use values::{parse_bool_flag, parse_bytes, parse_duration, parse_number};
 
 /// Which I/O backend each shard drives.

@@ -1,8 +1,10 @@
 //! Channel namespaces (`[namespaces.NAME]` tables): who may subscribe, whether clients may
-//! publish, whether a publisher gets its own events, and a per-connection publish rate. A channel
-//! `ns:rest` belongs to `ns`; a name without `:` to `default`.
+//! publish, whether a publisher gets its own events, a per-connection publish rate, and how
+//! events are delivered (class, history, snapshot). A channel `ns:rest` belongs to `ns`; a name
+//! without `:` to `default`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::ConfigError;
 
@@ -17,6 +19,32 @@ pub enum Access {
     Token,
 }
 
+/// How a namespace's events reach subscribers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every event, in order; a client over its queue cap is closed (and can recover).
+    Reliable,
+    /// Per tick only the newest event per channel (or per `key`); lagging clients are stepped
+    /// down to every 2nd, 4th... tick with `gap` notices instead of being closed.
+    Conflated,
+    /// Best effort: no history; a client whose queue is full misses events (told by `gap`).
+    Volatile,
+}
+
+impl Delivery {
+    /// The name used in config and docs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Reliable => "reliable",
+            Delivery::Conflated => "conflated",
+            Delivery::Volatile => "volatile",
+        }
+    }
+}
+
+/// Largest `history_size` accepted.
+pub const MAX_HISTORY_SIZE: u32 = 1_000_000;
+
 /// One namespace's options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Namespace {
@@ -28,6 +56,14 @@ pub struct Namespace {
     pub echo: bool,
     /// Client publications per second per connection (0 = unlimited).
     pub publish_rate: u32,
+    /// Delivery class.
+    pub delivery: Delivery,
+    /// Events kept per channel for recovery (0 = none).
+    pub history_size: u32,
+    /// How long a kept event stays recoverable (zero = until pushed out by `history_size`).
+    pub history_ttl: Duration,
+    /// Keep the newest event per channel (or per `key`) and send it first to new subscribers.
+    pub snapshot: bool,
 }
 
 impl Default for Namespace {
@@ -37,6 +73,10 @@ impl Default for Namespace {
             publish: true,
             echo: true,
             publish_rate: 0,
+            delivery: Delivery::Reliable,
+            history_size: 0,
+            history_ttl: Duration::ZERO,
+            snapshot: false,
         }
     }
 }
@@ -59,6 +99,11 @@ impl Namespaces {
     /// Whether anything differs from the all-open defaults.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Every configured namespace with its options.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Namespace)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Parses the `[namespaces]` table; unknown options are errors naming them.
@@ -100,11 +145,57 @@ impl Namespaces {
                     ("publish_rate", toml::Value::Integer(n)) if (0..=1_000_000).contains(n) => {
                         ns.publish_rate = *n as u32
                     }
-                    ("subscribe" | "publish" | "echo" | "publish_rate", other) => {
-                        return Err(invalid(k, format!("unexpected value {other}")))
+                    ("delivery", toml::Value::String(s)) => {
+                        ns.delivery = match s.as_str() {
+                            "reliable" => Delivery::Reliable,
+                            "conflated" => Delivery::Conflated,
+                            "volatile" => Delivery::Volatile,
+                            other => {
+                                return Err(invalid(
+                                    k,
+                                    format!("`{other}` is not reliable, conflated or volatile"),
+                                ))
+                            }
+                        }
                     }
+                    ("history_size", toml::Value::Integer(n))
+                        if (0..=i64::from(MAX_HISTORY_SIZE)).contains(n) =>
+                    {
+                        ns.history_size = *n as u32
+                    }
+                    ("history_ttl", toml::Value::Integer(n)) if *n >= 0 => {
+                        ns.history_ttl = Duration::from_secs(*n as u64)
+                    }
+                    ("history_ttl", toml::Value::String(s)) => {
+                        ns.history_ttl = super::values::parse_duration(s)
+                            .map_err(|message| invalid(k, message))?
+                    }
+                    ("snapshot", toml::Value::Boolean(b)) => ns.snapshot = *b,
+                    (
+                        "subscribe" | "publish" | "echo" | "publish_rate" | "delivery"
+                        | "history_size" | "history_ttl" | "snapshot",
+                        other,
+                    ) => return Err(invalid(k, format!("unexpected value {other}"))),
                     (other, _) => return Err(ConfigError::UnknownKey(key(other))),
                 }
+            }
+            if ns.delivery == Delivery::Volatile
+                && (ns.history_size > 0 || !ns.history_ttl.is_zero())
+            {
+                return Err(invalid(
+                    if ns.history_size > 0 {
+                        "history_size"
+                    } else {
+                        "history_ttl"
+                    },
+                    "a volatile namespace keeps no history; use reliable or conflated".into(),
+                ));
+            }
+            if !ns.history_ttl.is_zero() && ns.history_size == 0 {
+                return Err(invalid(
+                    "history_ttl",
+                    "needs history_size > 0 (the cap on events kept)".into(),
+                ));
             }
             out.insert(name.clone(), ns);
         }
@@ -145,5 +236,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("namespaces.s.subscribe"), "{err}");
+        let err = parse("[namespaces.s]\ndelivery = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("namespaces.s.delivery"), "{err}");
+    }
+
+    #[test]
+    fn delivery_options_parse_with_durations() {
+        let ns = parse(
+            "[namespaces.pos]\ndelivery = \"conflated\"\nsnapshot = true\n\
+             [namespaces.chat]\nhistory_size = 500\nhistory_ttl = \"5m\"\n",
+        )
+        .unwrap();
+        assert_eq!(ns.of("pos:x").delivery, Delivery::Conflated);
+        assert!(ns.of("pos:x").snapshot);
+        assert_eq!(ns.of("chat:x").history_size, 500);
+        assert_eq!(ns.of("chat:x").history_ttl, Duration::from_secs(300));
+        assert_eq!(ns.of("other").delivery, Delivery::Reliable);
+    }
+
+    #[test]
+    fn volatile_namespace_with_history_is_refused_naming_the_key() {
+        let err = parse("[namespaces.v]\ndelivery = \"volatile\"\nhistory_size = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("namespaces.v.history_size"), "{err}");
+        let err = parse("[namespaces.h]\nhistory_ttl = 30\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("namespaces.h.history_ttl"), "{err}");
     }
 }

@@ -1,11 +1,17 @@
-//! The distributor's channel registry: per channel the next sequence number, which shards have
-//! subscribers, and the publications waiting for the current tick.
+//! The distributor's channel registry: per channel the sequence number and epoch, subscriber
+//! counts per shard, the publications waiting for the current tick, and what the namespace asks
+//! to keep (history, snapshot, conflation windows).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
+use super::conflate::RateLevels;
+use super::history::History;
 use super::ingress::Publication;
+use super::snapshot::Snapshot;
 use crate::config::limits::MAX_CHANNELS;
+use crate::config::Namespace;
 
 /// A set of shard indices (up to 1024 shards).
 #[derive(Clone, Debug, Default)]
@@ -38,12 +44,25 @@ impl ShardSet {
 }
 
 /// One channel's distributor-side state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ChannelState {
     /// Sequence number of the last event (0 before the first).
     pub last_seq: u64,
+    /// Names this incarnation of the channel: new whenever its history is lost (restart, or the
+    /// channel was forgotten), so a client's `since` from before is known to be stale.
+    pub epoch: Arc<str>,
     /// Shards with at least one subscriber.
     pub shards: ShardSet,
+    /// Subscribers per shard (index = shard).
+    pub shard_counts: Vec<u32>,
+    /// Recent events for recovery (`history_size` > 0).
+    pub history: History,
+    /// Newest event per key (`snapshot = true`).
+    pub snapshot: Snapshot,
+    /// Rate-level windows (conflated channels with subscribers).
+    pub levels: RateLevels,
+    /// Last frame in which the channel was dispatched.
+    pub dispatched_frame: u64,
     /// Publications of the current tick, in arrival order.
     pub pending: Vec<Publication>,
     /// Subscribers over all shards.
@@ -52,35 +71,103 @@ pub struct ChannelState {
     pub seq_at_snapshot: u64,
 }
 
+impl Default for ChannelState {
+    fn default() -> Self {
+        ChannelState {
+            last_seq: 0,
+            epoch: new_epoch(),
+            shards: ShardSet::default(),
+            shard_counts: Vec::new(),
+            history: History::default(),
+            snapshot: Snapshot::default(),
+            levels: RateLevels::default(),
+            dispatched_frame: 0,
+            pending: Vec::new(),
+            subscribers: 0,
+            seq_at_snapshot: 0,
+        }
+    }
+}
+
+/// A fresh random epoch (12 hex digits).
+fn new_epoch() -> Arc<str> {
+    let n = uuid::Uuid::new_v4().as_u128() as u64 & 0xffff_ffff_ffff;
+    Arc::from(format!("{n:012x}"))
+}
+
+impl ChannelState {
+    /// Counts one subscriber in or out on `shard`.
+    pub fn count(&mut self, shard: usize, join: bool) {
+        if self.shard_counts.len() <= shard {
+            self.shard_counts.resize(shard + 1, 0);
+        }
+        let c = &mut self.shard_counts[shard];
+        if join {
+            *c += 1;
+            self.subscribers += 1;
+        } else if *c > 0 {
+            *c -= 1;
+            self.subscribers -= 1;
+        }
+        self.shards.set(shard, *c > 0);
+    }
+
+    /// Whether the channel holds nothing worth keeping once idle (no subscribers, no history,
+    /// no snapshot, no pending work).
+    fn forgettable(&self) -> bool {
+        self.subscribers == 0
+            && self.pending.is_empty()
+            && self.history.is_empty()
+            && self.snapshot.is_empty()
+            && self.levels.is_empty()
+    }
+}
 /// Every channel the distributor knows.
 #[derive(Debug, Default)]
 pub struct ChannelRegistry {
     map: HashMap<Arc<str>, ChannelState>,
     /// Channels with pending publications this tick, in first-publication order.
     dirty: Vec<Arc<str>>,
+    /// Conflated channels whose rate-level windows hold events.
+    pub(crate) levelled: Vec<Arc<str>>,
     /// Publications dropped because the registry was full.
     pub dropped_full: u64,
 }
 
 impl ChannelRegistry {
-    /// Records a change in a shard's subscriber count for a channel.
-    pub fn set_subscribers(&mut self, shard: usize, channel: Arc<str>, delta: i64, local: usize) {
-        if !self.map.contains_key(&channel) && (local == 0 || self.map.len() >= MAX_CHANNELS) {
-            return;
+    /// Counts a subscriber in on `shard`; `None` if the registry is full.
+    pub fn join(&mut self, shard: usize, channel: Arc<str>) -> Option<&mut ChannelState> {
+        if !self.map.contains_key(&channel) && self.map.len() >= MAX_CHANNELS {
+            return None;
         }
         let state = self.map.entry(channel).or_default();
-        state.shards.set(shard, local > 0);
-        state.subscribers = state.subscribers.saturating_add_signed(delta);
+        state.count(shard, true);
+        Some(state)
+    }
+
+    /// Counts a subscriber out on `shard`.
+    pub fn leave(&mut self, shard: usize, channel: &str) {
+        if let Some(state) = self.map.get_mut(channel) {
+            state.count(shard, false);
+        }
+    }
+
+    /// Drops history older than each namespace's `history_ttl`.
+    pub fn expire(&mut self, now: Instant, namespace_of: impl Fn(&str) -> Namespace) {
+        for (name, state) in &mut self.map {
+            if !state.history.is_empty() {
+                state.history.expire(now, namespace_of(name).history_ttl);
+            }
+        }
     }
 
     /// Every channel with its figures, sorted by name; resets the per-second baseline. Channels
-    /// with no subscribers that saw no event since the previous snapshot are forgotten first, so
-    /// the registry (and `max_channels`) counts live channels only; such a channel starts again
-    /// at seq 1 if it is used later.
+    /// with no subscribers, no history and no snapshot that saw no event since the previous
+    /// snapshot are forgotten first, so the registry (and `max_channels`) counts live channels
+    /// only; such a channel starts again at seq 1, in a new epoch, if used later.
     pub fn snapshot(&mut self, elapsed_secs: f64) -> Vec<crate::status::ChannelInfo> {
-        self.map.retain(|_, s| {
-            s.subscribers > 0 || !s.pending.is_empty() || s.last_seq != s.seq_at_snapshot
-        });
+        self.map
+            .retain(|_, s| !s.forgettable() || s.last_seq != s.seq_at_snapshot);
         let mut out: Vec<_> = self
             .map
             .iter_mut()
@@ -135,9 +222,21 @@ impl ChannelRegistry {
         }
     }
 
+    /// Pushes channels back into the dirty list (their pending publications wait a tick).
+    pub fn defer(&mut self, channels: impl IntoIterator<Item = Arc<str>>) {
+        self.dirty.extend(channels);
+    }
+
     /// Mutable state of a channel.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut ChannelState> {
         self.map.get_mut(name)
+    }
+
+    /// Events and frame bytes held in every channel's history.
+    pub fn history_totals(&self) -> (u64, u64) {
+        self.map.values().fold((0, 0), |(e, b), s| {
+            (e + s.history.len() as u64, b + s.history.bytes() as u64)
+        })
     }
 
     /// Number of channels known.
@@ -158,16 +257,21 @@ mod tests {
     #[test]
     fn idle_channels_without_subscribers_are_forgotten_at_the_second_snapshot() {
         let mut reg = ChannelRegistry::default();
-        reg.set_subscribers(0, Arc::from("kept"), 1, 1);
-        reg.set_subscribers(0, Arc::from("left"), 1, 1);
-        reg.set_subscribers(0, Arc::from("left"), -1, 0);
+        reg.join(0, Arc::from("kept"));
+        reg.join(0, Arc::from("left"));
+        reg.leave(0, "left");
         reg.queue(crate::distributor::Publication {
             origin: None,
             channel: Arc::from("busy"),
             event_type: bytes::Bytes::from_static(b"\"e\""),
             data: bytes::Bytes::from_static(b"1"),
+            key: None,
         });
-        let _ = crate::distributor::tick::encode_tick(&mut reg, 1, "t", 1, &Default::default());
+        let _ = crate::distributor::tick::encode_tick(
+            &mut reg,
+            &crate::distributor::tick::TickInput::immediate(1, "t", 1),
+            &Default::default(),
+        );
         let names = |v: Vec<crate::status::ChannelInfo>| {
             v.into_iter()
                 .map(|c| c.name.to_string())

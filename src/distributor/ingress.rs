@@ -11,7 +11,9 @@ use crossbeam_channel::{Receiver, Sender};
 use thiserror::Error;
 
 use crate::config::limits::MAX_INGRESS_BYTES;
+use crate::driver::Slot;
 use crate::wire::channel;
+use crate::wire::command::StreamPosition;
 
 /// The client connection a publication came from (for `echo = false` namespaces).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,12 +35,63 @@ pub struct Publication {
     pub event_type: Bytes,
     /// Payload as JSON text.
     pub data: Bytes,
+    /// Conflation / snapshot key as a JSON string literal (quotes included), if any.
+    pub key: Option<Bytes>,
 }
 
 impl Publication {
     fn cost(&self) -> usize {
-        self.channel.len() + self.event_type.len() + self.data.len() + 64
+        self.channel.len()
+            + self.event_type.len()
+            + self.data.len()
+            + self.key.as_ref().map_or(0, Bytes::len)
+            + 64
     }
+}
+
+/// A shard asks to add one connection to channels (a `subscribe`, or default channels on
+/// connect). Answered with [`Joined`] on the shard's inbox, in order with tick batches, so the
+/// replayed events and the live ones meet without a gap or a duplicate.
+#[derive(Clone, Debug)]
+pub struct JoinRequest {
+    /// The asking shard.
+    pub shard: usize,
+    /// The connection's slot there.
+    pub slot: Slot,
+    /// The connection's serial (a reused slot must not get another connection's reply).
+    pub serial: u64,
+    /// The request's `id` (raw JSON) to echo.
+    pub id: Option<String>,
+    /// Whether the client is sent `subscribed` (false for default channels).
+    pub reply: bool,
+    /// Every channel the request named (for the reply), including ones already subscribed.
+    pub names: Vec<String>,
+    /// The channels to join now, each with where the client left it.
+    pub channels: Vec<(Arc<str>, Option<StreamPosition>)>,
+}
+
+/// The distributor's answer to a [`JoinRequest`].
+#[derive(Clone, Debug)]
+pub struct Joined {
+    /// The request, returned.
+    pub request: JoinRequest,
+    /// Per joined channel: position and what to send before live events.
+    pub channels: Vec<JoinedChannel>,
+}
+
+/// One channel of a [`Joined`].
+#[derive(Clone, Debug)]
+pub struct JoinedChannel {
+    /// The channel.
+    pub name: Arc<str>,
+    /// Sequence number of its last dispatched event.
+    pub seq: u64,
+    /// Its epoch.
+    pub epoch: Arc<str>,
+    /// With `since`: whether the missed events follow (all of them) or not.
+    pub recovered: Option<bool>,
+    /// Frames to send first: the missed events, or the snapshot.
+    pub frames: Vec<Bytes>,
 }
 
 /// Why a publication was not accepted.
@@ -60,12 +113,11 @@ pub enum PublishError {
 
 pub(crate) enum IngressMsg {
     Publish(Publication),
-    /// A subscriber joined (`delta` 1) or left (-1) on `shard`, leaving `local` there.
-    Subscribers {
+    Join(JoinRequest),
+    /// A subscriber on `shard` left `channel`.
+    Leave {
         shard: usize,
         channel: Arc<str>,
-        delta: i64,
-        local: usize,
     },
     Stop,
 }
@@ -108,6 +160,17 @@ impl Ingress {
         event_type: &str,
         data: Vec<u8>,
     ) -> Result<(), PublishError> {
+        self.publish_keyed(channel, event_type, None, data)
+    }
+
+    /// As [`publish_json`](Self::publish_json), with a conflation / snapshot `key`.
+    pub fn publish_keyed(
+        &self,
+        channel: &str,
+        event_type: &str,
+        key: Option<&str>,
+        data: Vec<u8>,
+    ) -> Result<(), PublishError> {
         if !channel::is_valid(channel) {
             return Err(PublishError::InvalidChannel(
                 channel.chars().take(64).collect(),
@@ -119,18 +182,18 @@ impl Ingress {
             channel: Arc::from(channel),
             event_type: Bytes::from(event_type),
             data: Bytes::from(data),
+            key: key.map(json_key),
         })
     }
 
-    /// Tells the distributor a shard's subscriber count of `channel` changed by `delta` to
-    /// `local`; sent on every subscribe and unsubscribe (not per event).
-    pub(crate) fn subscribers(&self, shard: usize, channel: Arc<str>, delta: i64, local: usize) {
-        let _ = self.tx.send(IngressMsg::Subscribers {
-            shard,
-            channel,
-            delta,
-            local,
-        });
+    /// Asks to add a connection to channels; answered on the shard's inbox.
+    pub(crate) fn join(&self, request: JoinRequest) {
+        let _ = self.tx.send(IngressMsg::Join(request));
+    }
+
+    /// Tells the distributor one subscriber on `shard` left `channel`.
+    pub(crate) fn leave(&self, shard: usize, channel: Arc<str>) {
+        let _ = self.tx.send(IngressMsg::Leave { shard, channel });
     }
 
     pub(crate) fn stop(&self) {
@@ -144,4 +207,9 @@ impl Ingress {
     pub(crate) fn cost_of(p: &Publication) -> usize {
         p.cost()
     }
+}
+
+/// A key as the JSON string literal events carry.
+pub fn json_key(key: &str) -> Bytes {
+    Bytes::from(serde_json::to_vec(key).expect("a str always serializes"))
 }

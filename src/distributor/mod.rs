@@ -6,9 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod channels;
+pub mod conflate;
+pub mod history;
 pub mod ingress;
+mod join;
+pub mod snapshot;
 pub mod tick;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,18 +25,30 @@ use crate::clock::FrameClock;
 use crate::driver::EventFd;
 use crate::status::ServerState;
 use channels::ChannelRegistry;
+pub use conflate::{Variant, Variants};
 use ingress::IngressMsg;
-pub use ingress::{Ingress, Origin, Publication, PublishError};
+pub use ingress::{Ingress, JoinRequest, Joined, JoinedChannel, Origin, Publication, PublishError};
+
+use crate::config::limits::{MAX_RATE_LEVEL, SHARD_BACKLOG_BATCHES};
+use crate::config::Delivery;
 
 /// One channel's frames of one tick.
 #[derive(Clone, Debug)]
 pub struct ChannelFrames {
     /// The channel.
     pub channel: Arc<str>,
-    /// Every event frame of the tick for this channel, joined.
+    /// Every event frame of the tick for this channel, joined (may be empty when only rate-level
+    /// variants are due).
     pub frames: Bytes,
+    /// Sequence number of the first frame in `frames`.
+    pub first_seq: u64,
     /// How many event frames `frames` holds.
     pub count: u32,
+    /// The namespace's delivery class.
+    pub delivery: Delivery,
+    /// Conflated channels at a rate-level boundary: the shared frames for stepped-down
+    /// subscribers, per level.
+    pub variants: Option<Arc<Variants>>,
     /// For `echo = false` namespaces: the byte ranges of `frames` each publishing client must
     /// not receive back.
     pub exclusions: Option<Arc<[Exclusion]>>,
@@ -53,16 +70,80 @@ pub struct Exclusion {
 pub struct TickBatch {
     /// Frame number of the tick.
     pub frame: u64,
+    /// Rate-level boundaries the tick crosses ([`conflate::boundaries`]).
+    pub boundaries: u8,
     /// Channels in dispatch order.
     pub items: Vec<ChannelFrames>,
 }
 
+/// What the distributor sends a shard, in one ordered inbox.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// One tick's frames.
+    Tick(TickBatch),
+    /// The answer to a join: the `subscribed` reply and the frames that precede live events.
+    Joined(Box<Joined>),
+}
+
 /// The distributor's way to one shard.
 pub struct ShardLink {
-    /// Tick batches, bounded.
-    pub batches: Sender<TickBatch>,
+    /// The shard's inbox, bounded.
+    pub batches: Sender<ShardMsg>,
     /// Wakes the shard's loop.
     pub waker: Arc<EventFd>,
+    /// Messages waiting because the inbox was full (order is kept: once anything waits here,
+    /// everything after waits too).
+    pub backlog: VecDeque<ShardMsg>,
+}
+
+impl ShardLink {
+    /// A link with an empty backlog.
+    pub fn new(batches: Sender<ShardMsg>, waker: Arc<EventFd>) -> ShardLink {
+        ShardLink {
+            batches,
+            waker,
+            backlog: VecDeque::new(),
+        }
+    }
+
+    /// Sends in order; a full inbox parks messages in the backlog. Tick batches beyond
+    /// [`SHARD_BACKLOG_BATCHES`] are dropped (counted); join answers never are. Returns the
+    /// number of tick batches dropped.
+    fn send(&mut self, msg: ShardMsg) -> u64 {
+        self.backlog.push_back(msg);
+        let mut sent = false;
+        while let Some(front) = self.backlog.pop_front() {
+            match self.batches.try_send(front) {
+                Ok(()) => sent = true,
+                Err(TrySendError::Full(m)) => {
+                    self.backlog.push_front(m);
+                    break;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.backlog.clear();
+                    break;
+                }
+            }
+        }
+        if sent {
+            self.waker.wake();
+        }
+        let mut dropped = 0;
+        while self.backlog.len() > SHARD_BACKLOG_BATCHES {
+            match self
+                .backlog
+                .iter()
+                .position(|m| matches!(m, ShardMsg::Tick(_)))
+            {
+                Some(i) => {
+                    self.backlog.remove(i);
+                    dropped += 1;
+                }
+                None => break,
+            }
+        }
+        dropped
+    }
 }
 
 /// Upper bounds (microseconds) of the tick-duration histogram buckets; +Inf follows.
@@ -93,6 +174,19 @@ pub struct DistributorStats {
     pub merged_ticks: AtomicU64,
     /// Largest tick lateness seen, in microseconds.
     pub max_lateness_us: AtomicU64,
+    /// Lateness of the last tick, in microseconds.
+    pub last_lateness_us: AtomicU64,
+    /// Host degradation level: conflated channels go out every 2^level ticks while tick work
+    /// overruns its period (0 = every tick).
+    pub host_level: AtomicU64,
+    /// Subscribers answered with the events they missed (`recovered: true`).
+    pub recoveries: AtomicU64,
+    /// Recoveries that could not be served (`recovered: false`).
+    pub recovery_misses: AtomicU64,
+    /// Events held in channel histories (at the last snapshot).
+    pub history_events: AtomicU64,
+    /// Bytes of event frames held in channel histories (at the last snapshot).
+    pub history_bytes: AtomicU64,
     /// Batches dropped because a shard's inbox was full.
     pub dropped_batches: AtomicU64,
     /// Publications dropped because the channel registry was full.
@@ -110,6 +204,9 @@ pub struct Distributor {
     state: Arc<ServerState>,
     last_snapshot: Instant,
     namespaces: Arc<crate::config::Namespaces>,
+    /// Frame number of the previous dispatch (for rate-level boundaries).
+    last_frame: u64,
+    host_level: u8,
 }
 
 impl Distributor {
@@ -131,6 +228,8 @@ impl Distributor {
             state,
             last_snapshot: Instant::now(),
             namespaces,
+            last_frame: 0,
+            host_level: 0,
         }
     }
 
@@ -155,16 +254,44 @@ impl Distributor {
             self.stats
                 .merged_ticks
                 .fetch_add(tick.merged, Ordering::Relaxed);
+            let late_us = tick.lateness.as_micros() as u64;
             self.stats
                 .max_lateness_us
-                .fetch_max(tick.lateness.as_micros() as u64, Ordering::Relaxed);
+                .fetch_max(late_us, Ordering::Relaxed);
+            self.stats
+                .last_lateness_us
+                .store(late_us, Ordering::Relaxed);
             let work = Instant::now();
             let running = self.collect(None);
             self.dispatch(tick.frame);
-            self.record_tick(work.elapsed());
+            let took = work.elapsed();
+            self.record_tick(took);
+            self.adapt_host_level(took, tick.merged > 0, period);
             if !running {
                 return;
             }
+        }
+    }
+
+    /// Steps conflated channels down (every 2nd, 4th... tick) while a tick's work overruns
+    /// most of its period, and back up once it takes under a quarter of it.
+    fn adapt_host_level(&mut self, took: Duration, merged: bool, period: Duration) {
+        let before = self.host_level;
+        if (merged || took > period.mul_f64(0.75)) && self.host_level < MAX_RATE_LEVEL {
+            self.host_level += 1;
+        } else if took < period / 4 && !merged && self.host_level > 0 {
+            self.host_level -= 1;
+        }
+        if self.host_level != before {
+            tracing::warn!(
+                level = self.host_level,
+                tick_us = took.as_micros() as u64,
+                "tick work against its period: conflated channels now every {} ticks",
+                1u32 << self.host_level
+            );
+            self.stats
+                .host_level
+                .store(u64::from(self.host_level), Ordering::Relaxed);
         }
     }
 
@@ -181,6 +308,12 @@ impl Distributor {
         let since = self.last_snapshot.elapsed();
         if since >= Duration::from_secs(1) {
             self.last_snapshot = Instant::now();
+            let namespaces = self.namespaces.clone();
+            self.registry
+                .expire(self.last_snapshot, |name| namespaces.of(name).clone());
+            let (events, bytes) = self.registry.history_totals();
+            self.stats.history_events.store(events, Ordering::Relaxed);
+            self.stats.history_bytes.store(bytes, Ordering::Relaxed);
             let snapshot = self.registry.snapshot(since.as_secs_f64());
             self.stats
                 .channels
@@ -237,12 +370,8 @@ impl Distributor {
                             .fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                IngressMsg::Subscribers {
-                    shard,
-                    channel,
-                    delta,
-                    local,
-                } => self.registry.set_subscribers(shard, channel, delta, local),
+                IngressMsg::Join(request) => self.join(request),
+                IngressMsg::Leave { shard, channel } => self.registry.leave(shard, &channel),
                 IngressMsg::Stop => running = false,
             }
         }
@@ -250,32 +379,68 @@ impl Distributor {
         running
     }
 
+    /// Answers a join on the asking shard's inbox, ahead of the next tick's batch.
+    fn join(&mut self, request: JoinRequest) {
+        let timestamp = crate::wire::timestamp();
+        let joined = join::answer(&mut self.registry, request, &self.namespaces, &timestamp);
+        for c in &joined.channels {
+            match c.recovered {
+                Some(true) => self.stats.recoveries.fetch_add(1, Ordering::Relaxed),
+                Some(false) => self.stats.recovery_misses.fetch_add(1, Ordering::Relaxed),
+                None => 0,
+            };
+        }
+        let shard = joined.request.shard;
+        if let Some(link) = self.links.get_mut(shard) {
+            let dropped = link.send(ShardMsg::Joined(Box::new(joined)));
+            self.count_dropped(dropped);
+        }
+    }
+
+    fn count_dropped(&self, dropped: u64) {
+        if dropped > 0 {
+            self.stats
+                .dropped_batches
+                .fetch_add(dropped, Ordering::Relaxed);
+            tracing::error!(dropped, "a shard's inbox is full; dropped tick batches");
+        }
+    }
+
     /// Encodes this tick's events and hands each shard its batch.
     fn dispatch(&mut self, frame: u64) {
-        if !self.registry.has_pending() {
+        let levels = self.period.is_some();
+        let boundaries = if levels {
+            conflate::boundaries(self.last_frame, frame)
+        } else {
+            0
+        };
+        self.last_frame = frame;
+        if !self.registry.has_pending() && (boundaries == 0 || self.registry.levelled.is_empty()) {
             return;
         }
         self.stats.busy_ticks.fetch_add(1, Ordering::Relaxed);
         let timestamp = crate::wire::timestamp();
-        let per_shard = tick::encode_tick(
-            &mut self.registry,
+        let input = tick::TickInput {
             frame,
-            &timestamp,
-            self.links.len(),
-            &self.namespaces,
-        );
-        for (link, items) in self.links.iter().zip(per_shard) {
-            if items.is_empty() {
+            timestamp: &timestamp,
+            shards: self.links.len(),
+            now: Instant::now(),
+            boundaries,
+            host_level: self.host_level,
+            levels,
+        };
+        let per_shard = tick::encode_tick(&mut self.registry, &input, &self.namespaces);
+        let mut dropped = 0;
+        for (link, items) in self.links.iter_mut().zip(per_shard) {
+            if items.is_empty() && link.backlog.is_empty() {
                 continue;
             }
-            match link.batches.try_send(TickBatch { frame, items }) {
-                Ok(()) => link.waker.wake(),
-                Err(TrySendError::Full(_)) => {
-                    self.stats.dropped_batches.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!("a shard's inbox is full; dropped one tick batch");
-                }
-                Err(TrySendError::Disconnected(_)) => {}
-            }
+            dropped += link.send(ShardMsg::Tick(TickBatch {
+                frame,
+                boundaries,
+                items,
+            }));
         }
+        self.count_dropped(dropped);
     }
 }

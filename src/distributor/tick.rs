@@ -1,88 +1,227 @@
-//! One tick's work, as a pure function: number each pending publication per channel, encode it
-//! once into a complete WebSocket frame, join a channel's frames into one `Bytes`, and list it
-//! for every shard with subscribers of that channel.
-
-use bytes::BytesMut;
+//! One tick's work, as a pure function of the registry: number each pending publication per
+//! channel (after conflation, for conflated channels), encode it once into a complete WebSocket
+//! frame, join a channel's frames into one `Bytes`, keep what the namespace asks for (history
+//! slices, snapshot, rate-level windows), and list the channel for every shard with subscribers.
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
 
 use super::channels::ChannelRegistry;
+use super::conflate::{crossed, newest_per_key};
 use super::{ChannelFrames, Exclusion};
-use crate::config::Namespaces;
+use crate::config::{Delivery, Namespaces};
 use crate::wire::event::{put_event_frame, EventFields};
 
 /// Bytes an event frame adds around its payload, for sizing the joined buffer up front.
 const FRAME_OVERHEAD: usize = 160;
 
+/// What one tick is.
+#[derive(Clone, Copy, Debug)]
+pub struct TickInput<'a> {
+    /// Frame number.
+    pub frame: u64,
+    /// RFC 3339 time of the tick.
+    pub timestamp: &'a str,
+    /// Number of shards.
+    pub shards: usize,
+    /// Monotonic time (history ages).
+    pub now: Instant,
+    /// Rate-level boundaries this tick crosses (see [`super::conflate::boundaries`]).
+    pub boundaries: u8,
+    /// Host degradation level: conflated channels go out only when this level's boundary is
+    /// crossed (0 = every tick).
+    pub host_level: u8,
+    /// Whether rate levels exist (a frame clock runs).
+    pub levels: bool,
+}
+
+impl<'a> TickInput<'a> {
+    /// A tick without a frame clock (immediate mode): no rate levels.
+    pub fn immediate(frame: u64, timestamp: &'a str, shards: usize) -> TickInput<'a> {
+        TickInput {
+            frame,
+            timestamp,
+            shards,
+            now: Instant::now(),
+            boundaries: 0,
+            host_level: 0,
+            levels: false,
+        }
+    }
+}
+
 /// Encodes every pending publication; returns each shard's items (index = shard).
 pub fn encode_tick(
     registry: &mut ChannelRegistry,
-    frame: u64,
-    timestamp: &str,
-    shards: usize,
+    input: &TickInput<'_>,
     namespaces: &Namespaces,
 ) -> Vec<Vec<ChannelFrames>> {
-    let mut per_shard: Vec<Vec<ChannelFrames>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut per_shard: Vec<Vec<ChannelFrames>> = (0..input.shards).map(|_| Vec::new()).collect();
     let dirty = registry.take_dirty();
+    let mut deferred = Vec::new();
+    let mut levelled = Vec::new();
     for name in &dirty {
+        let ns = namespaces.of(name);
+        let conflated = ns.delivery == Delivery::Conflated;
+        if conflated && !crossed(input.boundaries, input.host_level) {
+            deferred.push(name.clone());
+            continue;
+        }
         let Some(state) = registry.get_mut(name) else {
             continue;
         };
         let pending = std::mem::take(&mut state.pending);
-        if state.shards.is_empty() {
-            state.last_seq += pending.len() as u64;
+        let keep: Vec<usize> = if conflated {
+            newest_per_key(&pending)
+        } else {
+            (0..pending.len()).collect()
+        };
+        if ns.snapshot {
+            for (i, &ix) in keep.iter().enumerate() {
+                let p = &pending[ix];
+                let seq = state.last_seq + 1 + i as u64;
+                state
+                    .snapshot
+                    .put(seq, input.frame, &p.event_type, &p.data, p.key.as_ref());
+            }
+        }
+        let subscribed = !state.shards.is_empty();
+        let history_cap = ns.history_size as usize;
+        if !subscribed && history_cap == 0 {
+            state.last_seq += keep.len() as u64;
             continue;
         }
-        let size: usize = pending
+        let size: usize = keep
             .iter()
+            .map(|&i| &pending[i])
             .map(|p| p.data.len() + p.event_type.len() + name.len() + FRAME_OVERHEAD)
             .sum();
         let mut out = BytesMut::with_capacity(size);
-        let no_echo = !namespaces.of(name).echo;
+        let mut spans = Vec::with_capacity(keep.len());
         let mut exclusions = Vec::new();
-        for p in &pending {
+        let first_seq = state.last_seq + 1;
+        for &i in &keep {
+            let p = &pending[i];
             state.last_seq += 1;
-            let start = out.len() as u32;
+            let start = out.len();
             put_event_frame(
                 &mut out,
                 &EventFields {
                     channel: name,
                     seq: state.last_seq,
-                    frame,
-                    timestamp,
+                    frame: input.frame,
+                    timestamp: input.timestamp,
                     event_type: &p.event_type,
                     data: &p.data,
+                    key: p.key.as_deref(),
+                    snapshot: false,
                 },
             );
-            if let (true, Some(origin)) = (no_echo, p.origin) {
+            spans.push((start, out.len(), i));
+            if let (false, Some(origin)) = (ns.echo, p.origin) {
                 exclusions.push(Exclusion {
                     origin,
-                    start,
+                    start: start as u32,
                     end: out.len() as u32,
                 });
             }
         }
-        let item = ChannelFrames {
-            channel: name.clone(),
-            frames: out.freeze(),
-            count: pending.len() as u32,
-            exclusions: (!exclusions.is_empty()).then(|| Arc::from(exclusions)),
+        let frames = out.freeze();
+        let feed_levels = conflated && subscribed && input.levels;
+        for (n, &(start, end, i)) in spans.iter().enumerate() {
+            let seq = first_seq + n as u64;
+            if history_cap > 0 || feed_levels {
+                let frame = frames.slice(start..end);
+                if feed_levels {
+                    state.levels.add(pending[i].key.as_ref(), seq, &frame);
+                }
+                state.history.push(seq, frame, input.now, history_cap);
+            }
+        }
+        state.dispatched_frame = input.frame;
+        let variants = if feed_levels && input.boundaries != 0 {
+            state
+                .levels
+                .emit(name, input.boundaries, state.last_seq)
+                .map(Arc::from)
+        } else {
+            None
         };
-        for shard in state.shards.iter() {
-            if let Some(list) = per_shard.get_mut(shard) {
-                list.push(item.clone());
+        if feed_levels && !state.levels.is_empty() {
+            levelled.push(name.clone());
+        }
+        if subscribed {
+            let item = ChannelFrames {
+                channel: name.clone(),
+                frames,
+                first_seq,
+                count: keep.len() as u32,
+                exclusions: (!exclusions.is_empty()).then(|| Arc::from(exclusions)),
+                delivery: ns.delivery,
+                variants,
+            };
+            for shard in state.shards.iter() {
+                if let Some(list) = per_shard.get_mut(shard) {
+                    list.push(item.clone());
+                }
             }
         }
     }
     registry.return_dirty(dirty);
+    registry.defer(deferred);
+    emit_level_windows(registry, input, &mut per_shard, levelled);
     per_shard
+}
+
+/// At a boundary, conflated channels with no new event this tick still close their rate-level
+/// windows, so a stepped-down subscriber gets the newest state without waiting for more events.
+fn emit_level_windows(
+    registry: &mut ChannelRegistry,
+    input: &TickInput<'_>,
+    per_shard: &mut [Vec<ChannelFrames>],
+    fresh: Vec<Arc<str>>,
+) {
+    let previous = std::mem::take(&mut registry.levelled);
+    let mut still = Vec::with_capacity(previous.len() + fresh.len());
+    for name in previous {
+        let Some(state) = registry.get_mut(&name) else {
+            continue;
+        };
+        if state.dispatched_frame == input.frame {
+            continue; // handled (and re-listed if needed) above
+        }
+        if input.boundaries != 0 {
+            if let Some(variants) = state.levels.emit(&name, input.boundaries, state.last_seq) {
+                let item = ChannelFrames {
+                    channel: name.clone(),
+                    frames: Bytes::new(),
+                    first_seq: state.last_seq + 1,
+                    count: 0,
+                    exclusions: None,
+                    delivery: Delivery::Conflated,
+                    variants: Some(Arc::from(variants)),
+                };
+                for shard in state.shards.iter() {
+                    if let Some(list) = per_shard.get_mut(shard) {
+                        list.push(item.clone());
+                    }
+                }
+            }
+        }
+        if !state.levels.is_empty() {
+            still.push(name);
+        }
+    }
+    still.extend(fresh);
+    registry.levelled = still;
 }
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
+    use crate::distributor::conflate::boundaries;
     use crate::distributor::Publication;
 
     fn publication(channel: &str, n: u32) -> Publication {
@@ -91,21 +230,46 @@ mod tests {
             channel: Arc::from(channel),
             event_type: Bytes::from_static(b"\"t\""),
             data: Bytes::from(n.to_string()),
+            key: None,
+        }
+    }
+
+    fn conflated() -> Namespaces {
+        let t: toml::Table = "[namespaces.pos]\ndelivery = \"conflated\"\n"
+            .parse()
+            .unwrap();
+        Namespaces::from_toml(t["namespaces"].as_table().unwrap()).unwrap()
+    }
+
+    fn ticked(frame: u64) -> TickInput<'static> {
+        TickInput {
+            frame,
+            timestamp: "ts",
+            shards: 1,
+            now: Instant::now(),
+            boundaries: boundaries(frame - 1, frame),
+            host_level: 0,
+            levels: true,
         }
     }
 
     #[test]
     fn seq_counts_per_channel_and_only_interested_shards_get_frames() {
         let mut reg = ChannelRegistry::default();
-        reg.set_subscribers(1, Arc::from("a"), 1, 1);
+        reg.join(1, Arc::from("a"));
         for n in 0..3 {
             reg.queue(publication("a", n));
         }
         reg.queue(publication("nobody", 0));
-        let batches = encode_tick(&mut reg, 7, "ts", 2, &Namespaces::default());
+        let batches = encode_tick(
+            &mut reg,
+            &TickInput::immediate(7, "ts", 2),
+            &Namespaces::default(),
+        );
         assert!(batches[0].is_empty());
         assert_eq!(batches[1].len(), 1);
         assert_eq!(batches[1][0].count, 3);
+        assert_eq!(batches[1][0].first_seq, 1);
         let text = String::from_utf8_lossy(&batches[1][0].frames).to_string();
         assert!(
             text.contains("\"seq\":1,")
@@ -113,8 +277,76 @@ mod tests {
                 && text.contains("\"frame\":7,")
         );
         reg.queue(publication("a", 9));
-        let next = encode_tick(&mut reg, 8, "ts", 2, &Namespaces::default());
+        let next = encode_tick(
+            &mut reg,
+            &TickInput::immediate(8, "ts", 2),
+            &Namespaces::default(),
+        );
         assert!(String::from_utf8_lossy(&next[1][0].frames).contains("\"seq\":4,"));
         assert!(!reg.has_pending());
+    }
+
+    #[test]
+    fn conflated_channel_sends_only_the_newest_event_of_a_tick() {
+        let mut reg = ChannelRegistry::default();
+        reg.join(0, Arc::from("pos:x"));
+        for n in 0..5 {
+            reg.queue(publication("pos:x", n));
+        }
+        let out = encode_tick(&mut reg, &ticked(1), &conflated());
+        assert_eq!(out[0][0].count, 1);
+        let text = String::from_utf8_lossy(&out[0][0].frames).to_string();
+        assert!(
+            text.contains("\"seq\":1,") && text.contains("\"data\":4}"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn level_windows_close_at_boundaries_even_without_new_events() {
+        let mut reg = ChannelRegistry::default();
+        reg.join(0, Arc::from("pos:x"));
+        reg.queue(publication("pos:x", 1));
+        let first = encode_tick(&mut reg, &ticked(1), &conflated());
+        assert!(
+            first[0][0].variants.is_none(),
+            "frame 1 crosses no boundary"
+        );
+        let second = encode_tick(&mut reg, &ticked(2), &conflated());
+        let variants = second[0][0].variants.as_ref().expect("level 1 closes at 2");
+        assert_eq!(second[0][0].count, 0);
+        let one = variants[0].as_ref().unwrap();
+        assert!(String::from_utf8_lossy(&one.bytes).contains("\"data\":1}"));
+    }
+
+    #[test]
+    fn host_degradation_defers_conflated_channels_to_their_boundary() {
+        let mut reg = ChannelRegistry::default();
+        reg.join(0, Arc::from("pos:x"));
+        reg.queue(publication("pos:x", 1));
+        let mut input = ticked(3);
+        input.host_level = 1;
+        assert!(encode_tick(&mut reg, &input, &conflated())[0].is_empty());
+        reg.queue(publication("pos:x", 2));
+        let mut input = ticked(4);
+        input.host_level = 1;
+        let out = encode_tick(&mut reg, &input, &conflated());
+        assert_eq!(
+            out[0][0].count, 1,
+            "the two ticks' events merge into the newest"
+        );
+    }
+
+    #[test]
+    fn history_keeps_frames_while_nobody_is_subscribed() {
+        let t: toml::Table = "[namespaces.chat]\nhistory_size = 10\n".parse().unwrap();
+        let ns = Namespaces::from_toml(t["namespaces"].as_table().unwrap()).unwrap();
+        let mut reg = ChannelRegistry::default();
+        for n in 0..3 {
+            reg.queue(publication("chat:1", n));
+        }
+        encode_tick(&mut reg, &TickInput::immediate(1, "ts", 1), &ns);
+        let state = reg.get_mut("chat:1").unwrap();
+        assert_eq!(state.history.after(1, 3).unwrap().len(), 2);
     }
 }

@@ -3,36 +3,53 @@
 //! `Bytes` clone (a reference-count increment) and a length check: no allocation (beyond
 //! amortized queue growth), no encoding, no lock, no syscall. Sends happen after, one per
 //! connection per loop turn.
+//!
+//! What happens when a subscriber's queue is full depends on the channel's delivery class:
+//! `reliable` closes it (it can recover from history), `volatile` and `conflated` drop and tell
+//! the client with a `gap` notice before its next event there. On conflated channels a client
+//! whose queue stays above the high-water mark is first stepped down to every 2nd, 4th...
+//! tick (the distributor's shared rate-level variants), and stepped back up once it drains.
 #![forbid(unsafe_code)]
 
 pub mod topics;
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
+use crate::config::limits::MAX_RATE_LEVEL;
+use crate::config::Delivery;
 use crate::conn::ConnSettings;
 use crate::conn::Full;
-use crate::distributor::Exclusion;
-use crate::distributor::TickBatch;
+use crate::distributor::conflate::crossed;
+use crate::distributor::{ChannelFrames, Exclusion, TickBatch};
 use crate::driver::Slot;
-use crate::shard::table::{ConnTable, Entry};
-pub use topics::Topics;
+use crate::shard::table::{ConnTable, Entry, PendingGap};
+use crate::wire::reply;
+pub use topics::{Member, Topics};
 
 /// Counts from delivering one batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Delivered {
     /// Connection-deliveries (one per subscriber per channel).
     pub deliveries: u64,
-    /// Event frames delivered (events × subscribers).
+    /// Event frames delivered (events × subscribers, at full rate).
     pub frames: u64,
     /// Subscribers closed as slow consumers.
     pub slow: u64,
+    /// Events not delivered to a full queue (volatile and conflated channels).
+    pub dropped: u64,
+    /// `gap` notices queued.
+    pub gaps: u64,
+    /// Connections stepped down a rate level (minus those stepped back up).
+    pub degraded_delta: i64,
 }
 
 /// Appends each channel's frames to its subscribers' outboxes and lists them in `dirty`.
 pub fn deliver(
     shard: u32,
     batch: &TickBatch,
-    topics: &Topics,
+    topics: &mut Topics,
     table: &mut ConnTable,
     settings: &ConnSettings,
     now: Instant,
@@ -40,38 +57,210 @@ pub fn deliver(
 ) -> Delivered {
     let mut out = Delivered::default();
     for item in &batch.items {
-        let Some(subscribers) = topics.subscribers(&item.channel) else {
+        let Some(members) = topics.subscribers_mut(&item.channel) else {
             continue;
         };
-        out.frames += u64::from(item.count) * subscribers.len() as u64;
-        for &slot in subscribers {
-            let Some(entry) = table.get_mut(slot) else {
+        out.frames += u64::from(item.count) * members.len() as u64;
+        for member in members.iter_mut() {
+            let Some(entry) = table.get_mut(member.slot) else {
                 debug_assert!(false, "topic lists a free slot");
                 continue;
             };
+            if !entry.conn.is_open() {
+                continue;
+            }
             out.deliveries += 1;
-            let own = item.exclusions.as_deref().filter(|ex| {
-                ex.iter()
-                    .any(|x| x.origin.shard == shard && x.origin.serial == entry.session.serial)
-            });
-            let pushed = match own {
-                None => entry
-                    .conn
-                    .push_broadcast(item.frames.clone(), settings, now),
-                // A publisher in an echo = false namespace: everything but its own frames, as
-                // slices of the same buffer (no copy).
-                Some(ex) => push_without_own(entry, &item.frames, ex, shard, settings, now),
-            };
-            if pushed.is_err() {
-                out.slow += 1;
+            match item.delivery {
+                Delivery::Reliable => {
+                    if push_level0(entry, item, shard, settings, now, false, &mut out).is_err() {
+                        out.slow += 1;
+                    }
+                }
+                Delivery::Volatile => {
+                    let _ = push_level0(entry, item, shard, settings, now, true, &mut out);
+                }
+                Delivery::Conflated => {
+                    deliver_conflated(entry, member, item, batch, shard, settings, now, &mut out)
+                }
             }
             if !entry.dirty {
                 entry.dirty = true;
-                dirty.push(slot);
+                dirty.push(member.slot);
             }
         }
     }
     out
+}
+
+/// A conflated channel: the member's rate level picks the tick's frames (level 0) or the
+/// level's shared variant at its boundary; then the level follows the connection's step-down
+/// and the member's `max_hz` floor, changing only at a boundary of the higher level.
+#[allow(clippy::too_many_arguments)]
+fn deliver_conflated(
+    entry: &mut Entry,
+    member: &mut Member,
+    item: &ChannelFrames,
+    batch: &TickBatch,
+    shard: u32,
+    settings: &ConnSettings,
+    now: Instant,
+    out: &mut Delivered,
+) {
+    if batch.boundaries != 0 && entry.degrade_frame != batch.frame {
+        entry.degrade_frame = batch.frame;
+        out.degraded_delta += step_degrade(entry, batch.boundaries, settings);
+    }
+    if member.level == 0 {
+        if item.count > 0 {
+            let _ = push_level0(entry, item, shard, settings, now, true, out);
+        }
+    } else if crossed(batch.boundaries, member.level) {
+        let variant = item
+            .variants
+            .as_ref()
+            .and_then(|v| v[member.level as usize - 1].as_ref());
+        if let Some(v) = variant {
+            let missed = v.last_seq + 1 - v.first_seq;
+            let _ = push_lossy(
+                entry,
+                item,
+                &v.bytes,
+                (v.first_seq, v.last_seq, missed),
+                settings,
+                out,
+            );
+        }
+    }
+    let desired = entry.degrade.max(member.floor);
+    if desired != member.level && crossed(batch.boundaries, desired.max(member.level)) {
+        member.level = desired;
+    }
+}
+
+/// One step down while the queue is above the high-water mark, one step up once it is below
+/// the low-water mark, each at that level's boundary; returns the change in degraded
+/// connections (+1, -1 or 0).
+fn step_degrade(entry: &mut Entry, bits: u8, settings: &ConnSettings) -> i64 {
+    let queued = entry.conn.outbox.queued();
+    let high = settings.max_queued_bytes / 4;
+    let low = settings.max_queued_bytes / 16;
+    let before = entry.degrade;
+    if queued > high && entry.degrade < MAX_RATE_LEVEL && crossed(bits, entry.degrade + 1) {
+        entry.degrade += 1;
+    } else if queued <= low && entry.degrade > 0 && crossed(bits, entry.degrade) {
+        entry.degrade -= 1;
+    }
+    match (before, entry.degrade) {
+        (0, 1) => 1,
+        (1, 0) => -1,
+        _ => 0,
+    }
+}
+
+/// The tick's own frames of the channel. `lossy`: a full queue drops them (to be told by a
+/// `gap`) instead of closing the connection.
+fn push_level0(
+    entry: &mut Entry,
+    item: &ChannelFrames,
+    shard: u32,
+    settings: &ConnSettings,
+    now: Instant,
+    lossy: bool,
+    out: &mut Delivered,
+) -> Result<(), Full> {
+    let own = item.exclusions.as_deref().filter(|ex| {
+        ex.iter()
+            .any(|x| x.origin.shard == shard && x.origin.serial == entry.session.serial)
+    });
+    let count = u64::from(item.count);
+    let range = (item.first_seq, item.first_seq + count - 1, count);
+    match (own, lossy) {
+        (None, false) => entry
+            .conn
+            .push_broadcast(item.frames.clone(), settings, now),
+        (None, true) => push_lossy(entry, item, &item.frames, range, settings, out),
+        // A publisher in an echo = false namespace: everything but its own frames, as slices
+        // of the same buffer (no copy).
+        (Some(ex), false) => push_without_own(entry, &item.frames, ex, shard, settings, now),
+        (Some(ex), true) => {
+            if !fits(entry, item.frames.len(), settings) {
+                miss(entry, item, range, out);
+                return Err(Full);
+            }
+            if let Some(i) = entry.gaps.iter().position(|g| g.channel == item.channel) {
+                let g = entry.gaps.swap_remove(i);
+                out.gaps += 1;
+                let notice = reply::gap(&g.channel, g.skipped, g.from_seq, g.to_seq);
+                entry.conn.outbox.push_unchecked(notice);
+            }
+            push_without_own(entry, &item.frames, ex, shard, settings, now)
+        }
+    }
+}
+
+/// Queues `bytes` (events `range` = first seq, last seq, count) after any pending `gap`
+/// notice for the channel, or, if the queue cannot take them, records them as missed.
+fn push_lossy(
+    entry: &mut Entry,
+    item: &ChannelFrames,
+    bytes: &Bytes,
+    range: (u64, u64, u64),
+    settings: &ConnSettings,
+    out: &mut Delivered,
+) -> Result<(), Full> {
+    let pending = entry.gaps.iter().position(|g| *g.channel == *item.channel);
+    let notice = pending.map(|i| {
+        let g = &entry.gaps[i];
+        reply::gap(&g.channel, g.skipped, g.from_seq, g.to_seq)
+    });
+    let need = bytes.len() + notice.as_ref().map_or(0, Bytes::len);
+    if !fits(entry, need, settings) {
+        miss(entry, item, range, out);
+        return Err(Full);
+    }
+    if let (Some(i), Some(n)) = (pending, notice) {
+        entry.gaps.swap_remove(i);
+        out.gaps += 1;
+        entry.conn.outbox.push_unchecked(n);
+    }
+    entry.conn.outbox.push_unchecked(bytes.clone());
+    Ok(())
+}
+
+/// Whether the outbox takes `len` more bytes under the cap (an empty one takes anything).
+fn fits(entry: &Entry, len: usize, settings: &ConnSettings) -> bool {
+    let queued = entry.conn.outbox.queued();
+    queued == 0 || queued + len <= settings.max_queued_bytes
+}
+
+/// Records events `(first, last, count)` of the item's channel as missed by this client.
+fn miss(
+    entry: &mut Entry,
+    item: &ChannelFrames,
+    (first, last, count): (u64, u64, u64),
+    out: &mut Delivered,
+) {
+    out.dropped += count;
+    merge_gap(
+        entry,
+        PendingGap {
+            channel: item.channel.clone(),
+            skipped: count,
+            from_seq: first,
+            to_seq: last,
+        },
+    );
+}
+
+fn merge_gap(entry: &mut Entry, g: PendingGap) {
+    match entry.gaps.iter_mut().find(|p| p.channel == g.channel) {
+        Some(p) => {
+            p.skipped += g.skipped;
+            p.from_seq = p.from_seq.min(g.from_seq);
+            p.to_seq = p.to_seq.max(g.to_seq);
+        }
+        None => entry.gaps.push(g),
+    }
 }
 
 fn push_without_own(

@@ -1,30 +1,46 @@
-//! Shard-local subscriptions: channel → the slots subscribed on this shard. Each change reports
-//! the channel's local count, which the distributor uses to route ticks and count subscribers.
+//! Shard-local subscriptions: channel → the connections subscribed on this shard, each with
+//! its rate level (for conflated channels: 0 = every tick, L = every 2^L-th tick).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::driver::Slot;
 
-/// Channel → subscribed slots, for one shard.
+/// One subscriber of a channel on this shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The connection.
+    pub slot: Slot,
+    /// Lowest rate level the subscriber asked for (`max_hz`).
+    pub floor: u8,
+    /// Rate level in effect (changes only at that level's boundary).
+    pub level: u8,
+}
+
+/// Channel → subscribers, for one shard.
 #[derive(Debug, Default)]
 pub struct Topics {
-    map: HashMap<Arc<str>, Vec<Slot>>,
+    map: HashMap<Arc<str>, Vec<Member>>,
 }
 
 impl Topics {
-    /// Adds `slot` to `channel`; returns the interned name and the channel's local subscriber
-    /// count after the change.
-    pub fn subscribe(&mut self, channel: &str, slot: Slot) -> (Arc<str>, usize) {
+    /// Adds `slot` to `channel` at rate level 0 with the given floor; returns the interned name
+    /// and the channel's local subscriber count after the change.
+    pub fn subscribe(&mut self, channel: &str, slot: Slot, floor: u8) -> (Arc<str>, usize) {
+        let member = Member {
+            slot,
+            floor,
+            level: 0,
+        };
         if let Some(subs) = self.map.get_mut(channel) {
-            debug_assert!(!subs.contains(&slot), "double subscription");
-            subs.push(slot);
+            debug_assert!(!subs.iter().any(|m| m.slot == slot), "double subscription");
+            subs.push(member);
             let count = subs.len();
             let (name, _) = self.map.get_key_value(channel).expect("just found");
             return (name.clone(), count);
         }
         let name: Arc<str> = Arc::from(channel);
-        self.map.insert(name.clone(), vec![slot]);
+        self.map.insert(name.clone(), vec![member]);
         (name, 1)
     }
 
@@ -33,7 +49,7 @@ impl Topics {
         let Some(subs) = self.map.get_mut(channel) else {
             return 0;
         };
-        if let Some(i) = subs.iter().position(|&s| s == slot) {
+        if let Some(i) = subs.iter().position(|m| m.slot == slot) {
             subs.swap_remove(i);
         }
         let left = subs.len();
@@ -43,9 +59,14 @@ impl Topics {
         left
     }
 
-    /// The slots subscribed to `channel` here.
-    pub fn subscribers(&self, channel: &str) -> Option<&[Slot]> {
+    /// The subscribers of `channel` here.
+    pub fn subscribers(&self, channel: &str) -> Option<&[Member]> {
         self.map.get(channel).map(Vec::as_slice)
+    }
+
+    /// The subscribers of `channel` here, to update their rate levels.
+    pub fn subscribers_mut(&mut self, channel: &str) -> Option<&mut [Member]> {
+        self.map.get_mut(channel).map(Vec::as_mut_slice)
     }
 
     /// Channels with local subscribers.
@@ -66,8 +87,8 @@ mod tests {
     #[test]
     fn local_counts_follow_subscribes_and_unsubscribes() {
         let mut t = Topics::default();
-        assert_eq!(t.subscribe("a", 1).1, 1);
-        assert_eq!(t.subscribe("a", 2).1, 2);
+        assert_eq!(t.subscribe("a", 1, 0).1, 1);
+        assert_eq!(t.subscribe("a", 2, 0).1, 2);
         assert_eq!(t.unsubscribe("a", 1), 1);
         assert_eq!(t.unsubscribe("a", 2), 0);
         assert!(t.subscribers("a").is_none());

@@ -6,15 +6,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use simd_json::Buffers;
 
-use super::table::Session;
+use super::table::{Session, Subscription};
 use crate::auth::Policy;
+use crate::config::limits::MAX_RATE_LEVEL;
 use crate::conn::Outbox;
 use crate::conn::{CloseReason, UpgradeRequest};
+use crate::distributor::JoinRequest;
 use crate::distributor::{Ingress, Origin, Publication, PublishError};
 use crate::driver::Slot;
 use crate::fanout::Topics;
 use crate::protocol::message::CloseCode;
 use crate::shard::table::RateBucket;
+use crate::wire::command::SubscribeArgs;
 use crate::wire::command::{self, Command, ErrorCode};
 use crate::wire::reply;
 
@@ -32,7 +35,7 @@ pub struct Context<'a> {
     pub ingress: &'a Ingress,
     /// simd-json's reusable buffers.
     pub scratch: &'a mut Buffers,
-    /// Frame clock rate, announced in `connected`.
+    /// Frame clock rate, announced in `connected` (0 = immediate mode).
     pub tick_hz: u32,
     /// Channels every connection joins on connect.
     pub default_channels: &'a [String],
@@ -109,13 +112,18 @@ pub fn on_open(ctx: &mut Context<'_>, outbox: &mut Outbox) {
     if let Some(text) = ctx.welcome {
         outbox.push_unchecked(reply::notification(text, "info"));
     }
-    for name in ctx.default_channels {
-        if ctx
-            .policy
-            .can_subscribe(ctx.session.identity.as_deref(), name)
-        {
-            add_subscription(ctx, name);
-        }
+    let defaults: Vec<String> = ctx
+        .default_channels
+        .iter()
+        .filter(|name| {
+            ctx.policy
+                .can_subscribe(ctx.session.identity.as_deref(), name)
+        })
+        .cloned()
+        .collect();
+    if !defaults.is_empty() {
+        let args = SubscribeArgs::channels(defaults);
+        join(ctx, &args, None, false);
     }
     let client_id = ctx.session.client_id;
     connection_event(
@@ -181,7 +189,10 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
             "authenticate first: {\"type\":\"auth\",\"token\":\"<jwt>\"}",
             id,
         ),
-        Command::Subscribe(channels) => subscribe(ctx, &channels, id),
+        Command::Subscribe(args) => match subscribe(ctx, &args, id) {
+            Some(refusal) => refusal,
+            None => return, // `subscribed` comes with the distributor's answer
+        },
         Command::Unsubscribe(channels) => {
             for name in &channels {
                 unsubscribe(ctx, name);
@@ -193,13 +204,14 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
             channel,
             event_type,
             data,
-        } => match publish(ctx, &channel, &event_type, data) {
+            key,
+        } => match publish(ctx, &channel, &event_type, data, key.as_deref()) {
             Ok(()) if id.is_some() => reply::published(&channel, id),
             Ok(()) => return,
             Err((code, message)) => reply::error(code, &message, id),
         },
         Command::GetSubscriptions => {
-            let names: Vec<&str> = ctx.session.channels.iter().map(|c| &**c).collect();
+            let names: Vec<&str> = ctx.session.channels.iter().map(|c| &*c.name).collect();
             reply::subscriptions(&names, id)
         }
     };
@@ -211,6 +223,7 @@ fn publish(
     channel: &str,
     event_type: &str,
     data: Vec<u8>,
+    key: Option<&str>,
 ) -> Result<(), (ErrorCode, String)> {
     if !ctx
         .policy
@@ -233,6 +246,7 @@ fn publish(
         channel: Arc::from(channel),
         event_type: Bytes::from(serde_json::to_vec(event_type).expect("a str serializes")),
         data: Bytes::from(data),
+        key: key.map(crate::distributor::ingress::json_key),
     };
     match ctx.ingress.publish(publication) {
         Ok(()) => Ok(()),
@@ -288,65 +302,99 @@ fn rate_limit(ctx: &mut Context<'_>, channel: &str, rate: u32) -> Result<(), (Er
     ))
 }
 
-fn subscribe(ctx: &mut Context<'_>, channels: &[String], id: Option<&str>) -> Bytes {
+/// Checks a subscribe; on success asks the distributor to join the new channels and returns
+/// `None` (the reply follows its answer), else returns the refusal.
+fn subscribe(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>) -> Option<Bytes> {
+    let channels = &args.channels;
     if let Some(name) = channels
         .iter()
         .find(|c| !ctx.policy.can_subscribe(ctx.session.identity.as_deref(), c))
     {
-        return reply::error(
+        return Some(reply::error(
             ErrorCode::Forbidden,
             &format!("not allowed to subscribe to `{name}`"),
             id,
-        );
+        ));
     }
     let new: Vec<&String> = channels
         .iter()
-        .filter(|c| !ctx.session.channels.iter().any(|s| &**s == c.as_str()))
+        .filter(|c| !ctx.session.channels.iter().any(|s| *s.name == ***c))
         .collect();
     let max = ctx.policy.max_subscriptions;
     if ctx.session.channels.len() + new.len() > max {
-        return reply::error(
+        return Some(reply::error(
             ErrorCode::LimitExceeded,
             &format!("at most {max} subscriptions per connection"),
             id,
-        );
+        ));
     }
     let creates = new.iter().any(|c| ctx.topics.subscribers(c).is_none());
     if creates && ctx.channels_known >= ctx.policy.max_channels as u64 {
-        return reply::error(
+        return Some(reply::error(
             ErrorCode::LimitExceeded,
             &format!(
                 "the server has reached max_channels ({})",
                 ctx.policy.max_channels
             ),
             id,
-        );
+        ));
     }
-    for name in channels {
-        add_subscription(ctx, name);
-    }
-    let names: Vec<&str> = channels.iter().map(String::as_str).collect();
-    reply::subscription_change("subscribed", &names, id)
+    join(ctx, args, id, true);
+    None
 }
 
-fn add_subscription(ctx: &mut Context<'_>, name: &str) {
-    if ctx.session.channels.iter().any(|s| &**s == name) {
-        return;
+/// The rate level that keeps a conflated channel at or under `max_hz` on a `tick_hz` clock.
+pub fn rate_floor(tick_hz: u32, max_hz: Option<u32>) -> u8 {
+    let (Some(max), true) = (max_hz, tick_hz > 0) else {
+        return 0;
+    };
+    (0..=MAX_RATE_LEVEL)
+        .find(|&l| tick_hz >> l <= max)
+        .unwrap_or(MAX_RATE_LEVEL)
+}
+
+/// Records the channels not yet subscribed as joining and asks the distributor for them.
+fn join(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>, reply: bool) {
+    let floor = rate_floor(ctx.tick_hz, args.max_hz);
+    let mut channels = Vec::new();
+    for name in &args.channels {
+        if ctx.session.channels.iter().any(|s| *s.name == **name) {
+            continue;
+        }
+        let interned: Arc<str> = Arc::from(name.as_str());
+        ctx.session.channels.push(Subscription {
+            name: interned.clone(),
+            live: false,
+            floor,
+        });
+        let since = args
+            .since
+            .iter()
+            .find(|(c, _)| c == name)
+            .map(|(_, pos)| pos.clone());
+        channels.push((interned, since));
     }
-    let (interned, local) = ctx.topics.subscribe(name, ctx.slot);
-    ctx.ingress
-        .subscribers(ctx.shard, interned.clone(), 1, local);
-    ctx.session.channels.push(interned);
+    ctx.ingress.join(JoinRequest {
+        shard: ctx.shard,
+        slot: ctx.slot,
+        serial: ctx.session.serial,
+        id: id.map(str::to_string),
+        reply,
+        names: args.channels.clone(),
+        channels,
+    });
 }
 
 /// Removes one subscription of the connection (no-op if absent).
 pub fn unsubscribe(ctx: &mut Context<'_>, name: &str) {
-    let Some(i) = ctx.session.channels.iter().position(|s| &**s == name) else {
+    let Some(i) = ctx.session.channels.iter().position(|s| &*s.name == name) else {
         return;
     };
-    let interned = ctx.session.channels.swap_remove(i);
-    let left = ctx.topics.unsubscribe(name, ctx.slot);
-    ctx.ingress.subscribers(ctx.shard, interned, -1, left);
+    let sub = ctx.session.channels.swap_remove(i);
+    if sub.live {
+        ctx.topics.unsubscribe(name, ctx.slot);
+    }
+    ctx.ingress.leave(ctx.shard, sub.name);
 }
 
 /// Removes every subscription of a closing connection.
@@ -357,8 +405,10 @@ pub fn unsubscribe_all(
     topics: &mut Topics,
     ingress: &Ingress,
 ) {
-    for name in session.channels.drain(..) {
-        let left = topics.unsubscribe(&name, slot);
-        ingress.subscribers(shard, name, -1, left);
+    for sub in session.channels.drain(..) {
+        if sub.live {
+            topics.unsubscribe(&sub.name, slot);
+        }
+        ingress.leave(shard, sub.name);
     }
 }

@@ -4,6 +4,7 @@
 //! close finished connections. Nothing here is shared with another shard.
 
 pub mod commands;
+pub mod joined;
 pub mod listen;
 pub mod stats;
 pub mod table;
@@ -17,7 +18,7 @@ use simd_json::Buffers;
 
 use crate::config::limits::SWEEP_INTERVAL_MS;
 use crate::conn::{AppEvent, CloseReason, Conn, ConnSettings};
-use crate::distributor::{Ingress, TickBatch};
+use crate::distributor::{Ingress, ShardMsg};
 use crate::driver::{Driver, Event, SendStatus, Slot};
 use crate::fanout::{self, Topics};
 use crate::http::{self, HttpContext};
@@ -47,8 +48,8 @@ pub struct ShardParts {
     pub tick_hz: u32,
     /// Way into the distributor.
     pub ingress: Ingress,
-    /// Tick batches from the distributor.
-    pub batches: Receiver<TickBatch>,
+    /// Tick batches and join answers from the distributor, in order.
+    pub batches: Receiver<ShardMsg>,
     /// Orders from the server.
     pub control: Receiver<ShardControl>,
     /// This shard's counters.
@@ -211,22 +212,16 @@ impl<D: Driver> Shard<D> {
         if reject {
             self.st.p.connections.fetch_sub(1, Ordering::Relaxed);
         }
-        let slot = self.st.table.insert(Entry {
-            conn: Conn::new(self.st.now, reject),
-            session: Session {
-                client_id: uuid::Uuid::new_v4(),
-                serial: {
-                    self.st.next_serial += 1;
-                    self.st.next_serial
-                },
-                ..Session::default()
-            },
-            sending: false,
-            blocked: false,
-            dirty: false,
-            closing: false,
-            counted: !reject,
-        });
+        self.st.next_serial += 1;
+        let session = Session {
+            client_id: uuid::Uuid::new_v4(),
+            serial: self.st.next_serial,
+            ..Session::default()
+        };
+        let slot =
+            self.st
+                .table
+                .insert(Entry::new(Conn::new(self.st.now, reject), session, !reject));
         ShardStats::add(&self.st.p.stats.accepted, 1);
         ShardStats::add(&self.st.p.stats.connections, 1);
         if let Err(e) = self.driver.register(slot, fd) {
@@ -275,6 +270,10 @@ impl<D: Driver> Shard<D> {
         if reason == CloseReason::SlowConsumer {
             ShardStats::add(&st.p.stats.slow_consumers, 1);
         }
+        if e.degrade > 0 {
+            e.degrade = 0;
+            st.p.stats.degraded.fetch_sub(1, Ordering::Relaxed);
+        }
         ShardStats::add(&st.p.stats.closed_by_reason[reason.index()], 1);
         if e.conn.is_native() {
             commands::connection_event(
@@ -301,6 +300,7 @@ impl<D: Driver> Shard<D> {
                 ShardControl::Shutdown { deadline } => {
                     self.driver.stop_accepting();
                     self.st.drain_deadline = Some(deadline);
+                    self.send_reconnect_hints(deadline);
                     let slots = self.close_open(|conn, now| {
                         conn.close(
                             CloseCode::GOING_AWAY,
@@ -318,20 +318,37 @@ impl<D: Driver> Shard<D> {
     }
 
     fn on_batches(&mut self) {
-        let st = &mut self.st;
-        while let Ok(batch) = st.p.batches.try_recv() {
+        while let Ok(msg) = self.st.p.batches.try_recv() {
+            let st = &mut self.st;
+            let batch = match msg {
+                ShardMsg::Tick(batch) => batch,
+                ShardMsg::Joined(joined) => {
+                    if let Some(slot) = joined::apply(*joined, &mut st.table, &mut st.topics) {
+                        self.after_change(slot);
+                    }
+                    continue;
+                }
+            };
             let d = fanout::deliver(
                 st.p.id as u32,
                 &batch,
-                &st.topics,
+                &mut st.topics,
                 &mut st.table,
                 &st.p.settings,
                 st.now,
                 &mut st.dirty,
             );
-            ShardStats::add(&st.p.stats.batches, 1);
-            ShardStats::add(&st.p.stats.deliveries, d.deliveries);
-            ShardStats::add(&st.p.stats.frames_out, d.frames);
+            let stats = &st.p.stats;
+            ShardStats::add(&stats.batches, 1);
+            ShardStats::add(&stats.deliveries, d.deliveries);
+            ShardStats::add(&stats.frames_out, d.frames);
+            ShardStats::add(&stats.dropped_events, d.dropped);
+            ShardStats::add(&stats.gap_notices, d.gaps);
+            if d.degraded_delta != 0 {
+                stats
+                    .degraded
+                    .fetch_add(d.degraded_delta as u64, Ordering::Relaxed);
+            }
         }
     }
 
@@ -408,6 +425,28 @@ impl<D: Driver> Shard<D> {
         // Anything re-marked dirty during this pass goes out on the next turn (wait(0)).
         if self.st.dirty.is_empty() {
             self.st.dirty = dirty;
+        }
+    }
+
+    /// Tells every open native connection when to come back: `after_ms` spread evenly over
+    /// the drain window, so a fleet of clients does not reconnect all at once.
+    fn send_reconnect_hints(&mut self, deadline: Instant) {
+        let window = deadline.saturating_duration_since(self.st.now).as_millis() as u64;
+        let open: Vec<Slot> = self
+            .st
+            .table
+            .iter_mut()
+            .filter(|(_, e)| !e.closing && e.conn.is_open() && e.conn.is_native())
+            .map(|(slot, _)| slot)
+            .collect();
+        let n = open.len() as u64;
+        for (i, slot) in open.into_iter().enumerate() {
+            if let Some(e) = self.st.table.get_mut(slot) {
+                let after_ms = window * (2 * i as u64 + 1) / (2 * n);
+                e.conn
+                    .outbox
+                    .push_unchecked(crate::wire::reply::reconnect(after_ms, "shutdown"));
+            }
         }
     }
 

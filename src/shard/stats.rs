@@ -31,6 +31,12 @@ pub struct ShardStats {
     pub sends: AtomicU64,
     /// Bytes written to sockets.
     pub bytes_out: AtomicU64,
+    /// Events not delivered to full queues (volatile and conflated channels).
+    pub dropped_events: AtomicU64,
+    /// `gap` notices queued.
+    pub gap_notices: AtomicU64,
+    /// Connections currently stepped down on conflated channels.
+    pub degraded: AtomicU64,
 }
 
 impl ShardStats {

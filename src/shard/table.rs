@@ -14,14 +14,38 @@ pub struct Session {
     pub client_id: uuid::Uuid,
     /// Serial number of the connection within its shard (identifies a publisher).
     pub serial: u64,
-    /// Channels subscribed, as the shard's interned names.
-    pub channels: Vec<Arc<str>>,
+    /// Channels subscribed or being joined.
+    pub channels: Vec<Subscription>,
     /// The authenticated user, if any.
     pub identity: Option<Box<crate::auth::Identity>>,
     /// When a connection that must authenticate is closed if it has not.
     pub auth_deadline: Option<std::time::Instant>,
     /// Publish rate buckets, per namespace (allocated on first rate-limited publish).
     pub rates: Vec<RateBucket>,
+}
+
+/// One channel of a connection.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// The channel name.
+    pub name: Arc<str>,
+    /// In the shard's topics (the distributor answered the join).
+    pub live: bool,
+    /// Rate level asked for with `max_hz`.
+    pub floor: u8,
+}
+
+/// Events a client did not get on one channel, told in-stream before its next event there.
+#[derive(Debug, Clone)]
+pub struct PendingGap {
+    /// The channel.
+    pub channel: Arc<str>,
+    /// Events not delivered.
+    pub skipped: u64,
+    /// First sequence number of the range.
+    pub from_seq: u64,
+    /// Last sequence number of the range.
+    pub to_seq: u64,
 }
 
 /// A token bucket for one namespace's `publish_rate`.
@@ -56,6 +80,30 @@ pub struct Entry {
     pub closing: bool,
     /// Counted in the server-wide connection total.
     pub counted: bool,
+    /// Step-down level for conflated channels (0 = full rate), from the queue's fill.
+    pub degrade: u8,
+    /// Frame of the batch in which `degrade` was last evaluated.
+    pub degrade_frame: u64,
+    /// Missed events to report, per channel (empty unless events were dropped).
+    pub gaps: Vec<PendingGap>,
+}
+
+impl Entry {
+    /// A fresh entry around `conn`.
+    pub fn new(conn: Conn, session: Session, counted: bool) -> Entry {
+        Entry {
+            conn,
+            session,
+            sending: false,
+            blocked: false,
+            dirty: false,
+            closing: false,
+            counted,
+            degrade: 0,
+            degrade_frame: 0,
+            gaps: Vec::new(),
+        }
+    }
 }
 
 /// Slab of entries.

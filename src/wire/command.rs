@@ -69,11 +69,44 @@ pub struct Request {
     pub command: Command,
 }
 
+/// Where a client left a channel's stream: the last `seq` it got in `epoch`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamPosition {
+    /// Last sequence number received.
+    pub seq: u64,
+    /// The channel's epoch that `seq` belongs to.
+    pub epoch: String,
+}
+
+/// A `subscribe` request's fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscribeArgs {
+    /// Channels to join.
+    pub channels: Vec<String>,
+    /// Per channel, where to resume from (`since`).
+    pub since: Vec<(String, StreamPosition)>,
+    /// Most updates per second the client wants on conflated channels.
+    pub max_hz: Option<u32>,
+}
+
+impl SubscribeArgs {
+    /// Plain subscription to `channels`.
+    pub fn channels(channels: Vec<String>) -> SubscribeArgs {
+        SubscribeArgs {
+            channels,
+            ..SubscribeArgs::default()
+        }
+    }
+}
+
+/// Longest conflation `key` in bytes.
+pub const MAX_KEY_BYTES: usize = 200;
+
 /// What a client may ask.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Subscribe to channels.
-    Subscribe(Vec<String>),
+    Subscribe(SubscribeArgs),
     /// Unsubscribe from channels.
     Unsubscribe(Vec<String>),
     /// Publish an event; `data` is raw JSON text.
@@ -84,6 +117,8 @@ pub enum Command {
         event_type: String,
         /// Payload, serialized JSON.
         data: Vec<u8>,
+        /// Conflation / snapshot key, if the event carries one.
+        key: Option<String>,
     },
     /// Application-level ping; `ping_id` (raw JSON) is echoed.
     Ping {
@@ -135,7 +170,19 @@ pub fn parse(buf: &mut [u8], scratch: &mut Buffers) -> Result<Request, CommandEr
         })?,
     };
     let command = match kind {
-        "subscribe" => Command::Subscribe(channel_list(&value).map_err(|(c, m)| fail(c, m))?),
+        "subscribe" => Command::Subscribe(SubscribeArgs {
+            channels: channel_list(&value).map_err(|(c, m)| fail(c, m))?,
+            since: since_list(&value).map_err(|(c, m)| fail(c, m))?,
+            max_hz: match value.get("max_hz") {
+                None => None,
+                Some(v) => Some(v.as_u32().filter(|&n| n > 0).ok_or_else(|| {
+                    fail(
+                        ErrorCode::InvalidField,
+                        "field `max_hz` must be a positive whole number".into(),
+                    )
+                })?),
+            },
+        }),
         "unsubscribe" => Command::Unsubscribe(channel_list(&value).map_err(|(c, m)| fail(c, m))?),
         "publish" => {
             let channel = match value.get("channel") {
@@ -168,10 +215,25 @@ pub fn parse(buf: &mut [u8], scratch: &mut Buffers) -> Result<Request, CommandEr
                 }
                 Some(d) => d.encode().into_bytes(),
             };
+            let key = match value.get("key") {
+                None => None,
+                Some(k) => Some(
+                    k.as_str()
+                        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_BYTES)
+                        .ok_or_else(|| {
+                            fail(
+                                ErrorCode::InvalidField,
+                                format!("field `key` must be a string of 1-{MAX_KEY_BYTES} bytes"),
+                            )
+                        })?
+                        .to_string(),
+                ),
+            };
             Command::Publish {
                 channel,
                 event_type,
                 data,
+                key,
             }
         }
         "ping" => Command::Ping {
@@ -233,6 +295,42 @@ fn channel_list(value: &BorrowedValue<'_>) -> Result<Vec<String>, (ErrorCode, St
         }
     };
     items.into_iter().map(checked_channel).collect()
+}
+
+/// Reads `since: {"channel": {"seq": n, "epoch": "..."}}`.
+fn since_list(
+    value: &BorrowedValue<'_>,
+) -> Result<Vec<(String, StreamPosition)>, (ErrorCode, String)> {
+    let Some(since) = value.get("since") else {
+        return Ok(Vec::new());
+    };
+    let bad = || {
+        (
+            ErrorCode::InvalidField,
+            "field `since` must map channels to {\"seq\": n, \"epoch\": \"...\"}".to_string(),
+        )
+    };
+    let object = since.as_object().ok_or_else(bad)?;
+    let mut out = Vec::with_capacity(object.len());
+    for (name, position) in object.iter() {
+        let name = checked_channel(&BorrowedValue::from(name.as_ref()))?;
+        let seq = position
+            .get("seq")
+            .and_then(|s| s.as_u64())
+            .ok_or_else(bad)?;
+        let epoch = position
+            .get("epoch")
+            .and_then(|e| e.as_str())
+            .ok_or_else(bad)?;
+        out.push((
+            name,
+            StreamPosition {
+                seq,
+                epoch: epoch.to_string(),
+            },
+        ));
+    }
+    Ok(out)
 }
 
 fn checked_channel(v: &BorrowedValue<'_>) -> Result<String, (ErrorCode, String)> {

@@ -22,6 +22,10 @@ pub struct EventFields<'a> {
     pub event_type: &'a [u8],
     /// JSON text.
     pub data: &'a [u8],
+    /// Conflation / snapshot key as a JSON string literal, when the event carries one.
+    pub key: Option<&'a [u8]>,
+    /// Marks an event sent from a namespace's snapshot to a new subscriber.
+    pub snapshot: bool,
 }
 
 const P1: &[u8] = b"{\"type\":\"event\",\"channel\":\"";
@@ -30,6 +34,8 @@ const P3: &[u8] = b",\"frame\":";
 const P4: &[u8] = b",\"timestamp\":\"";
 const P5: &[u8] = b"\",\"event_type\":";
 const P6: &[u8] = b",\"data\":";
+const KEY: &[u8] = b",\"key\":";
+const SNAPSHOT: &[u8] = b",\"snapshot\":true";
 const P7: &[u8] = b"}";
 
 /// Appends one complete text frame for the event to `out`; returns the frame's length.
@@ -48,6 +54,8 @@ pub fn put_event_frame(out: &mut BytesMut, e: &EventFields<'_>) -> usize {
         + e.timestamp.len()
         + P5.len()
         + e.event_type.len()
+        + e.key.map_or(0, |k| KEY.len() + k.len())
+        + if e.snapshot { SNAPSHOT.len() } else { 0 }
         + P6.len()
         + e.data.len()
         + P7.len();
@@ -65,10 +73,17 @@ pub fn put_event_frame(out: &mut BytesMut, e: &EventFields<'_>) -> usize {
         e.timestamp.as_bytes(),
         P5,
         e.event_type,
-        P6,
-        e.data,
-        P7,
     ] {
+        out.put_slice(part);
+    }
+    if let Some(key) = e.key {
+        out.put_slice(KEY);
+        out.put_slice(key);
+    }
+    if e.snapshot {
+        out.put_slice(SNAPSHOT);
+    }
+    for part in [P6, e.data, P7] {
         out.put_slice(part);
     }
     total
@@ -90,6 +105,8 @@ mod tests {
                 timestamp: "2026-11-22T00:00:00.000Z",
                 event_type: b"\"x\"",
                 data: br#"{"v":[1,2]}"#,
+                key: None,
+                snapshot: false,
             },
         );
         assert_eq!(n, out.len());
@@ -109,6 +126,30 @@ mod tests {
     }
 
     #[test]
+    fn key_and_snapshot_mark_appear_when_set() {
+        let mut out = BytesMut::new();
+        let n = put_event_frame(
+            &mut out,
+            &EventFields {
+                channel: "pos",
+                seq: 3,
+                frame: 9,
+                timestamp: "t",
+                event_type: b"\"move\"",
+                data: b"[1,2]",
+                key: Some(b"\"avatar-7\""),
+                snapshot: true,
+            },
+        );
+        assert_eq!(n, out.len());
+        let header = if out[1] == 126 { 4 } else { 2 };
+        let v: serde_json::Value = serde_json::from_slice(&out[header..]).unwrap();
+        assert_eq!(v["key"], "avatar-7");
+        assert_eq!(v["snapshot"], true);
+        assert_eq!(v["data"][1], 2);
+    }
+
+    #[test]
     fn large_payload_uses_extended_length() {
         let data = format!("\"{}\"", "z".repeat(70_000));
         let mut out = BytesMut::new();
@@ -121,6 +162,8 @@ mod tests {
                 timestamp: "t",
                 event_type: b"\"x\"",
                 data: data.as_bytes(),
+                key: None,
+                snapshot: false,
             },
         );
         assert_eq!(out[1], 127);

@@ -61,7 +61,77 @@ pub fn connected(client_id: &str, user_id: Option<&str>, tick_hz: u32) -> Bytes 
         None => o.raw("user_id", "null"),
     };
     o.str("timestamp", &timestamp())
+        .raw("server_time_ms", &unix_ms().to_string())
         .raw("tick_hz", &tick_hz.to_string())
+        .frame()
+}
+
+/// Server wall-clock time in milliseconds since the Unix epoch (for clock-offset estimates).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One channel's stream position in a `subscribed` reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position<'a> {
+    /// The channel.
+    pub channel: &'a str,
+    /// Sequence number of the channel's last event at the moment of joining.
+    pub seq: u64,
+    /// The channel's epoch.
+    pub epoch: &'a str,
+    /// With `since`: whether every missed event follows (true) or the client must resync.
+    pub recovered: Option<bool>,
+}
+
+/// `subscribed` with each channel's position (`seq`, `epoch`, and `recovered` where the
+/// request carried `since`); `recovered` at the top is true only if every asked-for recovery
+/// succeeded.
+pub fn subscribed(channels: &[&str], positions: &[Position<'_>], id: Option<&str>) -> Bytes {
+    let mut o = Obj::new("subscribed");
+    o.list("channels", channels);
+    o.key("positions");
+    let mut map = serde_json::Map::new();
+    for p in positions {
+        let mut v = serde_json::json!({"seq": p.seq, "epoch": p.epoch});
+        if let Some(r) = p.recovered {
+            v["recovered"] = r.into();
+        }
+        map.insert(p.channel.to_string(), v);
+    }
+    serde_json::to_writer(&mut o.0, &map).expect("writing to a Vec cannot fail");
+    let asked: Vec<bool> = positions.iter().filter_map(|p| p.recovered).collect();
+    if !asked.is_empty() {
+        o.raw(
+            "recovered",
+            if asked.iter().all(|&r| r) {
+                "true"
+            } else {
+                "false"
+            },
+        );
+    }
+    o.str("timestamp", &timestamp()).id(id).frame()
+}
+
+/// `gap`: the client did not get `skipped` events of `channel` between `from_seq` and
+/// `to_seq` (inclusive); the next event on the channel follows.
+pub fn gap(channel: &str, skipped: u64, from_seq: u64, to_seq: u64) -> Bytes {
+    Obj::new("gap")
+        .str("channel", channel)
+        .raw("skipped", &skipped.to_string())
+        .raw("from_seq", &from_seq.to_string())
+        .raw("to_seq", &to_seq.to_string())
+        .frame()
+}
+
+/// `reconnect`: the server is going away; come back after `after_ms`.
+pub fn reconnect(after_ms: u64, reason: &str) -> Bytes {
+    Obj::new("reconnect")
+        .raw("after_ms", &after_ms.to_string())
+        .str("reason", reason)
         .frame()
 }
 
@@ -88,7 +158,10 @@ pub fn pong(ping_id: Option<&str>, id: Option<&str>) -> Bytes {
     if let Some(p) = ping_id {
         o.raw("ping_id", p);
     }
-    o.str("timestamp", &timestamp()).id(id).frame()
+    o.str("timestamp", &timestamp())
+        .raw("server_time_ms", &unix_ms().to_string())
+        .id(id)
+        .frame()
 }
 
 /// `published`: acknowledges a publish that carried an `id`.
@@ -150,6 +223,40 @@ mod tests {
         assert!(v["user_id"].is_null());
         assert_eq!(v["tick_hz"], 60);
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn subscribed_reports_positions_and_overall_recovery() {
+        let v = json(&subscribed(
+            &["a", "b"],
+            &[
+                Position {
+                    channel: "a",
+                    seq: 5,
+                    epoch: "e1",
+                    recovered: Some(true),
+                },
+                Position {
+                    channel: "b",
+                    seq: 0,
+                    epoch: "e2",
+                    recovered: Some(false),
+                },
+            ],
+            None,
+        ));
+        assert_eq!(v["positions"]["a"]["seq"], 5);
+        assert_eq!(v["positions"]["b"]["epoch"], "e2");
+        assert_eq!(v["recovered"], false);
+    }
+
+    #[test]
+    fn gap_names_the_skipped_range() {
+        let v = json(&gap("pos", 3, 10, 14));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"gap","channel":"pos","skipped":3,"from_seq":10,"to_seq":14})
+        );
     }
 
     #[test]

@@ -8,14 +8,20 @@ fn parse_str(s: &str) -> Result<Request, CommandError> {
 #[test]
 fn subscribe_with_channels_list() {
     let r = parse_str(r#"{"type":"subscribe","channels":["a","b"],"id":7}"#).unwrap();
-    assert_eq!(r.command, Command::Subscribe(vec!["a".into(), "b".into()]));
+    assert_eq!(
+        r.command,
+        Command::Subscribe(SubscribeArgs::channels(vec!["a".into(), "b".into()]))
+    );
     assert_eq!(r.id.as_deref(), Some("7"));
 }
 
 #[test]
 fn subscribe_with_seed_data_events_form() {
     let r = parse_str(r#"{"type":"subscribe","data":{"events":["system.status"]}}"#).unwrap();
-    assert_eq!(r.command, Command::Subscribe(vec!["system.status".into()]));
+    assert_eq!(
+        r.command,
+        Command::Subscribe(SubscribeArgs::channels(vec!["system.status".into()]))
+    );
 }
 
 #[test]
@@ -28,13 +34,53 @@ fn publish_keeps_data_as_json_text() {
             channel,
             event_type,
             data,
+            key,
         } => {
+            assert!(key.is_none());
             assert_eq!(channel, "a");
             assert_eq!(event_type, "x");
             let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
             assert_eq!(v, serde_json::json!({"k":[1,2,"s"]}));
         }
         other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn subscribe_reads_since_positions_and_max_hz() {
+    let r = parse_str(
+        r#"{"type":"subscribe","channels":["a"],"since":{"a":{"seq":120,"epoch":"e1"}},"max_hz":20}"#,
+    )
+    .unwrap();
+    let Command::Subscribe(args) = r.command else {
+        panic!("not a subscribe")
+    };
+    assert_eq!(
+        args.since,
+        vec![(
+            "a".to_string(),
+            StreamPosition {
+                seq: 120,
+                epoch: "e1".into()
+            }
+        )]
+    );
+    assert_eq!(args.max_hz, Some(20));
+}
+
+#[test]
+fn malformed_since_or_max_hz_is_invalid_field() {
+    for bad in [
+        r#"{"type":"subscribe","channels":["a"],"since":{"a":{"seq":"x","epoch":"e"}}}"#,
+        r#"{"type":"subscribe","channels":["a"],"since":[1]}"#,
+        r#"{"type":"subscribe","channels":["a"],"max_hz":0}"#,
+        r#"{"type":"publish","channel":"a","data":1,"key":5}"#,
+    ] {
+        assert_eq!(
+            parse_str(bad).unwrap_err().code,
+            ErrorCode::InvalidField,
+            "{bad}"
+        );
     }
 }
 

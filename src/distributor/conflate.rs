@@ -1,0 +1,183 @@
+//! Conflation for `delivery = "conflated"` channels. Per tick only the newest event per key
+//! goes out (events without a key share one key: the channel). For subscribers stepped down to
+//! every 2nd, 4th... tick (lagging, or `max_hz`), the distributor also keeps, per rate level, the
+//! newest event per key since that level's last boundary and, when the frame clock crosses the
+//! boundary, joins them into one shared buffer (a [`Variant`]), prefixed with a `gap` notice for
+//! the events superseded in the window. Levels are aligned on frame numbers (level L's boundary
+//! is crossed when `frame >> L` changes), so a subscriber moving between levels at a boundary
+//! neither misses nor repeats an event.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::{Bytes, BytesMut};
+
+use super::ingress::Publication;
+use crate::config::limits::MAX_RATE_LEVEL;
+use crate::wire::reply;
+
+/// Indices (ascending) of the publications that survive conflation: the last one per key.
+pub fn newest_per_key(pending: &[Publication]) -> Vec<usize> {
+    let mut seen: HashSet<&[u8]> = HashSet::with_capacity(pending.len().min(64));
+    let mut keep: Vec<usize> = pending
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, p)| seen.insert(p.key.as_deref().unwrap_or_default()))
+        .map(|(i, _)| i)
+        .collect();
+    keep.reverse();
+    keep
+}
+
+/// Bit `L` (1..=MAX_RATE_LEVEL) is set when moving from frame `prev` to `frame` crosses a
+/// level-L boundary.
+pub fn boundaries(prev: u64, frame: u64) -> u8 {
+    (1..=MAX_RATE_LEVEL)
+        .filter(|&l| prev >> l != frame >> l)
+        .fold(0, |bits, l| bits | 1 << l)
+}
+
+/// Whether `bits` (from [`boundaries`]) says level `level`'s boundary was crossed; level 0's
+/// boundary is every tick.
+pub fn crossed(bits: u8, level: u8) -> bool {
+    level == 0 || bits & (1 << level) != 0
+}
+
+/// One level's frames for one boundary: a shared buffer for every subscriber at that level.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    /// Optional `gap` notice, then the newest event frame per key of the window, in seq order.
+    pub bytes: Bytes,
+    /// First sequence number of the window.
+    pub first_seq: u64,
+    /// Last sequence number of the window.
+    pub last_seq: u64,
+}
+
+/// Per rate level (index L-1 for level L), the variant built at this tick's boundary, if any.
+pub type Variants = [Option<Variant>; MAX_RATE_LEVEL as usize];
+
+#[derive(Clone, Debug, Default)]
+struct Window {
+    /// Sequence number before the window's first event.
+    start_seq: u64,
+    /// Kept frames in arrival order (`None` where a newer one of the same key replaced it).
+    kept: Vec<Option<(u64, Bytes)>>,
+    /// Key → index in `kept`.
+    index: HashMap<Bytes, usize>,
+    live: usize,
+}
+
+/// A conflated channel's per-level windows.
+#[derive(Clone, Debug, Default)]
+pub struct RateLevels {
+    windows: [Window; MAX_RATE_LEVEL as usize],
+}
+
+impl RateLevels {
+    /// Adds one emitted event frame (seq in order) to every level's window.
+    pub fn add(&mut self, key: Option<&Bytes>, seq: u64, frame: &Bytes) {
+        let slot = key.cloned().unwrap_or_default();
+        for w in &mut self.windows {
+            if w.live == 0 && w.kept.is_empty() {
+                w.start_seq = seq - 1;
+            }
+            if let Some(&old) = w.index.get(&slot) {
+                w.kept[old] = None;
+                w.live -= 1;
+            }
+            w.index.insert(slot.clone(), w.kept.len());
+            w.kept.push(Some((seq, frame.clone())));
+            w.live += 1;
+        }
+    }
+
+    /// Whether any window holds an event (the channel must be visited at the next boundary).
+    pub fn is_empty(&self) -> bool {
+        self.windows.iter().all(|w| w.live == 0)
+    }
+
+    /// At a tick crossing `bits`, closes every crossed level's non-empty window into a variant.
+    pub fn emit(&mut self, channel: &str, bits: u8, last_seq: u64) -> Option<Box<Variants>> {
+        let mut out: Option<Box<Variants>> = None;
+        for level in 1..=MAX_RATE_LEVEL {
+            let w = &mut self.windows[level as usize - 1];
+            if !crossed(bits, level) || w.live == 0 {
+                continue;
+            }
+            let frames: Vec<&(u64, Bytes)> = w.kept.iter().flatten().collect();
+            let first_seq = w.start_seq + 1;
+            let skipped = (last_seq - w.start_seq).saturating_sub(frames.len() as u64);
+            let size = frames.iter().map(|(_, f)| f.len()).sum::<usize>() + 128;
+            let mut buf = BytesMut::with_capacity(size);
+            if skipped > 0 {
+                buf.extend_from_slice(&reply::gap(channel, skipped, first_seq, last_seq));
+            }
+            for (_, f) in &frames {
+                buf.extend_from_slice(f);
+            }
+            out.get_or_insert_with(Default::default)[level as usize - 1] = Some(Variant {
+                bytes: buf.freeze(),
+                first_seq,
+                last_seq,
+            });
+            w.kept.clear();
+            w.index.clear();
+            w.live = 0;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn p(key: Option<&'static str>) -> Publication {
+        Publication {
+            origin: None,
+            channel: Arc::from("c"),
+            event_type: Bytes::from_static(b"\"t\""),
+            data: Bytes::from_static(b"1"),
+            key: key.map(|k| Bytes::from(format!("\"{k}\""))),
+        }
+    }
+
+    #[test]
+    fn only_the_newest_per_key_survives_in_order() {
+        let pending = [p(Some("a")), p(Some("b")), p(Some("a")), p(None), p(None)];
+        assert_eq!(newest_per_key(&pending), vec![1, 2, 4]);
+    }
+
+    #[test]
+    fn boundaries_follow_frame_alignment() {
+        assert_eq!(boundaries(1, 2), 0b10);
+        assert_eq!(boundaries(3, 4), 0b110);
+        assert_eq!(boundaries(4, 5), 0);
+        assert_eq!(boundaries(15, 16), 0b11110);
+        assert!(crossed(0, 0));
+    }
+
+    #[test]
+    fn a_level_window_keeps_newest_per_key_and_reports_what_it_skipped() {
+        let mut levels = RateLevels::default();
+        let f = |s: &str| Bytes::from(s.to_string());
+        let a = Bytes::from_static(b"\"a\"");
+        levels.add(Some(&a), 11, &f("A11"));
+        levels.add(None, 12, &f("N12"));
+        levels.add(Some(&a), 13, &f("A13"));
+        let v = levels.emit("c", boundaries(1, 2), 13).unwrap();
+        let one = v[0].as_ref().expect("level 1 crossed");
+        assert!(v[1].is_none(), "level 2 not crossed");
+        let text = String::from_utf8_lossy(&one.bytes);
+        assert!(
+            text.contains("\"skipped\":1,\"from_seq\":11,\"to_seq\":13"),
+            "{text}"
+        );
+        assert!(text.ends_with("N12A13"), "{text}");
+        assert_eq!((one.first_seq, one.last_seq), (11, 13));
+        assert!(!levels.is_empty(), "levels 2..4 still hold their windows");
+    }
+}

@@ -1,0 +1,60 @@
+//! Answering a join: count the subscriber in, report each channel's position (seq, epoch) and
+//! choose what precedes live events: the missed events from history when the client's `since`
+//! can be served in full, otherwise the namespace's snapshot. The answer travels on the shard's
+//! inbox ahead of the next tick, so replayed and live events meet without gap or repeat.
+
+use super::channels::ChannelRegistry;
+use super::ingress::{JoinRequest, Joined, JoinedChannel};
+use crate::config::Namespaces;
+
+/// Builds the answer to `request`.
+pub fn answer(
+    registry: &mut ChannelRegistry,
+    mut request: JoinRequest,
+    namespaces: &Namespaces,
+    timestamp: &str,
+) -> Joined {
+    let asked = std::mem::take(&mut request.channels);
+    let mut channels = Vec::with_capacity(asked.len());
+    for (name, since) in &asked {
+        let ns = namespaces.of(name);
+        let Some(state) = registry.join(request.shard, name.clone()) else {
+            // Registry full: the channel cannot exist; the client sees seq 0 and no epoch.
+            channels.push(JoinedChannel {
+                name: name.clone(),
+                seq: 0,
+                epoch: "".into(),
+                recovered: since.as_ref().map(|_| false),
+                frames: Vec::new(),
+            });
+            continue;
+        };
+        let recovered = since.as_ref().map(|pos| {
+            if *pos.epoch == *state.epoch {
+                state.history.after(pos.seq, state.last_seq)
+            } else {
+                None
+            }
+        });
+        let (recovered, frames) = match recovered {
+            Some(Some(missed)) => (Some(true), missed),
+            other => (
+                other.map(|_| false),
+                if ns.snapshot {
+                    state.snapshot.frames(name, timestamp)
+                } else {
+                    Vec::new()
+                },
+            ),
+        };
+        channels.push(JoinedChannel {
+            name: name.clone(),
+            seq: state.last_seq,
+            epoch: state.epoch.clone(),
+            recovered,
+            frames,
+        });
+    }
+    request.channels = asked;
+    Joined { request, channels }
+}

@@ -1,0 +1,53 @@
+//! The distributor's answer to a join, applied on the shard: the `subscribed` reply with each
+//! channel's position, then the frames that precede live events (missed events on recovery, or
+//! the snapshot), then the connection enters the channel's topic. Because the answer arrives in
+//! the same ordered inbox as tick batches, every later batch holds only newer events.
+
+use crate::distributor::Joined;
+use crate::driver::Slot;
+use crate::fanout::Topics;
+use crate::shard::table::ConnTable;
+use crate::wire::reply::{self, Position};
+
+/// Applies `joined`; returns the slot if its connection has new output.
+pub fn apply(joined: Joined, table: &mut ConnTable, topics: &mut Topics) -> Option<Slot> {
+    let request = &joined.request;
+    let entry = table.get_mut(request.slot)?;
+    if entry.session.serial != request.serial || entry.closing || !entry.conn.is_open() {
+        return None; // the connection is gone (its leave messages balance the counts)
+    }
+    if request.reply {
+        let names: Vec<&str> = request.names.iter().map(String::as_str).collect();
+        let positions: Vec<Position<'_>> = joined
+            .channels
+            .iter()
+            .map(|c| Position {
+                channel: &c.name,
+                seq: c.seq,
+                epoch: &c.epoch,
+                recovered: c.recovered,
+            })
+            .collect();
+        entry.conn.outbox.push_unchecked(reply::subscribed(
+            &names,
+            &positions,
+            request.id.as_deref(),
+        ));
+    }
+    for channel in joined.channels {
+        let Some(sub) = entry
+            .session
+            .channels
+            .iter_mut()
+            .find(|s| !s.live && s.name == channel.name)
+        else {
+            continue; // unsubscribed meanwhile
+        };
+        sub.live = true;
+        topics.subscribe(&channel.name, request.slot, sub.floor);
+        for frame in channel.frames {
+            entry.conn.outbox.push_unchecked(frame);
+        }
+    }
+    (!entry.conn.outbox.is_empty()).then_some(request.slot)
+}
