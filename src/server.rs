@@ -283,6 +283,25 @@ impl ServerHandle {
         self.ingress.publish_json(channel, event_type, json)
     }
 
+    /// A cloneable way to publish from other threads.
+    pub fn ingress(&self) -> Ingress {
+        self.ingress.clone()
+    }
+
+    /// Publishes with a conflation / snapshot `key` (see `docs/protocol.md`).
+    pub fn publish_keyed<T: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        event_type: &str,
+        key: &str,
+        data: &T,
+    ) -> Result<(), PublishError> {
+        let json =
+            serde_json::to_vec(data).map_err(|e| PublishError::InvalidData(e.to_string()))?;
+        self.ingress
+            .publish_keyed(channel, event_type, Some(key), json)
+    }
+
     /// Open connections per shard (including ones still in the HTTP upgrade).
     pub fn connections_per_shard(&self) -> Vec<u64> {
         self.shards

@@ -69,6 +69,12 @@ pub struct Totals {
     pub bytes_out: u64,
     /// Slow-consumer closes.
     pub slow_consumers: u64,
+    /// Events not delivered to full queues (volatile and conflated channels).
+    pub dropped_events: u64,
+    /// `gap` notices queued.
+    pub gap_notices: u64,
+    /// Connections currently stepped down on conflated channels.
+    pub degraded: u64,
 }
 
 /// Shared, read-mostly server state.
@@ -105,6 +111,9 @@ impl ServerState {
             t.sends += ShardStats::get(&s.sends);
             t.bytes_out += ShardStats::get(&s.bytes_out);
             t.slow_consumers += ShardStats::get(&s.slow_consumers);
+            t.dropped_events += ShardStats::get(&s.dropped_events);
+            t.gap_notices += ShardStats::get(&s.gap_notices);
+            t.degraded += ShardStats::get(&s.degraded);
         }
         t
     }

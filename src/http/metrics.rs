@@ -130,6 +130,66 @@ pub fn render(state: &ServerState) -> Response {
         "framecast_tick_lateness_max_seconds {}",
         get(&d.max_lateness_us) as f64 / 1e6
     );
+    let simple: [(&str, &str, &str, f64); 9] = [
+        (
+            "framecast_tick_lateness_seconds",
+            "gauge",
+            "Frame-clock lateness of the last tick.",
+            get(&d.last_lateness_us) as f64 / 1e6,
+        ),
+        (
+            "framecast_host_degrade_level",
+            "gauge",
+            "Conflated channels go out every 2^level ticks while tick work overruns (0 = every tick).",
+            get(&d.host_level) as f64,
+        ),
+        (
+            "framecast_recoveries_total",
+            "counter",
+            "Subscribes with since answered with every missed event.",
+            get(&d.recoveries) as f64,
+        ),
+        (
+            "framecast_recovery_misses_total",
+            "counter",
+            "Subscribes with since that could not be recovered (recovered: false).",
+            get(&d.recovery_misses) as f64,
+        ),
+        (
+            "framecast_history_events",
+            "gauge",
+            "Events held in channel histories.",
+            get(&d.history_events) as f64,
+        ),
+        (
+            "framecast_history_bytes",
+            "gauge",
+            "Bytes of event frames held in channel histories.",
+            get(&d.history_bytes) as f64,
+        ),
+        (
+            "framecast_dropped_events_total",
+            "counter",
+            "Events not delivered to full client queues (volatile and conflated channels).",
+            t.dropped_events as f64,
+        ),
+        (
+            "framecast_gap_notices_total",
+            "counter",
+            "gap notices sent to clients.",
+            t.gap_notices as f64,
+        ),
+        (
+            "framecast_degraded_connections",
+            "gauge",
+            "Connections stepped down to a lower rate on conflated channels.",
+            t.degraded as f64,
+        ),
+    ];
+    for (name, kind, help, value) in simple {
+        family(&mut o, name, kind, help);
+        let _ = writeln!(o, "{name} {value}");
+    }
     family(
         &mut o,
         "framecast_shard_batches_dropped_total",

@@ -42,6 +42,15 @@ pub fn status(ctx: &HttpContext<'_>) -> Response {
             "frames_out_total": t.frames_out,
             "bytes_out_total": t.bytes_out,
             "slow_consumer_drops": t.slow_consumers,
+            "delivery": {
+                "dropped_events_total": t.dropped_events,
+                "gap_notices_total": t.gap_notices,
+                "degraded_connections": t.degraded,
+                "recoveries_total": load(&d.recoveries),
+                "recovery_misses_total": load(&d.recovery_misses),
+                "history_events": load(&d.history_events),
+                "history_bytes": load(&d.history_bytes),
+            },
             "frame_clock": {
                 "tick_hz": s.tick_hz,
                 "ticks": load(&d.ticks),
@@ -49,6 +58,8 @@ pub fn status(ctx: &HttpContext<'_>) -> Response {
                 "last_tick_duration_us": load(&d.last_tick_us),
                 "max_tick_duration_us": load(&d.max_tick_us),
                 "max_lateness_us": load(&d.max_lateness_us),
+                "last_lateness_us": load(&d.last_lateness_us),
+                "host_degrade_level": load(&d.host_level),
             },
         }),
     )
@@ -142,6 +153,21 @@ pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>) -> Response {
             ),
         );
     }
+    let key = match obj.get("key") {
+        None => None,
+        Some(Value::String(k))
+            if !k.is_empty() && k.len() <= crate::wire::command::MAX_KEY_BYTES =>
+        {
+            Some(k.as_str())
+        }
+        Some(_) => {
+            return Response::error(
+                400,
+                "invalid_field",
+                "`key` must be a string of 1-200 bytes",
+            )
+        }
+    };
     let event_type = match obj.get("event_type") {
         None => "message",
         Some(Value::String(t)) => t.as_str(),
@@ -152,7 +178,10 @@ pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>) -> Response {
     };
     let data = serde_json::to_vec(data).expect("a Value always serializes");
     for name in &names {
-        match ctx.ingress.publish_json(name, event_type, data.clone()) {
+        match ctx
+            .ingress
+            .publish_keyed(name, event_type, key, data.clone())
+        {
             Ok(()) => {}
             Err(PublishError::Overloaded) => {
                 return Response::error(
