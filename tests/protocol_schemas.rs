@@ -45,6 +45,14 @@ fn documented_client_requests_match_their_schemas() {
         "client.publish",
         &json!({"type":"publish","channel":"a","event_type":"x","data":{"k":1}}),
     );
+    assert_valid(
+        "client.subscribe",
+        &json!({"type":"subscribe","channels":["a"],"since":{"a":{"seq":120,"epoch":"e"}},"max_hz":20}),
+    );
+    assert_valid(
+        "client.publish",
+        &json!({"type":"publish","channel":"pos:w","data":[1,2],"key":"avatar-7"}),
+    );
     assert_valid("client.ping", &json!({"type":"ping","ping_id":"p1"}));
     assert_valid(
         "client.get_subscriptions",
@@ -120,4 +128,59 @@ async fn authenticated_and_forbidden_replies_match_their_schemas() {
     let forbidden = recv(&mut ws).await;
     assert_eq!(forbidden["code"], "FORBIDDEN");
     assert_valid("server.error", &forbidden);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_messages_match_their_schemas() {
+    let mut cfg = framecast::Config {
+        max_queued_bytes: 128 * 1024,
+        ..config(IoBackend::Epoll)
+    };
+    cfg.apply_toml(
+        "[namespaces.st]\nhistory_size = 10\nsnapshot = true\n[namespaces.pos]\ndelivery = \"conflated\"\n",
+        "test",
+    )
+    .unwrap();
+    let server = start(cfg);
+    let (mut watcher, _) = connect(server.local_addr()).await;
+    let joined = subscribe(&mut watcher, &["st:a"]).await;
+    assert_valid("server.subscribed", &joined);
+    server.publish_keyed("st:a", "e", "k1", &json!(1)).unwrap();
+    assert_valid("server.event", &recv(&mut watcher).await);
+    let (mut ws, _) = connect(server.local_addr()).await;
+    let epoch = joined["positions"]["st:a"]["epoch"].as_str().unwrap();
+    send(
+        &mut ws,
+        json!({"type":"subscribe","channels":["st:a"],"since":{"st:a":{"seq":0,"epoch":epoch}}}),
+    )
+    .await;
+    let recovered = recv(&mut ws).await;
+    assert_eq!(recovered["recovered"], true, "{recovered}");
+    assert_valid("server.subscribed", &recovered);
+    assert_valid("server.event", &recv(&mut ws).await);
+    send(
+        &mut ws,
+        json!({"type":"subscribe","channels":["st:a2"],"since":{"st:a2":{"seq":5,"epoch":"old"}}}),
+    )
+    .await;
+    assert_valid("server.subscribed", &recv(&mut ws).await);
+    let (mut late, _) = connect(server.local_addr()).await;
+    subscribe(&mut late, &["st:a"]).await;
+    let snap = recv(&mut late).await;
+    assert_eq!(snap["snapshot"], true);
+    assert_valid("server.event", &snap);
+    assert_valid(
+        "server.gap",
+        &serde_json::from_slice(&framecast::wire::reply::gap("pos:w", 3, 10, 14)[2..]).unwrap(),
+    );
+    let stopping = tokio::task::spawn_blocking(move || server.shutdown());
+    loop {
+        let m = recv(&mut late).await;
+        if m["type"] == "reconnect" {
+            assert_valid("server.reconnect", &m);
+            break;
+        }
+    }
+    drop((ws, late, watcher));
+    stopping.await.unwrap();
 }

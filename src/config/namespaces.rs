@@ -42,6 +42,9 @@ impl Delivery {
     }
 }
 
+/// Events kept per channel when only `history_ttl` is given (history always has a count cap).
+pub const TTL_ONLY_HISTORY_SIZE: u32 = 10_000;
+
 /// Largest `history_size` accepted.
 pub const MAX_HISTORY_SIZE: u32 = 1_000_000;
 
@@ -192,10 +195,8 @@ impl Namespaces {
                 ));
             }
             if !ns.history_ttl.is_zero() && ns.history_size == 0 {
-                return Err(invalid(
-                    "history_ttl",
-                    "needs history_size > 0 (the cap on events kept)".into(),
-                ));
+                // History by age alone still needs a cap on memory.
+                ns.history_size = TTL_ONLY_HISTORY_SIZE;
             }
             out.insert(name.clone(), ns);
         }
@@ -262,9 +263,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("namespaces.v.history_size"), "{err}");
-        let err = parse("[namespaces.h]\nhistory_ttl = 30\n")
+        let err = parse("[namespaces.v]\ndelivery = \"volatile\"\nhistory_ttl = 30\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("namespaces.h.history_ttl"), "{err}");
+        assert!(err.contains("namespaces.v.history_ttl"), "{err}");
+        let ttl_only = parse("[namespaces.h]\nhistory_ttl = 30\n").unwrap();
+        assert_eq!(ttl_only.of("h:x").history_size, TTL_ONLY_HISTORY_SIZE);
     }
 }
