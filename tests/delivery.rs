@@ -118,6 +118,81 @@ async fn recovery_works_when_the_client_returns_on_another_shard(io: IoBackend) 
     server.shutdown();
 }
 
+async fn recovery_is_refused_whole_when_missed_events_were_pushed_out(io: IoBackend) {
+    let server = start(with_namespaces(
+        io,
+        "[namespaces.short]\nhistory_size = 10\n",
+    ));
+    let (mut a, _) = connect(server.local_addr()).await;
+    let epoch = subscribe(&mut a, &["short:x"]).await["positions"]["short:x"]["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    publish_n(&server, "short:x", 0, 50);
+    assert_eq!(event_seqs(&mut a, 50).await.last(), Some(&50));
+    let (mut b, _) = connect(server.local_addr()).await;
+    let reply = subscribe_since(&mut b, "short:x", 5, &epoch).await;
+    assert_eq!(reply["recovered"], false, "events 6..40 are gone: {reply}");
+    assert_eq!(reply["positions"]["short:x"]["seq"], 50);
+    server.publish("short:x", "msg", &json!("next")).unwrap();
+    assert_eq!(
+        event_seqs(&mut b, 1).await,
+        vec![51],
+        "nothing replayed, live resumes"
+    );
+    let (mut c, _) = connect(server.local_addr()).await;
+    let reply = subscribe_since(&mut c, "short:x", 45, &epoch).await;
+    assert_eq!(reply["recovered"], true, "45.. is still held: {reply}");
+    assert_eq!(event_seqs(&mut c, 6).await, (46..=51).collect::<Vec<u64>>());
+    server.shutdown();
+}
+
+async fn status_and_metrics_report_lateness_and_delivery_figures(io: IoBackend) {
+    let server = start(config(io));
+    let base = format!("http://{}", server.local_addr());
+    let status: Value = tokio::task::spawn_blocking({
+        let url = format!("{base}/api/v1/status");
+        move || {
+            ureq::get(&url)
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_json()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    for key in [
+        "last_lateness_us",
+        "max_lateness_us",
+        "merged_ticks",
+        "host_degrade_level",
+    ] {
+        assert!(status["frame_clock"][key].is_u64(), "{key} in {status}");
+    }
+    assert!(status["delivery"]["gap_notices_total"].is_u64(), "{status}");
+    let metrics = tokio::task::spawn_blocking(move || {
+        ureq::get(&format!("{base}/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    for name in [
+        "framecast_tick_lateness_seconds",
+        "framecast_host_degrade_level",
+        "framecast_degraded_connections",
+        "framecast_recoveries_total",
+    ] {
+        assert!(metrics.contains(&format!("\n{name} ")), "{name} missing");
+    }
+    server.shutdown();
+}
+
 const STATE: &str = "[namespaces.state]\nhistory_size = 100\nsnapshot = true\n";
 
 async fn epoch_change_after_restart_gives_recovered_false_and_the_snapshot(io: IoBackend) {
@@ -427,6 +502,8 @@ async fn connected_and_pong_carry_server_time(io: IoBackend) {
 both_backends!(
     recovery_replays_exactly_the_missed_events_then_live_ones,
     recovery_works_when_the_client_returns_on_another_shard,
+    recovery_is_refused_whole_when_missed_events_were_pushed_out,
+    status_and_metrics_report_lateness_and_delivery_figures,
     epoch_change_after_restart_gives_recovered_false_and_the_snapshot,
     a_new_subscriber_gets_the_snapshot_per_key_first_then_deltas,
     conflation_delivers_only_the_newest_per_key_per_tick,
