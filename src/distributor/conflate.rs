@@ -11,7 +11,8 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::{Bytes, BytesMut};
 
-use super::ingress::Publication;
+use super::ingress::{Origin, Publication};
+use super::Exclusion;
 use crate::config::limits::MAX_RATE_LEVEL;
 use crate::wire::reply;
 
@@ -52,6 +53,8 @@ pub struct Variant {
     pub first_seq: u64,
     /// Last sequence number of the window.
     pub last_seq: u64,
+    /// `echo = false`: byte ranges of `bytes` each publisher must not get back.
+    pub exclusions: Option<std::sync::Arc<[Exclusion]>>,
 }
 
 /// Per rate level (index L-1 for level L), the variant built at this tick's boundary, if any.
@@ -61,8 +64,9 @@ pub type Variants = [Option<Variant>; MAX_RATE_LEVEL as usize];
 struct Window {
     /// Sequence number before the window's first event.
     start_seq: u64,
-    /// Kept frames in arrival order (`None` where a newer one of the same key replaced it).
-    kept: Vec<Option<(u64, Bytes)>>,
+    /// Kept frames in arrival order, with their publisher where echo is off (`None` where a
+    /// newer one of the same key replaced it).
+    kept: Vec<Option<(u64, Bytes, Option<Origin>)>>,
     /// Key → index in `kept`.
     index: HashMap<Bytes, usize>,
     live: usize,
@@ -75,8 +79,9 @@ pub struct RateLevels {
 }
 
 impl RateLevels {
-    /// Adds one emitted event frame (seq in order) to every level's window.
-    pub fn add(&mut self, key: Option<&Bytes>, seq: u64, frame: &Bytes) {
+    /// Adds one emitted event frame (seq in order) to every level's window; `origin` is its
+    /// publisher when the namespace has `echo = false`.
+    pub fn add(&mut self, key: Option<&Bytes>, seq: u64, frame: &Bytes, origin: Option<Origin>) {
         let slot = key.cloned().unwrap_or_default();
         for w in &mut self.windows {
             if w.live == 0 && w.kept.is_empty() {
@@ -87,7 +92,7 @@ impl RateLevels {
                 w.live -= 1;
             }
             w.index.insert(slot.clone(), w.kept.len());
-            w.kept.push(Some((seq, frame.clone())));
+            w.kept.push(Some((seq, frame.clone(), origin)));
             w.live += 1;
         }
     }
@@ -105,21 +110,31 @@ impl RateLevels {
             if !crossed(bits, level) || w.live == 0 {
                 continue;
             }
-            let frames: Vec<&(u64, Bytes)> = w.kept.iter().flatten().collect();
+            let frames: Vec<&(u64, Bytes, Option<Origin>)> = w.kept.iter().flatten().collect();
             let first_seq = w.start_seq + 1;
             let skipped = (last_seq - w.start_seq).saturating_sub(frames.len() as u64);
-            let size = frames.iter().map(|(_, f)| f.len()).sum::<usize>() + 128;
+            let size = frames.iter().map(|(_, f, _)| f.len()).sum::<usize>() + 128;
             let mut buf = BytesMut::with_capacity(size);
             if skipped > 0 {
                 buf.extend_from_slice(&reply::gap(channel, skipped, first_seq, last_seq));
             }
-            for (_, f) in &frames {
+            let mut exclusions = Vec::new();
+            for (_, f, origin) in &frames {
+                let start = buf.len() as u32;
                 buf.extend_from_slice(f);
+                if let Some(origin) = origin {
+                    exclusions.push(Exclusion {
+                        origin: *origin,
+                        start,
+                        end: buf.len() as u32,
+                    });
+                }
             }
             out.get_or_insert_with(Default::default)[level as usize - 1] = Some(Variant {
                 bytes: buf.freeze(),
                 first_seq,
                 last_seq,
+                exclusions: (!exclusions.is_empty()).then(|| exclusions.into()),
             });
             w.kept.clear();
             w.index.clear();
@@ -165,9 +180,13 @@ mod tests {
         let mut levels = RateLevels::default();
         let f = |s: &str| Bytes::from(s.to_string());
         let a = Bytes::from_static(b"\"a\"");
-        levels.add(Some(&a), 11, &f("A11"));
-        levels.add(None, 12, &f("N12"));
-        levels.add(Some(&a), 13, &f("A13"));
+        levels.add(Some(&a), 11, &f("A11"), None);
+        levels.add(None, 12, &f("N12"), None);
+        let me = Origin {
+            shard: 0,
+            serial: 9,
+        };
+        levels.add(Some(&a), 13, &f("A13"), Some(me));
         let v = levels.emit("c", boundaries(1, 2), 13).unwrap();
         let one = v[0].as_ref().expect("level 1 crossed");
         assert!(v[1].is_none(), "level 2 not crossed");
@@ -178,6 +197,14 @@ mod tests {
         );
         assert!(text.ends_with("N12A13"), "{text}");
         assert_eq!((one.first_seq, one.last_seq), (11, 13));
+        let own = one
+            .exclusions
+            .as_deref()
+            .expect("echo off: the publisher's frame is marked");
+        assert_eq!(
+            &one.bytes[own[0].start as usize..own[0].end as usize],
+            b"A13"
+        );
         assert!(!levels.is_empty(), "levels 2..4 still hold their windows");
     }
 }

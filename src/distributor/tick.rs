@@ -135,7 +135,9 @@ pub fn encode_tick(
             if history_cap > 0 || feed_levels {
                 let frame = frames.slice(start..end);
                 if feed_levels {
-                    state.levels.add(pending[i].key.as_ref(), seq, &frame);
+                    let p = &pending[i];
+                    let origin = if ns.echo { None } else { p.origin };
+                    state.levels.add(p.key.as_ref(), seq, &frame, origin);
                 }
                 state.history.push(seq, frame, input.now, history_cap);
             }

@@ -120,15 +120,12 @@ fn deliver_conflated(
             .as_ref()
             .and_then(|v| v[member.level as usize - 1].as_ref());
         if let Some(v) = variant {
-            let missed = v.last_seq + 1 - v.first_seq;
-            let _ = push_lossy(
-                entry,
-                item,
-                &v.bytes,
-                (v.first_seq, v.last_seq, missed),
-                settings,
-                out,
-            );
+            let shared = Shared {
+                bytes: &v.bytes,
+                exclusions: v.exclusions.as_deref(),
+                range: (v.first_seq, v.last_seq, v.last_seq + 1 - v.first_seq),
+            };
+            let _ = push_shared(entry, item, &shared, shard, settings, now, true, out);
         }
     }
     let desired = entry.degrade.max(member.floor);
@@ -157,6 +154,26 @@ fn step_degrade(entry: &mut Entry, bits: u8, settings: &ConnSettings) -> i64 {
     }
 }
 
+/// Frames shared by many subscribers: a tick's frames of a channel or a rate-level variant.
+struct Shared<'a> {
+    bytes: &'a Bytes,
+    /// Byte ranges publishers in `echo = false` namespaces must not get back.
+    exclusions: Option<&'a [Exclusion]>,
+    /// First seq, last seq and number of events `bytes` stands for (for `gap` accounting).
+    range: (u64, u64, u64),
+}
+
+impl<'a> Shared<'a> {
+    fn level0(item: &'a ChannelFrames) -> Shared<'a> {
+        let count = u64::from(item.count);
+        Shared {
+            bytes: &item.frames,
+            exclusions: item.exclusions.as_deref(),
+            range: (item.first_seq, item.first_seq + count - 1, count),
+        }
+    }
+}
+
 /// The tick's own frames of the channel. `lossy`: a full queue drops them (to be told by a
 /// `gap`) instead of closing the connection.
 fn push_level0(
@@ -168,23 +185,44 @@ fn push_level0(
     lossy: bool,
     out: &mut Delivered,
 ) -> Result<(), Full> {
-    let own = item.exclusions.as_deref().filter(|ex| {
+    push_shared(
+        entry,
+        item,
+        &Shared::level0(item),
+        shard,
+        settings,
+        now,
+        lossy,
+        out,
+    )
+}
+
+/// Queues shared frames for one subscriber: by reference, minus its own frames where the
+/// namespace has `echo = false` (slices of the same buffer, no copy).
+#[allow(clippy::too_many_arguments)]
+fn push_shared(
+    entry: &mut Entry,
+    item: &ChannelFrames,
+    shared: &Shared<'_>,
+    shard: u32,
+    settings: &ConnSettings,
+    now: Instant,
+    lossy: bool,
+    out: &mut Delivered,
+) -> Result<(), Full> {
+    let own = shared.exclusions.filter(|ex| {
         ex.iter()
             .any(|x| x.origin.shard == shard && x.origin.serial == entry.session.serial)
     });
-    let count = u64::from(item.count);
-    let range = (item.first_seq, item.first_seq + count - 1, count);
     match (own, lossy) {
         (None, false) => entry
             .conn
-            .push_broadcast(item.frames.clone(), settings, now),
-        (None, true) => push_lossy(entry, item, &item.frames, range, settings, out),
-        // A publisher in an echo = false namespace: everything but its own frames, as slices
-        // of the same buffer (no copy).
-        (Some(ex), false) => push_without_own(entry, &item.frames, ex, shard, settings, now),
+            .push_broadcast(shared.bytes.clone(), settings, now),
+        (None, true) => push_lossy(entry, item, shared.bytes, shared.range, settings, out),
+        (Some(ex), false) => push_without_own(entry, shared.bytes, ex, shard, settings, now),
         (Some(ex), true) => {
-            if !fits(entry, item.frames.len(), settings) {
-                miss(entry, item, range, out);
+            if !fits(entry, shared.bytes.len(), settings) {
+                miss(entry, item, shared.range, out);
                 return Err(Full);
             }
             if let Some(i) = entry.gaps.iter().position(|g| g.channel == item.channel) {
@@ -193,7 +231,7 @@ fn push_level0(
                 let notice = reply::gap(&g.channel, g.skipped, g.from_seq, g.to_seq);
                 entry.conn.outbox.push_unchecked(notice);
             }
-            push_without_own(entry, &item.frames, ex, shard, settings, now)
+            push_without_own(entry, shared.bytes, ex, shard, settings, now)
         }
     }
 }
