@@ -22,6 +22,10 @@ pub struct ChannelInfo {
     pub last_seq: u64,
     /// Events per second over the last snapshot period.
     pub events_per_second: f64,
+    /// The channel's epoch (see docs/protocol.md, delivery semantics).
+    pub epoch: Arc<str>,
+    /// Events held in its history.
+    pub history: u64,
 }
 
 /// Per-second rates, refreshed by the observer thread (stored as f64 bits).

@@ -143,7 +143,8 @@ async fn broadcast_reaches_websocket_subscribers_with_seq(io: IoBackend) {
 async fn channels_list_and_lookup_show_subscribers_and_last_seq(io: IoBackend) {
     let server = start(config(io));
     let (mut ws, _) = connect(server.local_addr()).await;
-    subscribe(&mut ws, &["room-1"]).await;
+    let joined = subscribe(&mut ws, &["room-1"]).await;
+    let epoch = joined["positions"]["room-1"]["epoch"].clone();
     server.publish("room-1", "m", &1).unwrap();
     server.publish("room-1", "m", &2).unwrap();
     recv(&mut ws).await;
@@ -152,7 +153,7 @@ async fn channels_list_and_lookup_show_subscribers_and_last_seq(io: IoBackend) {
     let found = blocking(move || {
         eventually(|| {
             let (s, one) = call("GET", &format!("{b}/api/v1/channels/room-1"), None, None);
-            s == 200 && one["subscribers"] == 1 && one["last_seq"] == 2
+            s == 200 && one["subscribers"] == 1 && one["last_seq"] == 2 && one["epoch"] == epoch
         }) && {
             let (s, all) = call("GET", &format!("{b}/api/v1/channels"), None, None);
             s == 200

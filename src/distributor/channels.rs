@@ -183,6 +183,8 @@ impl ChannelRegistry {
                     } else {
                         0.0
                     },
+                    epoch: state.epoch.clone(),
+                    history: state.history.len() as u64,
                 }
             })
             .collect();

@@ -71,6 +71,8 @@ fn channel_json(c: &crate::status::ChannelInfo) -> Value {
         "subscribers": c.subscribers,
         "last_seq": c.last_seq,
         "events_per_second": c.events_per_second,
+        "epoch": &*c.epoch,
+        "history": c.history,
     })
 }
 
