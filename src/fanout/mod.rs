@@ -11,6 +11,7 @@
 //! tick (the distributor's shared rate-level variants), and stepped back up once it drains.
 #![forbid(unsafe_code)]
 
+mod gaps;
 pub mod topics;
 
 use std::time::Instant;
@@ -24,8 +25,9 @@ use crate::conn::Full;
 use crate::distributor::conflate::crossed;
 use crate::distributor::{ChannelFrames, Exclusion, TickBatch};
 use crate::driver::Slot;
-use crate::shard::table::{ConnTable, Entry, PendingGap};
+use crate::shard::table::{ConnTable, Entry};
 use crate::wire::reply;
+use gaps::{fits, miss, push_lossy};
 pub use topics::{Member, Topics};
 
 /// Counts from delivering one batch.
@@ -233,71 +235,6 @@ fn push_shared(
             }
             push_without_own(entry, shared.bytes, ex, shard, settings, now)
         }
-    }
-}
-
-/// Queues `bytes` (events `range` = first seq, last seq, count) after any pending `gap`
-/// notice for the channel, or, if the queue cannot take them, records them as missed.
-fn push_lossy(
-    entry: &mut Entry,
-    item: &ChannelFrames,
-    bytes: &Bytes,
-    range: (u64, u64, u64),
-    settings: &ConnSettings,
-    out: &mut Delivered,
-) -> Result<(), Full> {
-    let pending = entry.gaps.iter().position(|g| *g.channel == *item.channel);
-    let notice = pending.map(|i| {
-        let g = &entry.gaps[i];
-        reply::gap(&g.channel, g.skipped, g.from_seq, g.to_seq)
-    });
-    let need = bytes.len() + notice.as_ref().map_or(0, Bytes::len);
-    if !fits(entry, need, settings) {
-        miss(entry, item, range, out);
-        return Err(Full);
-    }
-    if let (Some(i), Some(n)) = (pending, notice) {
-        entry.gaps.swap_remove(i);
-        out.gaps += 1;
-        entry.conn.outbox.push_unchecked(n);
-    }
-    entry.conn.outbox.push_unchecked(bytes.clone());
-    Ok(())
-}
-
-/// Whether the outbox takes `len` more bytes under the cap (an empty one takes anything).
-fn fits(entry: &Entry, len: usize, settings: &ConnSettings) -> bool {
-    let queued = entry.conn.outbox.queued();
-    queued == 0 || queued + len <= settings.max_queued_bytes
-}
-
-/// Records events `(first, last, count)` of the item's channel as missed by this client.
-fn miss(
-    entry: &mut Entry,
-    item: &ChannelFrames,
-    (first, last, count): (u64, u64, u64),
-    out: &mut Delivered,
-) {
-    out.dropped += count;
-    merge_gap(
-        entry,
-        PendingGap {
-            channel: item.channel.clone(),
-            skipped: count,
-            from_seq: first,
-            to_seq: last,
-        },
-    );
-}
-
-fn merge_gap(entry: &mut Entry, g: PendingGap) {
-    match entry.gaps.iter_mut().find(|p| p.channel == g.channel) {
-        Some(p) => {
-            p.skipped += g.skipped;
-            p.from_seq = p.from_seq.min(g.from_seq);
-            p.to_seq = p.to_seq.max(g.to_seq);
-        }
-        None => entry.gaps.push(g),
     }
 }
 
