@@ -2,7 +2,9 @@
 //! active channels; and one shard's fan-out of a tick to 1k and 10k connections in memory (no
 //! sockets): append the shared frame to every subscriber's outbox, then build each connection's
 //! gather list and mark it sent, as the driver would. Throughput is events (tick) or
-//! subscriber deliveries (fan-out) per second.
+//! subscriber deliveries (fan-out) per second. `distributor_tick_conflated` measures the same
+//! tick for conflated channels (newest per key, rate-level windows and their shared variants),
+//! counting publications offered per second.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,6 +61,62 @@ fn distributor_tick(c: &mut Criterion) {
             })
         });
     }
+    group.finish();
+}
+
+/// 100 conflated channels, each offered 10 keys × 4 updates per tick, ticked with a frame clock
+/// (rate-level windows fed every tick, variants built at their boundaries).
+fn distributor_tick_conflated(c: &mut Criterion) {
+    let t: toml::Table = "[namespaces.pos]\ndelivery = \"conflated\"\n"
+        .parse()
+        .unwrap();
+    let namespaces =
+        framecast::config::Namespaces::from_toml(t["namespaces"].as_table().unwrap()).unwrap();
+    let names: Vec<Arc<str>> = (0..100)
+        .map(|i| Arc::from(format!("pos:w{i}").as_str()))
+        .collect();
+    let mut registry = ChannelRegistry::default();
+    for name in &names {
+        registry.join(0, name.clone());
+    }
+    let mut publications = Vec::new();
+    for name in &names {
+        for round in 0..4 {
+            for key in 0..10 {
+                let mut p = publication(name);
+                p.key = Some(Bytes::from(format!("\"avatar-{key}\"")));
+                p.data = Bytes::from(format!("{{\"x\":{round},\"y\":{key}}}"));
+                publications.push(p);
+            }
+        }
+    }
+    let mut group = c.benchmark_group("distributor_tick_conflated");
+    group.throughput(Throughput::Elements(publications.len() as u64));
+    let mut frame = 0u64;
+    group.bench_function(BenchmarkId::new("offered", publications.len()), |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                for p in &publications {
+                    registry.queue(p.clone());
+                }
+                frame += 1;
+                let input = TickInput {
+                    frame,
+                    timestamp: "2026-11-22T04:20:00.123Z",
+                    shards: 1,
+                    now: Instant::now(),
+                    boundaries: framecast::distributor::conflate::boundaries(frame - 1, frame),
+                    host_level: 0,
+                    levels: true,
+                };
+                let t = Instant::now();
+                std::hint::black_box(encode_tick(&mut registry, &input, &namespaces));
+                total += t.elapsed();
+            }
+            total
+        })
+    });
     group.finish();
 }
 
@@ -146,5 +204,10 @@ fn shard_fanout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, distributor_tick, shard_fanout);
+criterion_group!(
+    benches,
+    distributor_tick,
+    distributor_tick_conflated,
+    shard_fanout
+);
 criterion_main!(benches);
