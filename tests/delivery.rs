@@ -147,6 +147,58 @@ async fn recovery_is_refused_whole_when_missed_events_were_pushed_out(io: IoBack
     server.shutdown();
 }
 
+async fn a_recovery_larger_than_the_client_queue_is_refused_not_queued(io: IoBackend) {
+    let mut cfg = with_namespaces(io, CHAT);
+    cfg.max_queued_bytes = 64 * 1024;
+    let server = start(cfg);
+    let (mut a, _) = connect(server.local_addr()).await;
+    let epoch = subscribe(&mut a, &["chat:big"]).await["positions"]["chat:big"]["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(a);
+    let pad = "x".repeat(2048);
+    for i in 0..100 {
+        server
+            .publish("chat:big", "msg", &json!({"i": i, "pad": pad}))
+            .unwrap();
+    }
+    // A client can only have seen dispatched events: wait until all 100 are.
+    let state = server.state();
+    let waiting = Instant::now();
+    while !state
+        .channels()
+        .iter()
+        .any(|c| &*c.name == "chat:big" && c.last_seq == 100)
+    {
+        assert!(waiting.elapsed() < DEADLINE, "events never dispatched");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut small, _) = connect(server.local_addr()).await;
+    let reply = subscribe_since(&mut small, "chat:big", 95, &epoch).await;
+    assert_eq!(
+        reply["recovered"], true,
+        "10 KiB of missed events fit: {reply}"
+    );
+    assert_eq!(
+        event_seqs(&mut small, 5).await,
+        (96..=100).collect::<Vec<u64>>()
+    );
+    let (mut big, _) = connect(server.local_addr()).await;
+    let reply = subscribe_since(&mut big, "chat:big", 0, &epoch).await;
+    assert_eq!(
+        reply["recovered"], false,
+        "200 KiB does not fit 64 KiB: {reply}"
+    );
+    server.publish("chat:big", "msg", &json!("live")).unwrap();
+    assert_eq!(
+        event_seqs(&mut big, 1).await,
+        vec![101],
+        "live events continue"
+    );
+    server.shutdown();
+}
+
 async fn status_and_metrics_report_lateness_and_delivery_figures(io: IoBackend) {
     let server = start(config(io));
     let base = format!("http://{}", server.local_addr());
@@ -570,6 +622,7 @@ both_backends!(
     recovery_works_when_the_client_returns_on_another_shard,
     recovery_is_refused_whole_when_missed_events_were_pushed_out,
     status_and_metrics_report_lateness_and_delivery_figures,
+    a_recovery_larger_than_the_client_queue_is_refused_not_queued,
     epoch_change_after_restart_gives_recovered_false_and_the_snapshot,
     a_new_subscriber_gets_the_snapshot_per_key_first_then_deltas,
     conflation_delivers_only_the_newest_per_key_per_tick,

@@ -3,19 +3,43 @@
 //! the snapshot), then the connection enters the channel's topic. Because the answer arrives in
 //! the same ordered inbox as tick batches, every later batch holds only newer events.
 
+use crate::conn::ConnSettings;
 use crate::distributor::Joined;
 use crate::driver::Slot;
 use crate::fanout::Topics;
 use crate::shard::table::ConnTable;
 use crate::wire::reply::{self, Position};
 
-/// Applies `joined`; returns the slot if its connection has new output.
-pub fn apply(joined: Joined, table: &mut ConnTable, topics: &mut Topics) -> Option<Slot> {
-    let request = &joined.request;
-    let entry = table.get_mut(request.slot)?;
-    if entry.session.serial != request.serial || entry.closing || !entry.conn.is_open() {
+/// Applies `joined`; returns the slot if its connection has new output. A recovery whose
+/// missed events would not fit in the client's queue (`max_queued_bytes`) is answered with
+/// `recovered: false` instead, so no request can make the server queue more than a client may
+/// hold.
+pub fn apply(
+    mut joined: Joined,
+    table: &mut ConnTable,
+    topics: &mut Topics,
+    settings: &ConnSettings,
+) -> Option<Slot> {
+    let entry = table.get_mut(joined.request.slot)?;
+    if entry.session.serial != joined.request.serial || entry.closing || !entry.conn.is_open() {
         return None; // the connection is gone (its leave messages balance the counts)
     }
+    let mut room = settings
+        .max_queued_bytes
+        .saturating_sub(entry.conn.outbox.queued());
+    for channel in &mut joined.channels {
+        if channel.recovered != Some(true) {
+            continue;
+        }
+        let bytes: usize = channel.frames.iter().map(|f| f.len()).sum();
+        if bytes > room {
+            channel.recovered = Some(false);
+            channel.frames.clear();
+        } else {
+            room -= bytes;
+        }
+    }
+    let request = &joined.request;
     if request.reply {
         let names: Vec<&str> = request.names.iter().map(String::as_str).collect();
         let positions: Vec<Position<'_>> = joined

@@ -323,7 +323,9 @@ impl<D: Driver> Shard<D> {
             let batch = match msg {
                 ShardMsg::Tick(batch) => batch,
                 ShardMsg::Joined(joined) => {
-                    if let Some(slot) = joined::apply(*joined, &mut st.table, &mut st.topics) {
+                    if let Some(slot) =
+                        joined::apply(*joined, &mut st.table, &mut st.topics, &st.p.settings)
+                    {
                         self.after_change(slot);
                     }
                     continue;
