@@ -6,7 +6,11 @@
 //!        ▼                                                          │ one writev per conn per tick
 //!  Ingress (lock-free queue) ──► Distributor ──tick──► TickBatch ──► Shard k: fanout → Outbox
 //!                                 (frame clock, seq,   (one Bytes    (pinned thread, io_uring
-//!                                  encode once)         per channel)   or epoll, sans-IO Conn)
+//!                                  encode once,         per channel)   or epoll, sans-IO Conn)
+//!                                  history, snapshot,
+//!                                  conflation levels)
+//!  subscribe ──► Ingress (Join) ──► Distributor ──► Joined (position, replay) in the same
+//!                                                   ordered inbox as the tick batches
 //! ```
 //!
 //! Modules follow the data path: [`config`] → [`shard`] (listeners, loop) and [`driver`]
