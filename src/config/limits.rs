@@ -38,3 +38,7 @@ pub const MAX_SNAPSHOT_KEYS: usize = 10_000;
 pub const MAX_RATE_LEVEL: u8 = 4;
 /// Tick batches kept for a shard whose inbox is full before tick batches are dropped.
 pub const SHARD_BACKLOG_BATCHES: usize = 1024;
+/// Most bytes of missed events one `subscribe` with `since` may replay (beyond, that channel is
+/// answered `recovered: false`). Replayed frames are shared with the history; this bounds the
+/// queue entries and the time one client's recovery occupies its socket.
+pub const MAX_RECOVERY_BYTES: usize = 64 * 1024 * 1024;

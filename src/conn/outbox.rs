@@ -49,6 +49,9 @@ pub struct Outbox {
     front_sent: usize,
     /// Unsent bytes queued.
     queued: usize,
+    /// Bytes allowed above the cap until sent: a recovery replay, which the client asked for
+    /// and which is made of frames the server holds anyway (history).
+    allowance: usize,
 }
 
 impl Outbox {
@@ -66,11 +69,28 @@ impl Outbox {
     /// takes the frame: a client that has drained everything is not behind, even when one
     /// tick's batch is larger than the cap.
     pub fn push(&mut self, frame: Bytes, cap: usize) -> Result<(), Full> {
-        if self.queued > 0 && self.queued + frame.len() > cap {
+        if !self.fits(frame.len(), cap) {
             return Err(Full);
         }
         self.push_unchecked(frame);
         Ok(())
+    }
+
+    /// Whether `len` more bytes fit under `cap` (plus any replay allowance); an empty queue
+    /// takes anything.
+    pub fn fits(&self, len: usize, cap: usize) -> bool {
+        self.queued == 0 || self.queued + len <= cap + self.allowance
+    }
+
+    /// Whether the queue is over `cap` (plus any replay allowance).
+    pub fn over(&self, cap: usize) -> bool {
+        self.queued > cap + self.allowance
+    }
+
+    /// Queues recovery frames beyond the cap: they raise the allowance by their size until sent.
+    pub fn push_replay(&mut self, frame: Bytes) {
+        self.allowance += frame.len();
+        self.push_unchecked(frame);
     }
 
     /// Queues a frame the server must send whatever the cap (close frames, handshake replies).
@@ -81,6 +101,7 @@ impl Outbox {
 
     /// Drops every frame not yet started, keeping a partly written front frame whole.
     pub fn discard_unsent(&mut self) {
+        self.allowance = 0;
         let keep = usize::from(self.front_sent > 0);
         while self.frames.len() > keep {
             self.frames.pop_back();
@@ -106,6 +127,7 @@ impl Outbox {
     pub fn advance(&mut self, mut n: usize) {
         debug_assert!(n <= self.queued, "advanced past what was queued");
         self.queued -= n;
+        self.allowance = self.allowance.saturating_sub(n);
         while n > 0 {
             let front_left = self.frames[0].len() - self.front_sent;
             if n >= front_left {
@@ -160,6 +182,19 @@ mod tests {
         let mut o = Outbox::default();
         o.push(b("0123456789"), 8).unwrap();
         assert_eq!(o.push(b("x"), 8), Err(Full));
+    }
+
+    #[test]
+    fn a_replay_raises_the_cap_until_it_is_sent() {
+        let mut o = Outbox::default();
+        o.push_replay(b("0123456789"));
+        assert!(
+            o.push(b("abc"), 8).is_ok(),
+            "the replay's allowance makes room"
+        );
+        assert!(!o.over(8));
+        o.advance(10);
+        assert_eq!(o.push(b("defghij"), 8), Err(Full), "allowance spent");
     }
 
     #[test]

@@ -41,8 +41,7 @@ pub(super) fn push_lossy(
 
 /// Whether the outbox takes `len` more bytes under the cap (an empty one takes anything).
 pub(super) fn fits(entry: &Entry, len: usize, settings: &ConnSettings) -> bool {
-    let queued = entry.conn.outbox.queued();
-    queued == 0 || queued + len <= settings.max_queued_bytes
+    entry.conn.outbox.fits(len, settings.max_queued_bytes)
 }
 
 /// Records events `(first, last, count)` of the item's channel as missed by this client.

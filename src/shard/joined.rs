@@ -3,30 +3,23 @@
 //! the snapshot), then the connection enters the channel's topic. Because the answer arrives in
 //! the same ordered inbox as tick batches, every later batch holds only newer events.
 
-use crate::conn::ConnSettings;
+use crate::config::limits::MAX_RECOVERY_BYTES;
 use crate::distributor::Joined;
 use crate::driver::Slot;
 use crate::fanout::Topics;
 use crate::shard::table::ConnTable;
 use crate::wire::reply::{self, Position};
 
-/// Applies `joined`; returns the slot if its connection has new output. A recovery whose
-/// missed events would not fit in the client's queue (`max_queued_bytes`) is answered with
-/// `recovered: false` instead, so no request can make the server queue more than a client may
-/// hold.
-pub fn apply(
-    mut joined: Joined,
-    table: &mut ConnTable,
-    topics: &mut Topics,
-    settings: &ConnSettings,
-) -> Option<Slot> {
+/// Applies `joined`; returns the slot if its connection has new output. Replayed events may
+/// exceed the client's `max_queued_bytes` (they are history frames the server holds anyway;
+/// the queue's cap is raised by their size until they are sent), up to
+/// [`MAX_RECOVERY_BYTES`] per request; beyond, the channel is answered `recovered: false`.
+pub fn apply(mut joined: Joined, table: &mut ConnTable, topics: &mut Topics) -> Option<Slot> {
     let entry = table.get_mut(joined.request.slot)?;
     if entry.session.serial != joined.request.serial || entry.closing || !entry.conn.is_open() {
         return None; // the connection is gone (its leave messages balance the counts)
     }
-    let mut room = settings
-        .max_queued_bytes
-        .saturating_sub(entry.conn.outbox.queued());
+    let mut room = MAX_RECOVERY_BYTES;
     for channel in &mut joined.channels {
         if channel.recovered != Some(true) {
             continue;
@@ -70,7 +63,7 @@ pub fn apply(
         sub.live = true;
         topics.subscribe(&channel.name, request.slot, sub.floor);
         for frame in channel.frames {
-            entry.conn.outbox.push_unchecked(frame);
+            entry.conn.outbox.push_replay(frame);
         }
     }
     (!entry.conn.outbox.is_empty()).then_some(request.slot)

@@ -323,9 +323,7 @@ impl<D: Driver> Shard<D> {
             let batch = match msg {
                 ShardMsg::Tick(batch) => batch,
                 ShardMsg::Joined(joined) => {
-                    if let Some(slot) =
-                        joined::apply(*joined, &mut st.table, &mut st.topics, &st.p.settings)
-                    {
+                    if let Some(slot) = joined::apply(*joined, &mut st.table, &mut st.topics) {
                         self.after_change(slot);
                     }
                     continue;
@@ -527,7 +525,7 @@ impl State {
         if let Some(order) = close {
             e.conn.close(order.code, order.text, order.reason, now);
         }
-        if e.conn.outbox.queued() > settings.max_queued_bytes {
+        if e.conn.outbox.over(settings.max_queued_bytes) {
             e.conn.close(
                 CloseCode::POLICY,
                 "slow consumer",
