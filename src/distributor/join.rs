@@ -5,6 +5,7 @@
 
 use super::channels::ChannelRegistry;
 use super::ingress::{JoinRequest, Joined, JoinedChannel};
+use crate::config::limits::MAX_RECOVERY_BYTES;
 use crate::config::Namespaces;
 
 /// Builds the answer to `request`.
@@ -16,6 +17,7 @@ pub fn answer(
 ) -> Joined {
     let asked = std::mem::take(&mut request.channels);
     let mut channels = Vec::with_capacity(asked.len());
+    let mut replay_room = MAX_RECOVERY_BYTES;
     for (name, since) in &asked {
         let ns = namespaces.of(name);
         let Some(state) = registry.join(request.shard, name.clone()) else {
@@ -30,11 +32,13 @@ pub fn answer(
             continue;
         };
         let recovered = since.as_ref().map(|pos| {
-            if *pos.epoch == *state.epoch {
-                state.history.after(pos.seq, state.last_seq)
-            } else {
-                None
-            }
+            let missed = (*pos.epoch == *state.epoch)
+                .then(|| state.history.after(pos.seq, state.last_seq))
+                .flatten()?;
+            // One request replays at most MAX_RECOVERY_BYTES; beyond, the client resyncs.
+            let bytes: usize = missed.iter().map(|f| f.len()).sum();
+            replay_room = replay_room.checked_sub(bytes)?;
+            Some(missed)
         });
         let (recovered, frames) = match recovered {
             Some(Some(missed)) => (Some(true), missed),

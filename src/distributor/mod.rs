@@ -383,12 +383,13 @@ impl Distributor {
     fn join(&mut self, request: JoinRequest) {
         let timestamp = crate::wire::timestamp();
         let joined = join::answer(&mut self.registry, request, &self.namespaces, &timestamp);
-        for c in &joined.channels {
-            match c.recovered {
-                Some(true) => self.stats.recoveries.fetch_add(1, Ordering::Relaxed),
-                Some(false) => self.stats.recovery_misses.fetch_add(1, Ordering::Relaxed),
-                None => 0,
+        for recovered in joined.channels.iter().filter_map(|c| c.recovered) {
+            let counter = if recovered {
+                &self.stats.recoveries
+            } else {
+                &self.stats.recovery_misses
             };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
         let shard = joined.request.shard;
         if let Some(link) = self.links.get_mut(shard) {

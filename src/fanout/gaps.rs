@@ -10,12 +10,13 @@ use crate::distributor::ChannelFrames;
 use crate::shard::table::{Entry, PendingGap};
 use crate::wire::reply;
 
-/// Queues `bytes` (events `range` = first seq, last seq, count) after any pending `gap`
-/// notice for the channel, or, if the queue cannot take them, records them as missed.
-pub(super) fn push_lossy(
+/// Before a lossy push of `len` bytes (events `range` = first seq, last seq, count): if the
+/// queue can take them plus any pending `gap` notice for the channel, queues that notice and
+/// returns `Ok`; otherwise records the events as missed.
+pub(super) fn announce_or_miss(
     entry: &mut Entry,
     item: &ChannelFrames,
-    bytes: &Bytes,
+    len: usize,
     range: (u64, u64, u64),
     settings: &ConnSettings,
     out: &mut Delivered,
@@ -25,8 +26,8 @@ pub(super) fn push_lossy(
         let g = &entry.gaps[i];
         reply::gap(&g.channel, g.skipped, g.from_seq, g.to_seq)
     });
-    let need = bytes.len() + notice.as_ref().map_or(0, Bytes::len);
-    if !fits(entry, need, settings) {
+    let need = len + notice.as_ref().map_or(0, Bytes::len);
+    if !entry.conn.outbox.fits(need, settings.max_queued_bytes) {
         miss(entry, item, range, out);
         return Err(Full);
     }
@@ -35,17 +36,11 @@ pub(super) fn push_lossy(
         out.gaps += 1;
         entry.conn.outbox.push_unchecked(n);
     }
-    entry.conn.outbox.push_unchecked(bytes.clone());
     Ok(())
 }
 
-/// Whether the outbox takes `len` more bytes under the cap (an empty one takes anything).
-pub(super) fn fits(entry: &Entry, len: usize, settings: &ConnSettings) -> bool {
-    entry.conn.outbox.fits(len, settings.max_queued_bytes)
-}
-
 /// Records events `(first, last, count)` of the item's channel as missed by this client.
-pub(super) fn miss(
+fn miss(
     entry: &mut Entry,
     item: &ChannelFrames,
     (first, last, count): (u64, u64, u64),

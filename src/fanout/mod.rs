@@ -26,8 +26,7 @@ use crate::distributor::conflate::crossed;
 use crate::distributor::{ChannelFrames, Exclusion, TickBatch};
 use crate::driver::Slot;
 use crate::shard::table::{ConnTable, Entry};
-use crate::wire::reply;
-use gaps::{fits, miss, push_lossy};
+use gaps::announce_or_miss;
 pub use topics::{Member, Topics};
 
 /// Counts from delivering one batch.
@@ -212,29 +211,20 @@ fn push_shared(
     lossy: bool,
     out: &mut Delivered,
 ) -> Result<(), Full> {
+    if lossy {
+        // Either there is room (and any pending gap notice goes first) or the events are
+        // recorded as missed; the pushes below then stay under the cap.
+        announce_or_miss(entry, item, shared.bytes.len(), shared.range, settings, out)?;
+    }
     let own = shared.exclusions.filter(|ex| {
         ex.iter()
             .any(|x| x.origin.shard == shard && x.origin.serial == entry.session.serial)
     });
-    match (own, lossy) {
-        (None, false) => entry
+    match own {
+        None => entry
             .conn
             .push_broadcast(shared.bytes.clone(), settings, now),
-        (None, true) => push_lossy(entry, item, shared.bytes, shared.range, settings, out),
-        (Some(ex), false) => push_without_own(entry, shared.bytes, ex, shard, settings, now),
-        (Some(ex), true) => {
-            if !fits(entry, shared.bytes.len(), settings) {
-                miss(entry, item, shared.range, out);
-                return Err(Full);
-            }
-            if let Some(i) = entry.gaps.iter().position(|g| g.channel == item.channel) {
-                let g = entry.gaps.swap_remove(i);
-                out.gaps += 1;
-                let notice = reply::gap(&g.channel, g.skipped, g.from_seq, g.to_seq);
-                entry.conn.outbox.push_unchecked(notice);
-            }
-            push_without_own(entry, shared.bytes, ex, shard, settings, now)
-        }
+        Some(ex) => push_without_own(entry, shared.bytes, ex, shard, settings, now),
     }
 }
 

@@ -27,115 +27,59 @@ pub fn render(state: &ServerState) -> Response {
     let t = state.totals();
     let d = &state.distributor;
 
-    family(
-        &mut o,
-        "framecast_connections",
-        "gauge",
-        "Open connections.",
-    );
-    let _ = writeln!(o, "framecast_connections {}", t.connections);
-    family(
-        &mut o,
-        "framecast_connects_total",
-        "counter",
-        "Connections accepted.",
-    );
-    let _ = writeln!(o, "framecast_connects_total {}", t.accepted);
-    family(
-        &mut o,
-        "framecast_disconnects_total",
-        "counter",
-        "Connections closed, by reason.",
-    );
-    for reason in CloseReason::ALL {
-        let n: u64 = state
-            .shards
-            .iter()
-            .map(|s| get(&s.closed_by_reason[reason.index()]))
-            .sum();
-        let _ = writeln!(
-            o,
-            "framecast_disconnects_total{{reason=\"{}\"}} {n}",
-            reason.as_str()
-        );
-    }
-    family(
-        &mut o,
-        "framecast_events_published_total",
-        "counter",
-        "Publications taken in by the distributor.",
-    );
-    let _ = writeln!(o, "framecast_events_published_total {}", get(&d.events_in));
-    family(
-        &mut o,
-        "framecast_frames_written_total",
-        "counter",
-        "Event frames delivered (events x subscribers).",
-    );
-    let _ = writeln!(o, "framecast_frames_written_total {}", t.frames_out);
-    family(
-        &mut o,
-        "framecast_sends_total",
-        "counter",
-        "Vectored socket sends.",
-    );
-    let _ = writeln!(o, "framecast_sends_total {}", t.sends);
-    family(
-        &mut o,
-        "framecast_bytes_written_total",
-        "counter",
-        "Bytes written to sockets.",
-    );
-    let _ = writeln!(o, "framecast_bytes_written_total {}", t.bytes_out);
-    family(
-        &mut o,
-        "framecast_slow_consumer_closes_total",
-        "counter",
-        "Connections closed for passing max_queued_bytes.",
-    );
-    let _ = writeln!(
-        o,
-        "framecast_slow_consumer_closes_total {}",
-        t.slow_consumers
-    );
-    family(
-        &mut o,
-        "framecast_channels",
-        "gauge",
-        "Channels known to the distributor.",
-    );
-    let _ = writeln!(o, "framecast_channels {}", get(&d.channels));
-    family(
-        &mut o,
-        "framecast_ticks_total",
-        "counter",
-        "Frame-clock ticks.",
-    );
-    let _ = writeln!(o, "framecast_ticks_total {}", get(&d.ticks));
-    family(
-        &mut o,
-        "framecast_ticks_merged_total",
-        "counter",
-        "Ticks merged into later ones after an overrun.",
-    );
-    let _ = writeln!(o, "framecast_ticks_merged_total {}", get(&d.merged_ticks));
-    family(
-        &mut o,
-        "framecast_tick_lateness_max_seconds",
-        "gauge",
-        "Largest frame-clock lateness seen.",
-    );
-    let _ = writeln!(
-        o,
-        "framecast_tick_lateness_max_seconds {}",
-        get(&d.max_lateness_us) as f64 / 1e6
-    );
-    let simple: [(&str, &str, &str, f64); 9] = [
+    let us = |v: &std::sync::atomic::AtomicU64| get(v) as f64 / 1e6;
+    let simple: [(&str, &str, &str, f64); 21] = [
+        ("framecast_connections", "gauge", "Open connections.", t.connections as f64),
+        ("framecast_connects_total", "counter", "Connections accepted.", t.accepted as f64),
+        (
+            "framecast_events_published_total",
+            "counter",
+            "Publications taken in by the distributor.",
+            get(&d.events_in) as f64,
+        ),
+        (
+            "framecast_frames_written_total",
+            "counter",
+            "Event frames delivered (events x subscribers).",
+            t.frames_out as f64,
+        ),
+        ("framecast_sends_total", "counter", "Vectored socket sends.", t.sends as f64),
+        (
+            "framecast_bytes_written_total",
+            "counter",
+            "Bytes written to sockets.",
+            t.bytes_out as f64,
+        ),
+        (
+            "framecast_slow_consumer_closes_total",
+            "counter",
+            "Connections closed for passing max_queued_bytes.",
+            t.slow_consumers as f64,
+        ),
+        (
+            "framecast_channels",
+            "gauge",
+            "Channels known to the distributor.",
+            get(&d.channels) as f64,
+        ),
+        ("framecast_ticks_total", "counter", "Frame-clock ticks.", get(&d.ticks) as f64),
+        (
+            "framecast_ticks_merged_total",
+            "counter",
+            "Ticks merged into later ones after an overrun.",
+            get(&d.merged_ticks) as f64,
+        ),
+        (
+            "framecast_tick_lateness_max_seconds",
+            "gauge",
+            "Largest frame-clock lateness seen.",
+            us(&d.max_lateness_us),
+        ),
         (
             "framecast_tick_lateness_seconds",
             "gauge",
             "Frame-clock lateness of the last tick.",
-            get(&d.last_lateness_us) as f64 / 1e6,
+            us(&d.last_lateness_us),
         ),
         (
             "framecast_host_degrade_level",
@@ -185,6 +129,12 @@ pub fn render(state: &ServerState) -> Response {
             "Connections stepped down to a lower rate on conflated channels.",
             t.degraded as f64,
         ),
+        (
+            "framecast_shard_batches_dropped_total",
+            "counter",
+            "Tick batches dropped because a shard inbox was full.",
+            get(&d.dropped_batches) as f64,
+        ),
     ];
     for (name, kind, help, value) in simple {
         family(&mut o, name, kind, help);
@@ -192,15 +142,22 @@ pub fn render(state: &ServerState) -> Response {
     }
     family(
         &mut o,
-        "framecast_shard_batches_dropped_total",
+        "framecast_disconnects_total",
         "counter",
-        "Tick batches dropped because a shard inbox was full.",
+        "Connections closed, by reason.",
     );
-    let _ = writeln!(
-        o,
-        "framecast_shard_batches_dropped_total {}",
-        get(&d.dropped_batches)
-    );
+    for reason in CloseReason::ALL {
+        let n: u64 = state
+            .shards
+            .iter()
+            .map(|s| get(&s.closed_by_reason[reason.index()]))
+            .sum();
+        let _ = writeln!(
+            o,
+            "framecast_disconnects_total{{reason=\"{}\"}} {n}",
+            reason.as_str()
+        );
+    }
 
     family(
         &mut o,

@@ -3,7 +3,6 @@
 //! the snapshot), then the connection enters the channel's topic. Because the answer arrives in
 //! the same ordered inbox as tick batches, every later batch holds only newer events.
 
-use crate::config::limits::MAX_RECOVERY_BYTES;
 use crate::distributor::Joined;
 use crate::driver::Slot;
 use crate::fanout::Topics;
@@ -11,26 +10,13 @@ use crate::shard::table::ConnTable;
 use crate::wire::reply::{self, Position};
 
 /// Applies `joined`; returns the slot if its connection has new output. Replayed events may
-/// exceed the client's `max_queued_bytes` (they are history frames the server holds anyway;
-/// the queue's cap is raised by their size until they are sent), up to
-/// [`MAX_RECOVERY_BYTES`] per request; beyond, the channel is answered `recovered: false`.
-pub fn apply(mut joined: Joined, table: &mut ConnTable, topics: &mut Topics) -> Option<Slot> {
+/// exceed the client's `max_queued_bytes` (they are history frames the server holds anyway, and
+/// the distributor caps a request's replay): the queue's cap is raised by their size until they
+/// are sent.
+pub fn apply(joined: Joined, table: &mut ConnTable, topics: &mut Topics) -> Option<Slot> {
     let entry = table.get_mut(joined.request.slot)?;
     if entry.session.serial != joined.request.serial || entry.closing || !entry.conn.is_open() {
         return None; // the connection is gone (its leave messages balance the counts)
-    }
-    let mut room = MAX_RECOVERY_BYTES;
-    for channel in &mut joined.channels {
-        if channel.recovered != Some(true) {
-            continue;
-        }
-        let bytes: usize = channel.frames.iter().map(|f| f.len()).sum();
-        if bytes > room {
-            channel.recovered = Some(false);
-            channel.frames.clear();
-        } else {
-            room -= bytes;
-        }
     }
     let request = &joined.request;
     if request.reply {
