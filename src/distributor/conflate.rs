@@ -16,18 +16,15 @@ use super::Exclusion;
 use crate::config::limits::MAX_RATE_LEVEL;
 use crate::wire::reply;
 
-/// Indices (ascending) of the publications that survive conflation: the last one per key.
-pub fn newest_per_key(pending: &[Publication]) -> Vec<usize> {
+/// Keeps, in order, only the publications that survive conflation: the last one per key.
+pub fn retain_newest_per_key(pending: &mut Vec<Publication>) {
+    let mut survives = vec![false; pending.len()];
     let mut seen: HashSet<&[u8]> = HashSet::with_capacity(pending.len().min(64));
-    let mut keep: Vec<usize> = pending
-        .iter()
-        .enumerate()
-        .rev()
-        .filter(|(_, p)| seen.insert(p.key.as_deref().unwrap_or_default()))
-        .map(|(i, _)| i)
-        .collect();
-    keep.reverse();
-    keep
+    for (i, p) in pending.iter().enumerate().rev() {
+        survives[i] = seen.insert(p.key.as_deref().unwrap_or_default());
+    }
+    let mut survivors = survives.into_iter();
+    pending.retain(|_| survivors.next().unwrap_or(false));
 }
 
 /// Bit `L` (1..=MAX_RATE_LEVEL) is set when moving from frame `prev` to `frame` crosses a
@@ -162,8 +159,24 @@ mod tests {
 
     #[test]
     fn only_the_newest_per_key_survives_in_order() {
-        let pending = [p(Some("a")), p(Some("b")), p(Some("a")), p(None), p(None)];
-        assert_eq!(newest_per_key(&pending), vec![1, 2, 4]);
+        let mut pending = vec![p(Some("a")), p(Some("b")), p(Some("a")), p(None), p(None)];
+        pending[2].data = Bytes::from_static(b"2");
+        pending[4].data = Bytes::from_static(b"4");
+        retain_newest_per_key(&mut pending);
+        let keys: Vec<_> = pending.iter().map(|p| p.key.clone()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                Some(Bytes::from_static(b"\"b\"")),
+                Some(Bytes::from_static(b"\"a\"")),
+                None
+            ],
+            "the newest of each key, in publication order"
+        );
+        assert_eq!(
+            (&pending[1].data[..], &pending[2].data[..]),
+            (&b"2"[..], &b"4"[..])
+        );
     }
 
     #[test]

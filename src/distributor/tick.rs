@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::channels::ChannelRegistry;
-use super::conflate::{crossed, newest_per_key};
+use super::conflate::{crossed, retain_newest_per_key};
 use super::{ChannelFrames, Exclusion};
 use crate::config::{Delivery, Namespaces};
 use crate::wire::event::{put_event_frame, EventFields};
@@ -72,15 +72,12 @@ pub fn encode_tick(
         let Some(state) = registry.get_mut(name) else {
             continue;
         };
-        let pending = std::mem::take(&mut state.pending);
-        let keep: Vec<usize> = if conflated {
-            newest_per_key(&pending)
-        } else {
-            (0..pending.len()).collect()
-        };
+        let mut pending = std::mem::take(&mut state.pending);
+        if conflated {
+            retain_newest_per_key(&mut pending);
+        }
         if ns.snapshot {
-            for (i, &ix) in keep.iter().enumerate() {
-                let p = &pending[ix];
+            for (i, p) in pending.iter().enumerate() {
                 let seq = state.last_seq + 1 + i as u64;
                 state
                     .snapshot
@@ -90,20 +87,21 @@ pub fn encode_tick(
         let subscribed = !state.shards.is_empty();
         let history_cap = ns.history_size as usize;
         if !subscribed && history_cap == 0 {
-            state.last_seq += keep.len() as u64;
+            state.last_seq += pending.len() as u64;
             continue;
         }
-        let size: usize = keep
+        let size: usize = pending
             .iter()
-            .map(|&i| &pending[i])
             .map(|p| p.data.len() + p.event_type.len() + name.len() + FRAME_OVERHEAD)
             .sum();
         let mut out = BytesMut::with_capacity(size);
-        let mut spans = Vec::with_capacity(keep.len());
+        let feed_levels = conflated && subscribed && input.levels;
+        // Frame boundaries, only when history or rate levels keep per-event slices.
+        let track = history_cap > 0 || feed_levels;
+        let mut spans = Vec::new();
         let mut exclusions = Vec::new();
         let first_seq = state.last_seq + 1;
-        for &i in &keep {
-            let p = &pending[i];
+        for p in &pending {
             state.last_seq += 1;
             let start = out.len();
             put_event_frame(
@@ -119,7 +117,9 @@ pub fn encode_tick(
                     snapshot: false,
                 },
             );
-            spans.push((start, out.len(), i));
+            if track {
+                spans.push((start, out.len()));
+            }
             if let (false, Some(origin)) = (ns.echo, p.origin) {
                 exclusions.push(Exclusion {
                     origin,
@@ -129,18 +129,14 @@ pub fn encode_tick(
             }
         }
         let frames = out.freeze();
-        let feed_levels = conflated && subscribed && input.levels;
-        for (n, &(start, end, i)) in spans.iter().enumerate() {
+        for (n, (&(start, end), p)) in spans.iter().zip(&pending).enumerate() {
             let seq = first_seq + n as u64;
-            if history_cap > 0 || feed_levels {
-                let frame = frames.slice(start..end);
-                if feed_levels {
-                    let p = &pending[i];
-                    let origin = if ns.echo { None } else { p.origin };
-                    state.levels.add(p.key.as_ref(), seq, &frame, origin);
-                }
-                state.history.push(seq, frame, input.now, history_cap);
+            let frame = frames.slice(start..end);
+            if feed_levels {
+                let origin = if ns.echo { None } else { p.origin };
+                state.levels.add(p.key.as_ref(), seq, &frame, origin);
             }
+            state.history.push(seq, frame, input.now, history_cap);
         }
         state.dispatched_frame = input.frame;
         let variants = if feed_levels && input.boundaries != 0 {
@@ -159,7 +155,7 @@ pub fn encode_tick(
                 channel: name.clone(),
                 frames,
                 first_seq,
-                count: keep.len() as u32,
+                count: pending.len() as u32,
                 exclusions: (!exclusions.is_empty()).then(|| Arc::from(exclusions)),
                 delivery: ns.delivery,
                 variants,
