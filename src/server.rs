@@ -278,14 +278,7 @@ impl ServerHandle {
         event_type: &str,
         data: &T,
     ) -> Result<(), PublishError> {
-        let json =
-            serde_json::to_vec(data).map_err(|e| PublishError::InvalidData(e.to_string()))?;
-        self.ingress.publish_json(channel, event_type, json)
-    }
-
-    /// A cloneable way to publish from other threads.
-    pub fn ingress(&self) -> Ingress {
-        self.ingress.clone()
+        self.publish_with(channel, event_type, None, data)
     }
 
     /// Publishes with a conflation / snapshot `key` (see `docs/protocol.md`).
@@ -296,10 +289,24 @@ impl ServerHandle {
         key: &str,
         data: &T,
     ) -> Result<(), PublishError> {
+        self.publish_with(channel, event_type, Some(key), data)
+    }
+
+    fn publish_with<T: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        event_type: &str,
+        key: Option<&str>,
+        data: &T,
+    ) -> Result<(), PublishError> {
         let json =
             serde_json::to_vec(data).map_err(|e| PublishError::InvalidData(e.to_string()))?;
-        self.ingress
-            .publish_keyed(channel, event_type, Some(key), json)
+        self.ingress.publish_keyed(channel, event_type, key, json)
+    }
+
+    /// A cloneable way to publish from other threads.
+    pub fn ingress(&self) -> Ingress {
+        self.ingress.clone()
     }
 
     /// Open connections per shard (including ones still in the HTTP upgrade).

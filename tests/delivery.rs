@@ -341,12 +341,13 @@ async fn small_window_client(addr: std::net::SocketAddr) -> RawClient {
     c
 }
 
-async fn raw_subscribe(c: &mut RawClient, body: Value) {
+/// Sends a subscribe from a raw client and returns the `subscribed` reply.
+async fn raw_subscribe(c: &mut RawClient, body: Value) -> Value {
     c.send_frame(0x81, body.to_string().as_bytes(), true).await;
     loop {
         let m = c.read_json().await;
         if m["type"] == "subscribed" {
-            return;
+            return m;
         }
     }
 }
@@ -439,14 +440,7 @@ async fn a_reliable_client_over_its_queue_cap_is_closed_and_recovers_everything(
     cfg.max_queued_bytes = 256 * 1024;
     let server = start(cfg);
     let mut c = small_window_client(server.local_addr()).await;
-    c.send_frame(0x81, br#"{"type":"subscribe","channels":["log:x"]}"#, true)
-        .await;
-    let joined = loop {
-        let m = c.read_json().await;
-        if m["type"] == "subscribed" {
-            break m;
-        }
-    };
+    let joined = raw_subscribe(&mut c, json!({"type":"subscribe","channels":["log:x"]})).await;
     let epoch = joined["positions"]["log:x"]["epoch"]
         .as_str()
         .unwrap()

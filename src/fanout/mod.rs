@@ -72,13 +72,14 @@ pub fn deliver(
             }
             out.deliveries += 1;
             match item.delivery {
-                Delivery::Reliable => {
-                    if push_level0(entry, item, shard, settings, now, false, &mut out).is_err() {
+                Delivery::Reliable | Delivery::Volatile => {
+                    let lossy = item.delivery == Delivery::Volatile;
+                    let frames = Shared::level0(item);
+                    let pushed =
+                        push_shared(entry, item, &frames, shard, settings, now, lossy, &mut out);
+                    if pushed.is_err() && !lossy {
                         out.slow += 1;
                     }
-                }
-                Delivery::Volatile => {
-                    let _ = push_level0(entry, item, shard, settings, now, true, &mut out);
                 }
                 Delivery::Conflated => {
                     deliver_conflated(entry, member, item, batch, shard, settings, now, &mut out)
@@ -113,7 +114,8 @@ fn deliver_conflated(
     }
     if member.level == 0 {
         if item.count > 0 {
-            let _ = push_level0(entry, item, shard, settings, now, true, out);
+            let frames = Shared::level0(item);
+            let _ = push_shared(entry, item, &frames, shard, settings, now, true, out);
         }
     } else if crossed(batch.boundaries, member.level) {
         let variant = item
@@ -175,31 +177,9 @@ impl<'a> Shared<'a> {
     }
 }
 
-/// The tick's own frames of the channel. `lossy`: a full queue drops them (to be told by a
-/// `gap`) instead of closing the connection.
-fn push_level0(
-    entry: &mut Entry,
-    item: &ChannelFrames,
-    shard: u32,
-    settings: &ConnSettings,
-    now: Instant,
-    lossy: bool,
-    out: &mut Delivered,
-) -> Result<(), Full> {
-    push_shared(
-        entry,
-        item,
-        &Shared::level0(item),
-        shard,
-        settings,
-        now,
-        lossy,
-        out,
-    )
-}
-
 /// Queues shared frames for one subscriber: by reference, minus its own frames where the
-/// namespace has `echo = false` (slices of the same buffer, no copy).
+/// namespace has `echo = false` (slices of the same buffer, no copy). `lossy`: a full queue
+/// drops them (to be told by a `gap`) instead of closing the connection.
 #[allow(clippy::too_many_arguments)]
 fn push_shared(
     entry: &mut Entry,
