@@ -5,9 +5,40 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use framecast::IoBackend;
+use framecast::{IoBackend, ServerHandle};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
+
+/// Publishes events `{"i": 1..=count}` on `channel` (pausing briefly every tenth) and checks
+/// that every client reads all of them, each with `seq` and `data.i` equal to its number.
+async fn publish_and_expect_all_in_order(
+    server: &ServerHandle,
+    channel: &str,
+    clients: Vec<Ws>,
+    count: u64,
+) {
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                for expected in 1..=count {
+                    let ev = recv(&mut ws).await;
+                    assert_eq!(ev["seq"], expected, "gap or reorder");
+                    assert_eq!(ev["data"]["i"], expected);
+                }
+            })
+        })
+        .collect();
+    for i in 1..=count {
+        server.publish(channel, "tick", &json!({ "i": i })).unwrap();
+        if i % (count / 10).max(1) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    for r in readers {
+        r.await.expect("every client saw every event in order");
+    }
+}
 
 async fn two_hundred_clients_over_two_shards_get_1000_events_in_order(io: IoBackend) {
     let server = start(config(io));
@@ -24,27 +55,7 @@ async fn two_hundred_clients_over_two_shards_get_1000_events_in_order(io: IoBack
         "connections spread over shards: {per_shard:?}"
     );
     assert_eq!(per_shard.iter().sum::<u64>(), 200);
-    let readers: Vec<_> = clients
-        .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                for expected in 1..=1000u64 {
-                    let ev = recv(&mut ws).await;
-                    assert_eq!(ev["seq"], expected, "gap or reorder");
-                    assert_eq!(ev["data"]["i"], expected);
-                }
-            })
-        })
-        .collect();
-    for i in 1..=1000u64 {
-        server.publish("load", "tick", &json!({"i": i})).unwrap();
-        if i % 100 == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    for r in readers {
-        r.await.expect("reader saw every event in order");
-    }
+    publish_and_expect_all_in_order(&server, "load", clients, 1000).await;
 }
 
 async fn a_client_that_never_reads_is_dropped_as_slow_while_others_get_everything(io: IoBackend) {
@@ -177,7 +188,25 @@ async fn publisher_receives_its_own_event_when_subscribed(io: IoBackend) {
     assert_eq!(ev["seq"], 1);
 }
 
+async fn more_subscribers_on_one_shard_than_one_turn_sends_all_get_every_event_in_order(
+    io: IoBackend,
+) {
+    let mut cfg = config(io);
+    cfg.shards = 1;
+    let server = start(cfg);
+    let addr = server.local_addr();
+    let subscribers = framecast::config::limits::SENDS_PER_TURN * 2 + 44;
+    let mut clients = Vec::new();
+    for _ in 0..subscribers {
+        let (mut ws, _) = connect(addr).await;
+        subscribe(&mut ws, &["wide"]).await;
+        clients.push(ws);
+    }
+    publish_and_expect_all_in_order(&server, "wide", clients, 100).await;
+}
+
 both_backends!(
+    more_subscribers_on_one_shard_than_one_turn_sends_all_get_every_event_in_order,
     two_hundred_clients_over_two_shards_get_1000_events_in_order,
     a_client_that_never_reads_is_dropped_as_slow_while_others_get_everything,
     events_published_together_share_a_frame_and_frames_are_16ms_apart,

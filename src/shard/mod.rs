@@ -1,7 +1,7 @@
 //! A shard: one pinned thread that owns its listener, its I/O driver, its connections and its
 //! topic table outright. Each loop turn: wait on the driver → handle socket events → take tick
-//! batches from the distributor and fan them out → run timers → one send per dirty connection →
-//! close finished connections. Nothing here is shared with another shard.
+//! batches from the distributor and fan them out → run timers → up to `SENDS_PER_TURN` sends,
+//! one per connection with output, oldest first → close finished connections. Nothing here is shared with another shard.
 
 pub mod commands;
 pub mod joined;
@@ -9,6 +9,7 @@ pub mod listen;
 pub mod stats;
 pub mod table;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use simd_json::Buffers;
 
-use crate::config::limits::SWEEP_INTERVAL_MS;
+use crate::config::limits::{SENDS_PER_TURN, SWEEP_INTERVAL_MS};
 use crate::conn::{AppEvent, CloseReason, Conn, ConnSettings};
 use crate::distributor::{Ingress, ShardMsg};
 use crate::driver::{Driver, Event, SendStatus, Slot};
@@ -80,7 +81,10 @@ struct State {
     p: ShardParts,
     table: ConnTable,
     topics: Topics,
+    /// Connections given output since the last flush (each also has `Entry::dirty` set).
     dirty: Vec<Slot>,
+    /// Connections waiting for their send, in the order they got output (round-robin).
+    ready: VecDeque<Slot>,
     scratch: Buffers,
     now: Instant,
     next_sweep: Instant,
@@ -99,6 +103,7 @@ impl<D: Driver> Shard<D> {
                 table: ConnTable::default(),
                 topics: Topics::default(),
                 dirty: Vec::new(),
+                ready: VecDeque::new(),
                 scratch: Buffers::default(),
                 now,
                 next_sweep: now,
@@ -390,10 +395,17 @@ impl<D: Driver> Shard<D> {
         }
     }
 
-    /// One vectored send per dirty connection.
+    /// One vectored send per ready connection, at most [`SENDS_PER_TURN`] per loop turn, oldest
+    /// first: a turn stays short, so input, tick batches and the distributor's thread get the
+    /// core between chunks, and under overload every connection is served round-robin with
+    /// whatever has accumulated by its turn (fewer, larger sends instead of a growing backlog).
     fn flush(&mut self) {
-        let mut dirty = std::mem::take(&mut self.st.dirty);
-        for slot in dirty.drain(..) {
+        self.st.ready.extend(self.st.dirty.drain(..));
+        let mut sends = 0;
+        while sends < SENDS_PER_TURN {
+            let Some(slot) = self.st.ready.pop_front() else {
+                break;
+            };
             let Some(e) = self.st.table.get_mut(slot) else {
                 continue;
             };
@@ -404,6 +416,7 @@ impl<D: Driver> Shard<D> {
                 }
                 continue;
             }
+            sends += 1;
             let mut batch = self.driver.batch();
             e.conn.outbox.fill(&mut batch);
             ShardStats::add(&self.st.p.stats.sends, 1);
@@ -421,10 +434,6 @@ impl<D: Driver> Shard<D> {
                 SendStatus::Failed(_) => e.conn.handle_peer_gone(),
             }
             self.after_change(slot);
-        }
-        // Anything re-marked dirty during this pass goes out on the next turn (wait(0)).
-        if self.st.dirty.is_empty() {
-            self.st.dirty = dirty;
         }
     }
 
@@ -473,7 +482,7 @@ impl<D: Driver> Shard<D> {
 
 impl State {
     fn timeout(&self) -> Duration {
-        if !self.dirty.is_empty() || !self.p.batches.is_empty() {
+        if !self.dirty.is_empty() || !self.ready.is_empty() || !self.p.batches.is_empty() {
             return Duration::ZERO;
         }
         let mut until = self.next_sweep;

@@ -74,7 +74,7 @@ pub struct Entry {
     pub sending: bool,
     /// The socket is full; waiting for writability (epoll).
     pub blocked: bool,
-    /// Already in the shard's dirty list.
+    /// Already waiting in the shard's dirty or ready list for a send.
     pub dirty: bool,
     /// The driver was told to close it; waiting for `Closed`.
     pub closing: bool,
