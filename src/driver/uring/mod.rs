@@ -4,6 +4,8 @@
 //! them, a multishot accept on the shard's listener, a multishot receive per connection into a
 //! provided-buffer ring, at most one `sendmsg` per connection in flight, and a read on the
 //! wake-up eventfd. Every buffer an operation points at is owned here until its last completion.
+//! Connections are also entered in the ring's registered-file table (slot = index), so sends and
+//! receives skip the kernel's per-operation descriptor lookup (`fget`/`fput`).
 
 mod bufring;
 mod user_data;
@@ -23,6 +25,9 @@ use user_data::Op;
 
 const SQ_ENTRIES: u32 = 4096;
 const CQ_ENTRIES: u32 = 16384;
+/// Most registered-file slots per ring (also bounded by RLIMIT_NOFILE); connections in higher
+/// slots use their plain descriptor.
+const MAX_FIXED_FILES: u32 = 65_536;
 
 /// Checks that this kernel (and any seccomp profile) lets framecast use io_uring: a ring can be
 /// created, every opcode used is supported, and a provided-buffer ring can be registered.
@@ -61,6 +66,8 @@ struct InflightSend {
 #[derive(Default)]
 struct SlotState {
     stream: Option<TcpStream>,
+    /// The socket is in the registered-file table at index `slot`.
+    fixed: bool,
     recv_armed: bool,
     send: Option<Box<InflightSend>>,
     closing: bool,
@@ -77,6 +84,8 @@ pub struct UringDriver {
     accept_armed: bool,
     wake_armed: bool,
     conns: Vec<SlotState>,
+    /// Size of the registered-file table (0 when the kernel refused one).
+    fixed_files: u32,
     rearm_recv: Vec<Slot>,
     pending: Vec<Event>,
     cqes: Vec<(u64, i32, u32)>,
@@ -103,6 +112,14 @@ impl UringDriver {
                     .build(SQ_ENTRIES)
             })?;
         let bufs = BufRing::new(&ring, RECV_BUFFERS_PER_SHARD, RECV_BUFFER_BYTES)?;
+        let fixed_files = fixed_file_capacity();
+        let fixed_files = match ring.submitter().register_files_sparse(fixed_files) {
+            Ok(()) => fixed_files,
+            Err(e) => {
+                tracing::debug!(error = %e, "no registered-file table; using plain descriptors");
+                0
+            }
+        };
         Ok(UringDriver {
             ring,
             bufs,
@@ -112,6 +129,7 @@ impl UringDriver {
             accept_armed: false,
             wake_armed: false,
             conns: Vec::new(),
+            fixed_files,
             rearm_recv: Vec::new(),
             pending: Vec::new(),
             cqes: Vec::with_capacity(1024),
@@ -174,9 +192,12 @@ impl UringDriver {
             return;
         }
         state.recv_armed = true;
-        let entry = opcode::RecvMulti::new(types::Fd(stream.as_raw_fd()), GROUP)
-            .build()
-            .user_data(Op::Recv(slot).encode());
+        let entry = if state.fixed {
+            opcode::RecvMulti::new(types::Fixed(slot), GROUP).build()
+        } else {
+            opcode::RecvMulti::new(types::Fd(stream.as_raw_fd()), GROUP).build()
+        }
+        .user_data(Op::Recv(slot).encode());
         // SAFETY: multishot receive writes only into provided buffers, owned by `bufs`.
         unsafe { self.push(entry) };
     }
@@ -252,6 +273,10 @@ impl UringDriver {
             return;
         };
         if state.closing && !state.recv_armed && state.send.is_none() && state.stream.is_some() {
+            if std::mem::take(&mut state.fixed) {
+                // The table holds its own reference to the socket: drop it, or it stays open.
+                let _ = self.ring.submitter().register_files_update(slot, &[-1]);
+            }
             state.stream = None;
             state.closing = false;
             self.pending.push(Event::Closed(slot));
@@ -315,8 +340,15 @@ impl Driver for UringDriver {
             self.conns.resize_with(i + 1, SlotState::default);
         }
         debug_assert!(self.conns[i].stream.is_none(), "slot reused while open");
+        let fixed = slot < self.fixed_files
+            && self
+                .ring
+                .submitter()
+                .register_files_update(slot, &[fd.as_raw_fd()])
+                .is_ok();
         self.conns[i] = SlotState {
             stream: Some(TcpStream::from(fd)),
+            fixed,
             ..SlotState::default()
         };
         self.arm_recv(slot);
@@ -365,21 +397,25 @@ impl Driver for UringDriver {
         inflight.batch = batch;
         inflight.msg.msg_iov = inflight.iov.as_mut_ptr();
         inflight.msg.msg_iovlen = count;
-        let entry = if count == 1 {
+        let (buf, len) = (
+            inflight.iov[0].iov_base.cast_const().cast(),
+            inflight.iov[0].iov_len,
+        );
+        let entry = match (count, state.fixed) {
             // One buffer (the common case: one tick of one channel): a plain send skips the
             // kernel's msghdr copy and iovec import.
-            let iov = inflight.iov[0];
-            opcode::Send::new(
-                types::Fd(fd),
-                iov.iov_base.cast_const().cast(),
-                iov.iov_len as u32,
-            )
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-        } else {
-            opcode::SendMsg::new(types::Fd(fd), &inflight.msg)
+            (1, true) => opcode::Send::new(types::Fixed(slot), buf, len as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build(),
+            (1, false) => opcode::Send::new(types::Fd(fd), buf, len as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build(),
+            (_, true) => opcode::SendMsg::new(types::Fixed(slot), &inflight.msg)
                 .flags(libc::MSG_NOSIGNAL as u32)
-                .build()
+                .build(),
+            (_, false) => opcode::SendMsg::new(types::Fd(fd), &inflight.msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build(),
         }
         .user_data(Op::Send(slot).encode());
         state.send = Some(inflight);
@@ -433,6 +469,20 @@ impl Driver for UringDriver {
             unsafe { self.push(entry) };
         }
     }
+}
+
+/// Registered-file table size: [`MAX_FIXED_FILES`], or fewer under a lower RLIMIT_NOFILE (the
+/// kernel refuses a bigger table).
+fn fixed_file_capacity() -> u32 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    limit.rlim_cur.min(u64::from(MAX_FIXED_FILES)) as u32
 }
 
 impl Drop for UringDriver {
