@@ -19,7 +19,9 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::{Driver, Event, EventFd, SendBatch, SendStatus, Slot};
-use crate::config::limits::{MAX_IOVECS_PER_SEND, RECV_BUFFERS_PER_SHARD, RECV_BUFFER_BYTES};
+use crate::config::limits::{
+    MAX_IOVECS_PER_SEND, RECV_BUFFERS_PER_SHARD, RECV_BUFFER_BYTES, SENDS_PER_TURN,
+};
 use bufring::{BufRing, GROUP};
 use user_data::Op;
 
@@ -248,8 +250,12 @@ impl UringDriver {
                 if let Some(mut inflight) = state.send.take() {
                     let mut batch = std::mem::take(&mut inflight.batch);
                     batch.clear();
-                    self.batch_pool.push(batch);
-                    self.send_pool.push(inflight);
+                    // Keep at most one turn's worth of spares: a burst of sends (a connect storm,
+                    // a wide fan-out) must not leave ~1 KiB per past send resident for good.
+                    if self.send_pool.len() < SENDS_PER_TURN {
+                        self.batch_pool.push(batch);
+                        self.send_pool.push(inflight);
+                    }
                 }
                 let result = if res >= 0 {
                     Ok(res as usize)
