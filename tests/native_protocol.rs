@@ -4,7 +4,8 @@ mod common;
 
 use common::*;
 use framecast::IoBackend;
-use serde_json::json;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
 
 async fn connected_message_has_client_id_and_tick_rate(io: IoBackend) {
     let server = start(config(io));
@@ -151,7 +152,50 @@ async fn error_reply_echoes_the_request_id(io: IoBackend) {
     assert_eq!(err["id"], "abc");
 }
 
+async fn replies_come_in_command_order_while_a_subscribe_waits_for_its_tick(io: IoBackend) {
+    let server = start(config(io));
+    let mut client = RawClient::upgrade(server.local_addr(), "/ws").await;
+    assert_eq!(client.read_json().await["type"], "connected");
+    // All five commands in one write, so the shard reads them in one turn, before the
+    // distributor can have answered the subscribe.
+    let commands = [
+        json!({"type":"subscribe","channels":["a"],"id":1}),
+        json!({"type":"ping","id":2}),
+        json!({"type":"unsubscribe","channels":["a"],"id":3}),
+        json!({"type":"nonsense","id":4}),
+        json!({"type":"get_subscriptions","id":5}),
+    ];
+    let bytes: Vec<u8> = commands
+        .iter()
+        .flat_map(|c| encode_frame(0x81, c.to_string().as_bytes(), true))
+        .collect();
+    client.stream.write_all(&bytes).await.unwrap();
+    let mut order = Vec::new();
+    let mut subscriptions = Value::Null;
+    for _ in 0..commands.len() {
+        let reply = client.read_json().await;
+        order.push((
+            reply["type"].as_str().unwrap().to_string(),
+            reply["id"].as_u64().unwrap(),
+        ));
+        if reply["type"] == "subscriptions" {
+            subscriptions = reply["channels"].clone();
+        }
+    }
+    let expected = [
+        ("subscribed", 1),
+        ("pong", 2),
+        ("unsubscribed", 3),
+        ("error", 4),
+        ("subscriptions", 5),
+    ]
+    .map(|(t, i)| (t.to_string(), i));
+    assert_eq!(order, expected);
+    assert_eq!(subscriptions, json!([]));
+}
+
 both_backends!(
+    replies_come_in_command_order_while_a_subscribe_waits_for_its_tick,
     connected_message_has_client_id_and_tick_rate,
     publish_from_one_client_reaches_a_subscriber_with_seq_and_frame,
     seed_subscribe_form_with_data_events_is_accepted,

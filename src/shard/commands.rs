@@ -158,7 +158,7 @@ pub fn connection_event(
 pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]) {
     let request = match command::parse(message, ctx.scratch) {
         Ok(r) => r,
-        Err(e) => return outbox.push_unchecked(reply::command_error(&e)),
+        Err(e) => return push_reply(ctx, outbox, reply::command_error(&e)),
     };
     let id = request.id.as_deref();
     let unauthenticated = ctx.session.identity.is_none() && !ctx.policy.anonymous;
@@ -215,7 +215,14 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
             reply::subscriptions(&names, id)
         }
     };
-    outbox.push_unchecked(frame);
+    push_reply(ctx, outbox, frame);
+}
+
+/// Queues a reply, behind any `subscribe` still waiting for the distributor's answer.
+fn push_reply(ctx: &mut Context<'_>, outbox: &mut Outbox, frame: Bytes) {
+    if let Some(frame) = ctx.session.hold(frame) {
+        outbox.push_unchecked(frame);
+    }
 }
 
 fn publish(
@@ -373,6 +380,9 @@ fn join(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>, reply: bo
             .find(|(c, _)| c == name)
             .map(|(_, pos)| pos.clone());
         channels.push((interned, since));
+    }
+    if reply {
+        ctx.session.expect_join();
     }
     ctx.ingress.join(JoinRequest {
         shard: ctx.shard,

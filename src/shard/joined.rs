@@ -1,7 +1,9 @@
 //! The distributor's answer to a join, applied on the shard: the `subscribed` reply with each
 //! channel's position, then the frames that precede live events (missed events on recovery, or
-//! the snapshot), then the connection enters the channel's topic. Because the answer arrives in
-//! the same ordered inbox as tick batches, every later batch holds only newer events.
+//! the snapshot), then the connection enters the channel's topic, then the replies to commands
+//! the client sent after the `subscribe` (held until now, so replies keep command order).
+//! Because the answer arrives in the same ordered inbox as tick batches, every later batch holds
+//! only newer events.
 
 use crate::distributor::Joined;
 use crate::driver::Slot;
@@ -19,7 +21,8 @@ pub fn apply(joined: Joined, table: &mut ConnTable, topics: &mut Topics) -> Opti
         return None; // the connection is gone (its leave messages balance the counts)
     }
     let request = &joined.request;
-    if request.reply {
+    let replied = request.reply;
+    if replied {
         let names: Vec<&str> = request.names.iter().map(String::as_str).collect();
         let positions: Vec<Position<'_>> = joined
             .channels
@@ -52,5 +55,12 @@ pub fn apply(joined: Joined, table: &mut ConnTable, topics: &mut Topics) -> Opti
             entry.conn.outbox.push_replay(frame);
         }
     }
-    (!entry.conn.outbox.is_empty()).then_some(request.slot)
+    if replied {
+        // Replies to commands sent after this `subscribe` waited for it (and its replay).
+        let outbox = &mut entry.conn.outbox;
+        entry
+            .session
+            .release_held(|frame| outbox.push_unchecked(frame));
+    }
+    (!entry.conn.outbox.is_empty()).then_some(joined.request.slot)
 }

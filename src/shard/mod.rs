@@ -534,7 +534,9 @@ impl State {
         if let Some(order) = close {
             e.conn.close(order.code, order.text, order.reason, now);
         }
-        if e.conn.outbox.over(settings.max_queued_bytes) {
+        if e.conn.outbox.over(settings.max_queued_bytes)
+            || e.session.held_bytes() > settings.max_queued_bytes
+        {
             e.conn.close(
                 CloseCode::POLICY,
                 "slow consumer",

@@ -2,7 +2,10 @@
 //! shard keeps beside the sans-IO [`Conn`]. A slot is reused only after the driver reported the
 //! connection closed, so no completion can ever reach a newer connection in the same slot.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use crate::conn::Conn;
 use crate::driver::Slot;
@@ -22,6 +25,71 @@ pub struct Session {
     pub auth_deadline: Option<std::time::Instant>,
     /// Publish rate buckets, per namespace (allocated on first rate-limited publish).
     pub rates: Vec<RateBucket>,
+    /// Replies waiting behind a `subscribe` the distributor has not answered yet (allocated
+    /// only while one is pending).
+    pub held: Option<Box<HeldReplies>>,
+}
+
+impl Session {
+    /// Notes a `subscribe` whose `subscribed` reply will come with the distributor's answer:
+    /// replies to later commands wait behind it.
+    pub fn expect_join(&mut self) {
+        self.held
+            .get_or_insert_with(Box::default)
+            .queue
+            .push_back(Held::Join);
+    }
+
+    /// Hands `frame` back to be queued now, or keeps it behind a pending join.
+    pub fn hold(&mut self, frame: Bytes) -> Option<Bytes> {
+        match &mut self.held {
+            Some(held) => {
+                held.bytes += frame.len();
+                held.queue.push_back(Held::Reply(frame));
+                None
+            }
+            None => Some(frame),
+        }
+    }
+
+    /// The oldest pending join was answered: passes on the replies that waited behind it, up to
+    /// the next pending join.
+    pub fn release_held(&mut self, mut out: impl FnMut(Bytes)) {
+        let Some(held) = &mut self.held else { return };
+        if matches!(held.queue.front(), Some(Held::Join)) {
+            held.queue.pop_front();
+        }
+        while let Some(Held::Reply(_)) = held.queue.front() {
+            if let Some(Held::Reply(frame)) = held.queue.pop_front() {
+                held.bytes -= frame.len();
+                out(frame);
+            }
+        }
+        if held.queue.is_empty() {
+            self.held = None;
+        }
+    }
+
+    /// Bytes of replies held back (they count against the client's queue cap).
+    pub fn held_bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, |h| h.bytes)
+    }
+}
+
+/// Replies held so that a client reads them in the order it sent its commands, although a
+/// `subscribe` is answered a tick later, by the distributor.
+#[derive(Debug, Default)]
+pub struct HeldReplies {
+    queue: VecDeque<Held>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+enum Held {
+    /// A `subscribe` waiting for its answer.
+    Join,
+    /// A reply to a later command.
+    Reply(Bytes),
 }
 
 /// One channel of a connection.

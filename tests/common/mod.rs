@@ -123,6 +123,31 @@ pub async fn close_code(ws: &mut Ws) -> u16 {
 const UPGRADE_WS: &str = "GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
 /// A client that writes frames byte by byte, for protocol edge cases.
+/// One WebSocket frame with `first` as its first byte; `masked` as a client must.
+pub fn encode_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut f = vec![first];
+    let bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n @ 0..=125 => f.push(bit | n as u8),
+        n @ 126..=65535 => {
+            f.push(bit | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(bit | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    if masked {
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    } else {
+        f.extend_from_slice(payload);
+    }
+    f
+}
+
 pub struct RawClient {
     pub stream: TcpStream,
     buf: Vec<u8>,
@@ -188,26 +213,7 @@ impl RawClient {
 
     /// Writes one frame; `masked` as a client must.
     pub async fn send_frame(&mut self, first: u8, payload: &[u8], masked: bool) {
-        let mut f = vec![first];
-        let bit = if masked { 0x80 } else { 0 };
-        match payload.len() {
-            n @ 0..=125 => f.push(bit | n as u8),
-            n @ 126..=65535 => {
-                f.push(bit | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(bit | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        if masked {
-            f.extend_from_slice(&mask);
-            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-        } else {
-            f.extend_from_slice(payload);
-        }
+        let f = encode_frame(first, payload, masked);
         self.stream.write_all(&f).await.unwrap();
     }
 
