@@ -175,7 +175,7 @@ fn shard_fanout(c: &mut Criterion) {
     };
     for conns in [1_000usize, 10_000] {
         let (mut table, mut topics) = open_table(conns, &settings);
-        let mut dirty = Vec::with_capacity(conns);
+        let mut dirty = std::collections::VecDeque::with_capacity(conns);
         let mut send = SendBatch::default();
         group.throughput(Throughput::Elements(conns as u64));
         group.bench_function(BenchmarkId::new("deliveries", conns), |b| {

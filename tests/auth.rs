@@ -43,12 +43,22 @@ fn secured(io: IoBackend, toml: &str) -> Config {
     c
 }
 
-async fn connect_url(url: String) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    tokio_tungstenite::connect_async(url)
+/// Opens the native endpoint with `token` in the query string.
+async fn connect_with_token(addr: std::net::SocketAddr, token: &str) -> Ws {
+    try_connect_with_token(addr, token)
         .await
-        .map(|(ws, _)| ws)
+        .expect("upgrade accepted")
 }
 
+/// The HTTP status the upgrade with `token` is refused with.
+async fn refusal_status(addr: std::net::SocketAddr, token: &str) -> u16 {
+    match try_connect_with_token(addr, token).await {
+        Err(e) => status_of(e),
+        Ok(_) => panic!("expected an HTTP refusal, the upgrade was accepted"),
+    }
+}
+
+/// The HTTP status of a refused upgrade.
 fn status_of(e: tokio_tungstenite::tungstenite::Error) -> u16 {
     match e {
         tokio_tungstenite::tungstenite::Error::Http(r) => r.status().as_u16(),
@@ -56,12 +66,19 @@ fn status_of(e: tokio_tungstenite::tungstenite::Error) -> u16 {
     }
 }
 
+async fn try_connect_with_token(
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}"))
+        .await
+        .map(|(ws, _)| ws)
+}
+
 async fn token_in_query_sets_user_id(io: IoBackend) {
     let server = start(secured(io, ""));
     let token = hs256(json!({"sub":"alice","exp":now()+60}));
-    let mut ws = connect_url(format!("ws://{}/ws?token={token}", server.local_addr()))
-        .await
-        .unwrap();
+    let mut ws = connect_with_token(server.local_addr(), &token).await;
     let hello = recv(&mut ws).await;
     assert_eq!(hello["user_id"], "alice");
 }
@@ -107,10 +124,8 @@ async fn no_auth_message_closes_with_4001_after_the_timeout(io: IoBackend) {
 async fn expired_token_at_upgrade_is_http_401(io: IoBackend) {
     let server = start(secured(io, ""));
     let token = hs256(json!({"sub":"dave","exp":now()-10}));
-    let err = connect_url(format!("ws://{}/ws?token={token}", server.local_addr()))
-        .await
-        .unwrap_err();
-    assert_eq!(status_of(err), 401);
+    let status = refusal_status(server.local_addr(), &token).await;
+    assert_eq!(status, 401);
 }
 
 async fn wrongly_signed_token_at_upgrade_is_http_401(io: IoBackend) {
@@ -121,10 +136,8 @@ async fn wrongly_signed_token_at_upgrade_is_http_401(io: IoBackend) {
         &EncodingKey::from_secret(b"not-the-secret-xx"),
     )
     .unwrap();
-    let err = connect_url(format!("ws://{}/ws?token={forged}", server.local_addr()))
-        .await
-        .unwrap_err();
-    assert_eq!(status_of(err), 401);
+    let status = refusal_status(server.local_addr(), &forged).await;
+    assert_eq!(status, 401);
 }
 
 async fn bad_token_in_auth_message_closes_with_4001(io: IoBackend) {
@@ -137,9 +150,7 @@ async fn bad_token_in_auth_message_closes_with_4001(io: IoBackend) {
 async fn token_expiring_on_a_live_connection_closes_with_4001(io: IoBackend) {
     let server = start(secured(io, ""));
     let token = hs256(json!({"sub":"frank","exp":now()+2}));
-    let mut ws = connect_url(format!("ws://{}/ws?token={token}", server.local_addr()))
-        .await
-        .unwrap();
+    let mut ws = connect_with_token(server.local_addr(), &token).await;
     recv(&mut ws).await;
     assert_eq!(close_code(&mut ws).await, 4001);
 }
@@ -160,28 +171,18 @@ async fn rs256_and_es256_public_keys_verify_tokens(io: IoBackend) {
             _ => EncodingKey::from_ec_pem(&pem).unwrap(),
         };
         let token = encode(&Header::new(alg), &json!({"sub":"kim"}), &key).unwrap();
-        let mut ws = connect_url(format!("ws://{}/ws?token={token}", server.local_addr()))
-            .await
-            .unwrap();
+        let mut ws = connect_with_token(server.local_addr(), &token).await;
         assert_eq!(recv(&mut ws).await["user_id"], "kim", "{alg:?}");
         let hs = hs256(json!({"sub":"kim"}));
-        let err = connect_url(format!("ws://{}/ws?token={hs}", server.local_addr()))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            status_of(err),
-            401,
-            "an HS256 token is refused by a {alg:?} server"
-        );
+        let status = refusal_status(server.local_addr(), &hs).await;
+        assert_eq!(status, 401, "an HS256 token is refused by a {alg:?} server");
     }
 }
 
 async fn channel_and_publish_claims_are_enforced(io: IoBackend) {
     let server = start(secured(io, "[namespaces.game]\nsubscribe = \"token\"\n"));
     let token = hs256(json!({"sub":"p1","channels":["game:1","game:lobby*"],"publish":["game:1"]}));
-    let mut ws = connect_url(format!("ws://{}/ws?token={token}", server.local_addr()))
-        .await
-        .unwrap();
+    let mut ws = connect_with_token(server.local_addr(), &token).await;
     recv(&mut ws).await;
     subscribe(&mut ws, &["game:1", "game:lobby-eu"]).await;
     send(&mut ws, json!({"type":"subscribe","channels":["game:2"]})).await;
@@ -287,9 +288,7 @@ async fn two_sessions_never_see_each_others_updates(io: IoBackend) {
 async fn personal_channels_are_private_and_reachable_over_http(io: IoBackend) {
     let server = start(secured(io, ""));
     let alice = hs256(json!({"sub":"alice"}));
-    let mut ws = connect_url(format!("ws://{}/ws?token={alice}", server.local_addr()))
-        .await
-        .unwrap();
+    let mut ws = connect_with_token(server.local_addr(), &alice).await;
     recv(&mut ws).await;
     send(&mut ws, json!({"type":"subscribe","channels":["user:bob"]})).await;
     assert_eq!(recv(&mut ws).await["code"], "FORBIDDEN");

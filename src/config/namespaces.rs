@@ -213,6 +213,11 @@ mod tests {
         Namespaces::from_toml(t["namespaces"].as_table().unwrap())
     }
 
+    /// The message of the error `text` is refused with.
+    fn parse_error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
     #[test]
     fn channels_map_to_their_namespace_or_default() {
         let ns =
@@ -229,17 +234,11 @@ mod tests {
 
     #[test]
     fn unknown_or_bad_options_name_the_key() {
-        let err = parse("[namespaces.s]\ncolour = 1\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("[namespaces.s]\ncolour = 1\n");
         assert!(err.contains("namespaces.s.colour"), "{err}");
-        let err = parse("[namespaces.s]\nsubscribe = \"everyone\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("[namespaces.s]\nsubscribe = \"everyone\"\n");
         assert!(err.contains("namespaces.s.subscribe"), "{err}");
-        let err = parse("[namespaces.s]\ndelivery = \"sometimes\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("[namespaces.s]\ndelivery = \"sometimes\"\n");
         assert!(err.contains("namespaces.s.delivery"), "{err}");
     }
 
@@ -259,13 +258,9 @@ mod tests {
 
     #[test]
     fn volatile_namespace_with_history_is_refused_naming_the_key() {
-        let err = parse("[namespaces.v]\ndelivery = \"volatile\"\nhistory_size = 10\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("[namespaces.v]\ndelivery = \"volatile\"\nhistory_size = 10\n");
         assert!(err.contains("namespaces.v.history_size"), "{err}");
-        let err = parse("[namespaces.v]\ndelivery = \"volatile\"\nhistory_ttl = 30\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("[namespaces.v]\ndelivery = \"volatile\"\nhistory_ttl = 30\n");
         assert!(err.contains("namespaces.v.history_ttl"), "{err}");
         let ttl_only = parse("[namespaces.h]\nhistory_ttl = 30\n").unwrap();
         assert_eq!(ttl_only.of("h:x").history_size, TTL_ONLY_HISTORY_SIZE);

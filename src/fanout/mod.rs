@@ -14,6 +14,7 @@
 mod gaps;
 pub mod topics;
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -46,7 +47,8 @@ pub struct Delivered {
     pub degraded_delta: i64,
 }
 
-/// Appends each channel's frames to its subscribers' outboxes and lists them in `dirty`.
+/// Appends each channel's frames to its subscribers' outboxes and queues the ones not already
+/// waiting at the back of `dirty` (the shard's send order).
 pub fn deliver(
     shard: u32,
     batch: &TickBatch,
@@ -54,7 +56,7 @@ pub fn deliver(
     table: &mut ConnTable,
     settings: &ConnSettings,
     now: Instant,
-    dirty: &mut Vec<Slot>,
+    dirty: &mut VecDeque<Slot>,
 ) -> Delivered {
     let mut out = Delivered::default();
     for item in &batch.items {
@@ -87,7 +89,7 @@ pub fn deliver(
             }
             if !entry.dirty {
                 entry.dirty = true;
-                dirty.push(member.slot);
+                dirty.push_back(member.slot);
             }
         }
     }

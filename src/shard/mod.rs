@@ -1,7 +1,8 @@
 //! A shard: one pinned thread that owns its listener, its I/O driver, its connections and its
 //! topic table outright. Each loop turn: wait on the driver → handle socket events → take tick
 //! batches from the distributor and fan them out → run timers → up to `SENDS_PER_TURN` sends,
-//! one per connection with output, oldest first → close finished connections. Nothing here is shared with another shard.
+//! one per connection with output, oldest first → close finished connections. Nothing here is
+//! shared with another shard.
 
 pub mod commands;
 pub mod joined;
@@ -81,10 +82,9 @@ struct State {
     p: ShardParts,
     table: ConnTable,
     topics: Topics,
-    /// Connections given output since the last flush (each also has `Entry::dirty` set).
-    dirty: Vec<Slot>,
-    /// Connections waiting for their send, in the order they got output (round-robin).
-    ready: VecDeque<Slot>,
+    /// Connections waiting for a send, in the order they got output (round-robin); each also
+    /// has `Entry::dirty` set, so it is queued once.
+    dirty: VecDeque<Slot>,
     scratch: Buffers,
     now: Instant,
     next_sweep: Instant,
@@ -102,8 +102,7 @@ impl<D: Driver> Shard<D> {
                 p: parts,
                 table: ConnTable::default(),
                 topics: Topics::default(),
-                dirty: Vec::new(),
-                ready: VecDeque::new(),
+                dirty: VecDeque::new(),
                 scratch: Buffers::default(),
                 now,
                 next_sweep: now,
@@ -251,7 +250,7 @@ impl<D: Driver> Shard<D> {
         } else if !e.conn.outbox.is_empty() {
             if !e.dirty {
                 e.dirty = true;
-                self.st.dirty.push(slot);
+                self.st.dirty.push_back(slot);
             }
         } else if e.conn.wants_write_shutdown() && !e.sending {
             self.driver.shutdown_write(slot);
@@ -395,15 +394,14 @@ impl<D: Driver> Shard<D> {
         }
     }
 
-    /// One vectored send per ready connection, at most [`SENDS_PER_TURN`] per loop turn, oldest
+    /// One vectored send per waiting connection, at most [`SENDS_PER_TURN`] per loop turn, oldest
     /// first: a turn stays short, so input, tick batches and the distributor's thread get the
     /// core between chunks, and under overload every connection is served round-robin with
     /// whatever has accumulated by its turn (fewer, larger sends instead of a growing backlog).
     fn flush(&mut self) {
-        self.st.ready.extend(self.st.dirty.drain(..));
         let mut sends = 0;
         while sends < SENDS_PER_TURN {
-            let Some(slot) = self.st.ready.pop_front() else {
+            let Some(slot) = self.st.dirty.pop_front() else {
                 break;
             };
             let Some(e) = self.st.table.get_mut(slot) else {
@@ -482,7 +480,7 @@ impl<D: Driver> Shard<D> {
 
 impl State {
     fn timeout(&self) -> Duration {
-        if !self.dirty.is_empty() || !self.ready.is_empty() || !self.p.batches.is_empty() {
+        if !self.dirty.is_empty() || !self.p.batches.is_empty() {
             return Duration::ZERO;
         }
         let mut until = self.next_sweep;

@@ -142,7 +142,7 @@ pub struct Entry {
     pub sending: bool,
     /// The socket is full; waiting for writability (epoll).
     pub blocked: bool,
-    /// Already waiting in the shard's dirty or ready list for a send.
+    /// Already waiting in the shard's send queue (`dirty`).
     pub dirty: bool,
     /// The driver was told to close it; waiting for `Closed`.
     pub closing: bool,
