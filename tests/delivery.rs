@@ -296,6 +296,28 @@ async fn a_new_subscriber_gets_the_snapshot_per_key_first_then_deltas(io: IoBack
     server.shutdown();
 }
 
+async fn a_snapshot_event_is_the_event_live_subscribers_saw_marked_as_snapshot(io: IoBackend) {
+    let server = start(with_namespaces(io, "[namespaces.pos]\nsnapshot = true\n"));
+    let (mut watcher, _) = connect(server.local_addr()).await;
+    subscribe(&mut watcher, &["pos:world"]).await;
+    server
+        .publish_keyed("pos:world", "move", "a", &json!({"v": 1}))
+        .unwrap();
+    let mut seen = recv(&mut watcher).await;
+    // Join in a later tick (and millisecond) than the one that carried the event.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let (mut late, _) = connect(server.local_addr()).await;
+    subscribe(&mut late, &["pos:world"]).await;
+    let snap = recv(&mut late).await;
+    seen["snapshot"] = json!(true);
+    assert_eq!(
+        snap, seen,
+        "same seq, frame and timestamp as when it was live"
+    );
+    server.shutdown();
+}
+
 const CONFLATED: &str = "[namespaces.pos]\ndelivery = \"conflated\"\n";
 
 async fn conflation_delivers_only_the_newest_per_key_per_tick(io: IoBackend) {
@@ -606,6 +628,7 @@ both_backends!(
     a_recovery_larger_than_the_client_queue_cap_is_replayed_whole,
     epoch_change_after_restart_gives_recovered_false_and_the_snapshot,
     a_new_subscriber_gets_the_snapshot_per_key_first_then_deltas,
+    a_snapshot_event_is_the_event_live_subscribers_saw_marked_as_snapshot,
     conflation_delivers_only_the_newest_per_key_per_tick,
     a_paused_reader_is_stepped_down_told_of_gaps_and_returns_to_full_rate,
     max_hz_caps_the_rate_of_a_conflated_subscription,

@@ -13,7 +13,6 @@ pub fn answer(
     registry: &mut ChannelRegistry,
     mut request: JoinRequest,
     namespaces: &Namespaces,
-    timestamp: &str,
 ) -> Joined {
     let asked = std::mem::take(&mut request.channels);
     let mut channels = Vec::with_capacity(asked.len());
@@ -45,7 +44,7 @@ pub fn answer(
             other => (
                 other.map(|_| false),
                 if ns.snapshot {
-                    state.snapshot.frames(name, timestamp)
+                    state.snapshot.frames().into_iter().collect()
                 } else {
                     Vec::new()
                 },

@@ -381,8 +381,7 @@ impl Distributor {
 
     /// Answers a join on the asking shard's inbox, ahead of the next tick's batch.
     fn join(&mut self, request: JoinRequest) {
-        let timestamp = crate::wire::timestamp();
-        let joined = join::answer(&mut self.registry, request, &self.namespaces, &timestamp);
+        let joined = join::answer(&mut self.registry, request, &self.namespaces);
         for recovered in joined.channels.iter().filter_map(|c| c.recovered) {
             let counter = if recovered {
                 &self.stats.recoveries

@@ -1,98 +1,107 @@
 //! A `snapshot = true` channel's latest state: the newest event per `key` (events without a key
-//! share one slot, so a keyless channel keeps just its newest event). New subscribers get it,
-//! marked `"snapshot":true`, before live events.
+//! share one slot, so a keyless channel keeps just its newest event). New subscribers get it
+//! first, marked `"snapshot":true`, before live events.
+//!
+//! Each kept event is encoded once, when its tick numbers it (with that tick's `frame` and
+//! `timestamp`), and every subscriber joining before the next change shares one buffer holding
+//! the whole snapshot: a reconnect storm onto a 10k-key channel costs one copy, not one encoding
+//! per joiner. Keys are also indexed by `seq`, so forgetting the oldest at the cap is O(log n).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::{Bytes, BytesMut};
 
 use crate::config::limits::MAX_SNAPSHOT_KEYS;
 use crate::wire::event::{put_event_frame, EventFields};
 
-/// One kept event (not yet encoded: it is encoded per joining subscriber, with the mark).
+/// One kept event: its key and its frame as a joiner receives it.
 #[derive(Clone, Debug)]
-struct Latest {
-    seq: u64,
-    frame: u64,
-    event_type: Bytes,
-    data: Bytes,
-    key: Option<Bytes>,
+struct Kept {
+    key: Bytes,
+    frame: Bytes,
 }
 
 /// Newest event per key of one channel.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    by_key: HashMap<Bytes, Latest>,
+    /// seq → newest event of its key, oldest first: the order joiners get, and the key to
+    /// forget at the cap.
+    by_seq: BTreeMap<u64, Kept>,
+    /// Key (empty for keyless events) → seq of its newest event.
+    seq_of: HashMap<Bytes, u64>,
+    /// Total bytes of the kept frames.
+    bytes: usize,
+    /// Every kept frame in seq order in one buffer, shared by joiners until the next change.
+    joined: Option<Bytes>,
 }
 
 impl Snapshot {
-    /// Records event `seq` as the newest for its key; beyond [`MAX_SNAPSHOT_KEYS`] keys the
-    /// oldest key is forgotten.
-    pub fn put(
-        &mut self,
-        seq: u64,
-        frame: u64,
-        event_type: &Bytes,
-        data: &Bytes,
-        key: Option<&Bytes>,
-    ) {
-        let slot = key.cloned().unwrap_or_default();
-        if !self.by_key.contains_key(&slot) && self.by_key.len() >= MAX_SNAPSHOT_KEYS {
-            if let Some(oldest) = self
-                .by_key
-                .iter()
-                .min_by_key(|(_, l)| l.seq)
-                .map(|(k, _)| k.clone())
-            {
-                self.by_key.remove(&oldest);
-            }
-        }
-        self.by_key.insert(
-            slot,
-            Latest {
-                seq,
-                frame,
-                event_type: event_type.clone(),
-                data: data.clone(),
-                key: key.cloned(),
+    /// Keeps `event` (numbered, with its tick's frame and timestamp) as the newest for `key`,
+    /// encoded with the snapshot mark; beyond [`MAX_SNAPSHOT_KEYS`] keys the oldest key is
+    /// forgotten.
+    pub fn put(&mut self, key: Option<&Bytes>, event: &EventFields<'_>) {
+        let mut out = BytesMut::new();
+        put_event_frame(
+            &mut out,
+            &EventFields {
+                snapshot: true,
+                ..*event
             },
         );
+        let key = key.cloned().unwrap_or_default();
+        if let Some(old_seq) = self.seq_of.insert(key.clone(), event.seq) {
+            self.forget(old_seq);
+        }
+        self.bytes += out.len();
+        self.by_seq.insert(
+            event.seq,
+            Kept {
+                key,
+                frame: out.freeze(),
+            },
+        );
+        if self.seq_of.len() > MAX_SNAPSHOT_KEYS {
+            if let Some((oldest, _)) = self.by_seq.first_key_value() {
+                let oldest = *oldest;
+                if let Some(kept) = self.forget(oldest) {
+                    self.seq_of.remove(&kept.key);
+                }
+            }
+        }
+        self.joined = None;
     }
 
-    /// The snapshot as event frames marked `"snapshot":true`, oldest first.
-    pub fn frames(&self, channel: &str, timestamp: &str) -> Vec<Bytes> {
-        let mut latest: Vec<&Latest> = self.by_key.values().collect();
-        latest.sort_by_key(|l| l.seq);
-        latest
-            .into_iter()
-            .map(|l| {
-                let mut out = BytesMut::new();
-                put_event_frame(
-                    &mut out,
-                    &EventFields {
-                        channel,
-                        seq: l.seq,
-                        frame: l.frame,
-                        timestamp,
-                        event_type: &l.event_type,
-                        data: &l.data,
-                        key: l.key.as_deref(),
-                        snapshot: true,
-                    },
-                );
-                out.freeze()
-            })
-            .collect()
+    fn forget(&mut self, seq: u64) -> Option<Kept> {
+        let kept = self.by_seq.remove(&seq)?;
+        self.bytes -= kept.frame.len();
+        Some(kept)
+    }
+
+    /// The whole snapshot as consecutive event frames, oldest `seq` first, in one shared
+    /// buffer (built on the first call after a change); `None` when nothing is kept.
+    pub fn frames(&mut self) -> Option<Bytes> {
+        if self.by_seq.is_empty() {
+            return None;
+        }
+        let (by_seq, bytes) = (&self.by_seq, self.bytes);
+        let joined = self.joined.get_or_insert_with(|| {
+            let mut out = BytesMut::with_capacity(bytes);
+            for kept in by_seq.values() {
+                out.extend_from_slice(&kept.frame);
+            }
+            out.freeze()
+        });
+        Some(joined.clone())
     }
 
     /// Whether nothing is kept.
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.by_seq.is_empty()
     }
 
     /// Keys kept.
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.by_seq.len()
     }
 }
 
@@ -100,21 +109,52 @@ impl Snapshot {
 mod tests {
     use super::*;
 
+    fn event<'a>(seq: u64, frame: u64, timestamp: &'a str, data: &'a [u8]) -> EventFields<'a> {
+        EventFields {
+            channel: "c",
+            seq,
+            frame,
+            timestamp,
+            event_type: b"\"pos\"",
+            data,
+            key: None,
+            snapshot: false,
+        }
+    }
+
+    fn put(s: &mut Snapshot, key: Option<&str>, seq: u64, data: &str) {
+        let key = key.map(|k| Bytes::from(format!("\"{k}\"")));
+        let mut e = event(seq, seq, "ts", data.as_bytes());
+        e.key = key.as_deref();
+        s.put(key.as_ref(), &e);
+    }
+
+    /// Splits the joined buffer back into the JSON of each event frame.
+    fn events(s: &mut Snapshot) -> Vec<serde_json::Value> {
+        let Some(joined) = s.frames() else {
+            return Vec::new();
+        };
+        let mut rest = &joined[..];
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let (start, len) = match rest[1] {
+                126 => (4, u16::from_be_bytes([rest[2], rest[3]]) as usize),
+                n => (2, n as usize),
+            };
+            out.push(serde_json::from_slice(&rest[start..start + len]).unwrap());
+            rest = &rest[start + len..];
+        }
+        out
+    }
+
     #[test]
     fn keeps_the_newest_event_per_key_in_seq_order() {
         let mut s = Snapshot::default();
-        let t = Bytes::from_static(b"\"pos\"");
-        let a = Some(Bytes::from_static(b"\"a\""));
-        let b = Some(Bytes::from_static(b"\"b\""));
-        s.put(1, 1, &t, &Bytes::from_static(b"1"), a.as_ref());
-        s.put(2, 1, &t, &Bytes::from_static(b"2"), b.as_ref());
-        s.put(3, 2, &t, &Bytes::from_static(b"3"), a.as_ref());
-        let frames = s.frames("c", "ts");
-        assert_eq!(frames.len(), 2);
-        let v: Vec<serde_json::Value> = frames
-            .iter()
-            .map(|f| serde_json::from_slice(&f[if f[1] == 126 { 4 } else { 2 }..]).unwrap())
-            .collect();
+        put(&mut s, Some("a"), 1, "1");
+        put(&mut s, Some("b"), 2, "2");
+        put(&mut s, Some("a"), 3, "3");
+        let v = events(&mut s);
+        assert_eq!(v.len(), 2);
         assert_eq!(
             (v[0]["seq"].as_u64(), v[0]["key"].as_str()),
             (Some(2), Some("b"))
@@ -124,5 +164,52 @@ mod tests {
             (Some(3), Some(3))
         );
         assert_eq!(v[1]["snapshot"], true);
+    }
+
+    #[test]
+    fn a_kept_event_carries_the_frame_and_timestamp_of_the_tick_that_numbered_it() {
+        let mut s = Snapshot::default();
+        s.put(None, &event(7, 120, "2026-11-22T04:20:00.500Z", b"{}"));
+        let v = events(&mut s);
+        assert_eq!(v[0]["frame"], 120);
+        assert_eq!(v[0]["timestamp"], "2026-11-22T04:20:00.500Z");
+    }
+
+    #[test]
+    fn a_joiner_after_a_change_gets_the_new_state() {
+        let mut s = Snapshot::default();
+        put(&mut s, Some("a"), 1, "1");
+        assert_eq!(events(&mut s)[0]["data"], 1);
+        put(&mut s, Some("a"), 2, "2");
+        let v = events(&mut s);
+        assert_eq!((v.len(), &v[0]["data"]), (1, &serde_json::json!(2)));
+    }
+
+    #[test]
+    fn joiners_without_a_change_between_them_share_one_buffer() {
+        let mut s = Snapshot::default();
+        put(&mut s, Some("a"), 1, "1");
+        put(&mut s, Some("b"), 2, "2");
+        let (first, second) = (s.frames().unwrap(), s.frames().unwrap());
+        assert_eq!(first.as_ptr(), second.as_ptr());
+    }
+
+    #[test]
+    fn beyond_the_key_cap_the_oldest_key_is_forgotten() {
+        let mut s = Snapshot::default();
+        for seq in 1..=MAX_SNAPSHOT_KEYS as u64 + 2 {
+            put(&mut s, Some(&format!("k{seq}")), seq, "0");
+        }
+        // k1 and k2, the two oldest, are gone.
+        let v = events(&mut s);
+        assert_eq!(s.len(), MAX_SNAPSHOT_KEYS);
+        assert_eq!(v.len(), MAX_SNAPSHOT_KEYS);
+        assert_eq!(v[0]["key"], "k3");
+        assert_eq!(v.last().unwrap()["seq"], MAX_SNAPSHOT_KEYS as u64 + 2);
+    }
+
+    #[test]
+    fn an_empty_snapshot_has_no_frames() {
+        assert!(Snapshot::default().frames().is_none());
     }
 }

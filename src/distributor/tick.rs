@@ -78,10 +78,17 @@ pub fn encode_tick(
         }
         if ns.snapshot {
             for (i, p) in pending.iter().enumerate() {
-                let seq = state.last_seq + 1 + i as u64;
-                state
-                    .snapshot
-                    .put(seq, input.frame, &p.event_type, &p.data, p.key.as_ref());
+                let event = EventFields {
+                    channel: name,
+                    seq: state.last_seq + 1 + i as u64,
+                    frame: input.frame,
+                    timestamp: input.timestamp,
+                    event_type: &p.event_type,
+                    data: &p.data,
+                    key: p.key.as_deref(),
+                    snapshot: true,
+                };
+                state.snapshot.put(p.key.as_ref(), &event);
             }
         }
         let subscribed = !state.shards.is_empty();
