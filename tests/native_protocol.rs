@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use framecast::IoBackend;
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 async fn connected_message_has_client_id_and_tick_rate(io: IoBackend) {
@@ -152,7 +153,7 @@ async fn error_reply_echoes_the_request_id(io: IoBackend) {
     assert_eq!(err["id"], "abc");
 }
 
-async fn replies_come_in_command_order_while_a_subscribe_waits_for_its_tick(io: IoBackend) {
+async fn replies_come_in_command_order_while_a_subscribe_is_answered(io: IoBackend) {
     let server = start(config(io));
     let mut client = RawClient::upgrade(server.local_addr(), "/ws").await;
     assert_eq!(client.read_json().await["type"], "connected");
@@ -194,8 +195,21 @@ async fn replies_come_in_command_order_while_a_subscribe_waits_for_its_tick(io: 
     assert_eq!(subscriptions, json!([]));
 }
 
+async fn a_subscribe_is_answered_without_waiting_for_the_next_tick(io: IoBackend) {
+    let mut c = config(io);
+    c.tick_hz = 1; // one tick a second: waiting for it would take most of a second
+    let server = start(c);
+    let (mut ws, _) = connect(server.local_addr()).await;
+    let asked = Instant::now();
+    let reply = subscribe(&mut ws, &["a"]).await;
+    let took = asked.elapsed();
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    assert!(took < Duration::from_millis(500), "answered after {took:?}");
+}
+
 both_backends!(
-    replies_come_in_command_order_while_a_subscribe_waits_for_its_tick,
+    a_subscribe_is_answered_without_waiting_for_the_next_tick,
+    replies_come_in_command_order_while_a_subscribe_is_answered,
     connected_message_has_client_id_and_tick_rate,
     publish_from_one_client_reaches_a_subscriber_with_seq_and_frame,
     seed_subscribe_form_with_data_events_is_accepted,

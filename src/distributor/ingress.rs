@@ -126,18 +126,34 @@ pub(crate) enum IngressMsg {
 #[derive(Clone)]
 pub struct Ingress {
     tx: Sender<IngressMsg>,
+    /// Rung after a join is queued, so the distributor answers it between ticks instead of
+    /// at the next one (publications do not ring: they wait for their tick anyway).
+    doorbell: Sender<()>,
     pending_bytes: Arc<AtomicUsize>,
 }
 
+/// The distributor's end of the [`Ingress`] queue.
+pub(crate) struct IngressRx {
+    /// Everything sent, in order.
+    pub msgs: Receiver<IngressMsg>,
+    /// Holds a ring while a join waits (capacity one: rings coalesce).
+    pub doorbell: Receiver<()>,
+}
+
 impl Ingress {
-    pub(crate) fn new() -> (Ingress, Receiver<IngressMsg>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
+    pub(crate) fn new() -> (Ingress, IngressRx) {
+        let (tx, msgs) = crossbeam_channel::unbounded();
+        let (doorbell, rung) = crossbeam_channel::bounded(1);
         (
             Ingress {
                 tx,
+                doorbell,
                 pending_bytes: Arc::new(AtomicUsize::new(0)),
             },
-            rx,
+            IngressRx {
+                msgs,
+                doorbell: rung,
+            },
         )
     }
 
@@ -189,6 +205,7 @@ impl Ingress {
     /// Asks to add a connection to channels; answered on the shard's inbox.
     pub(crate) fn join(&self, request: JoinRequest) {
         let _ = self.tx.send(IngressMsg::Join(request));
+        let _ = self.doorbell.try_send(()); // full: a ring is already waiting
     }
 
     /// Tells the distributor one subscriber on `shard` left `channel`.

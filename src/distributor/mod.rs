@@ -19,15 +19,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 
 use crate::clock::FrameClock;
 use crate::driver::EventFd;
 use crate::status::ServerState;
 use channels::ChannelRegistry;
 pub use conflate::{Variant, Variants};
-use ingress::IngressMsg;
 pub use ingress::{Ingress, JoinRequest, Joined, JoinedChannel, Origin, Publication, PublishError};
+use ingress::{IngressMsg, IngressRx};
 
 use crate::config::limits::{MAX_RATE_LEVEL, SHARD_BACKLOG_BATCHES};
 use crate::config::Delivery;
@@ -196,6 +196,7 @@ pub struct DistributorStats {
 /// The distributor thread's state.
 pub struct Distributor {
     rx: Receiver<IngressMsg>,
+    doorbell: Receiver<()>,
     ingress: Ingress,
     links: Vec<ShardLink>,
     registry: ChannelRegistry,
@@ -211,7 +212,7 @@ pub struct Distributor {
 
 impl Distributor {
     pub(crate) fn new(
-        rx: Receiver<IngressMsg>,
+        rx: IngressRx,
         ingress: Ingress,
         links: Vec<ShardLink>,
         period: Option<Duration>,
@@ -219,7 +220,8 @@ impl Distributor {
         namespaces: Arc<crate::config::Namespaces>,
     ) -> Distributor {
         Distributor {
-            rx,
+            rx: rx.msgs,
+            doorbell: rx.doorbell,
             ingress,
             links,
             registry: ChannelRegistry::default(),
@@ -243,12 +245,9 @@ impl Distributor {
 
     fn run_ticked(&mut self, period: Duration) {
         let mut clock = FrameClock::new(Instant::now(), period);
+        let mut running = true;
         loop {
-            let now = Instant::now();
-            let deadline = clock.deadline();
-            if deadline > now {
-                std::thread::sleep(deadline - now);
-            }
+            running &= self.wait_for(clock.deadline());
             let tick = clock.fire(Instant::now());
             self.stats.ticks.fetch_add(1, Ordering::Relaxed);
             self.stats
@@ -262,13 +261,34 @@ impl Distributor {
                 .last_lateness_us
                 .store(late_us, Ordering::Relaxed);
             let work = Instant::now();
-            let running = self.collect(None);
+            running &= self.collect(None);
             self.dispatch(tick.frame);
             let took = work.elapsed();
             self.record_tick(took);
             self.adapt_host_level(took, tick.merged > 0, period);
             if !running {
                 return;
+            }
+        }
+    }
+
+    /// Sleeps until `deadline`, answering joins as they arrive meanwhile (so a `subscribe` is
+    /// answered in microseconds, not at the next tick); publications queued before a join are
+    /// taken with it, still numbered only at the tick. False once a stop was seen.
+    fn wait_for(&mut self, deadline: Instant) -> bool {
+        let mut running = true;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return running;
+            }
+            match self.doorbell.recv_timeout(deadline - now) {
+                Ok(()) => running &= self.collect(None),
+                Err(RecvTimeoutError::Timeout) => return running,
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(deadline - now);
+                    return running;
+                }
             }
         }
     }
@@ -327,8 +347,8 @@ impl Distributor {
         loop {
             let first = match self.rx.recv_timeout(Duration::from_millis(250)) {
                 Ok(m) => Some(m),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
             };
             let work = Instant::now();
             let running = first.is_none() || self.collect(first);
