@@ -41,10 +41,19 @@ impl SendBatch {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Full;
 
+/// Queue slots a drained connection keeps (beyond its inline head): enough for a subscriber of
+/// a few channels to take a tick without allocating; a burst that grew the queue past this
+/// gives the memory back once drained.
+const KEPT_QUEUE_SLOTS: usize = 8;
+
 /// Outbound frames of one connection.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    frames: VecDeque<Bytes>,
+    /// The oldest unsent frame, held inline: a connection sent one frame at a time (one
+    /// channel's tick, drained before the next) never allocates a queue.
+    head: Option<Bytes>,
+    /// Frames after `head`, oldest first (empty whenever `head` is).
+    rest: VecDeque<Bytes>,
     /// Bytes of the front frame already written.
     front_sent: usize,
     /// Unsent bytes queued.
@@ -96,24 +105,29 @@ impl Outbox {
     /// Queues a frame the server must send whatever the cap (close frames, handshake replies).
     pub fn push_unchecked(&mut self, frame: Bytes) {
         self.queued += frame.len();
-        self.frames.push_back(frame);
+        if self.head.is_none() {
+            self.head = Some(frame);
+        } else {
+            self.rest.push_back(frame);
+        }
     }
 
     /// Drops every frame not yet started, keeping a partly written front frame whole.
     pub fn discard_unsent(&mut self) {
         self.allowance = 0;
-        let keep = usize::from(self.front_sent > 0);
-        while self.frames.len() > keep {
-            self.frames.pop_back();
+        self.rest.clear();
+        if self.front_sent == 0 {
+            self.head = None;
         }
-        self.queued = self.frames.front().map_or(0, |f| f.len() - self.front_sent);
+        self.queued = self.head.as_ref().map_or(0, |f| f.len() - self.front_sent);
+        self.release_grown_queue();
     }
 
     /// Fills `batch` with the next frames to send, up to the per-send limits.
     pub fn fill(&self, batch: &mut SendBatch) {
         batch.clear();
         batch.offset = self.front_sent;
-        for frame in self.frames.iter().take(MAX_IOVECS_PER_SEND) {
+        for frame in self.head.iter().chain(&self.rest).take(MAX_IOVECS_PER_SEND) {
             if !batch.bufs.is_empty() && batch.len + frame.len() > MAX_BYTES_PER_SEND {
                 break;
             }
@@ -129,19 +143,26 @@ impl Outbox {
         self.queued -= n;
         self.allowance = self.allowance.saturating_sub(n);
         while n > 0 {
-            let front_left = self.frames[0].len() - self.front_sent;
+            let Some(front) = &self.head else {
+                break;
+            };
+            let front_left = front.len() - self.front_sent;
             if n >= front_left {
                 n -= front_left;
-                self.frames.pop_front();
+                self.head = self.rest.pop_front();
                 self.front_sent = 0;
             } else {
                 self.front_sent += n;
                 n = 0;
             }
         }
-        if self.frames.is_empty() {
-            // An idle connection holds no queue memory.
-            self.frames = VecDeque::new();
+        self.release_grown_queue();
+    }
+
+    /// A drained queue that a burst grew past [`KEPT_QUEUE_SLOTS`] gives its memory back.
+    fn release_grown_queue(&mut self) {
+        if self.rest.is_empty() && self.rest.capacity() > KEPT_QUEUE_SLOTS {
+            self.rest = VecDeque::new();
         }
     }
 }
@@ -207,6 +228,28 @@ mod tests {
         assert_eq!(o.queued(), 4);
         o.advance(4);
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn a_connection_sent_one_frame_at_a_time_never_allocates_a_queue() {
+        let mut o = Outbox::default();
+        for _ in 0..3 {
+            o.push(b("tick"), 100).unwrap();
+            o.advance(4);
+        }
+        assert!(o.is_empty());
+        assert_eq!(o.rest.capacity(), 0);
+    }
+
+    #[test]
+    fn a_queue_grown_by_a_burst_gives_its_memory_back_once_drained() {
+        let mut o = Outbox::default();
+        for _ in 0..100 {
+            o.push_unchecked(b("x"));
+        }
+        assert!(o.rest.capacity() > KEPT_QUEUE_SLOTS);
+        o.advance(100);
+        assert_eq!(o.rest.capacity(), 0);
     }
 
     #[test]
