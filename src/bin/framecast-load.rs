@@ -19,7 +19,7 @@ enum Mode {
 
 /// Load generator for framecast: subscribers, channels, publish rate, latency.
 #[derive(Debug, Parser)]
-#[command(name = "framecast-load", version, about)]
+#[command(name = "framecast-load", version)]
 struct Args {
     /// WebSocket URL of the server.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
