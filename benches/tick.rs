@@ -204,10 +204,36 @@ fn shard_fanout(c: &mut Criterion) {
     group.finish();
 }
 
+/// A mass disconnect: every subscriber of one big channel on a shard leaves, oldest first.
+fn topics_mass_unsubscribe(c: &mut Criterion) {
+    let mut group = c.benchmark_group("topics_unsubscribe");
+    let members = 20_000u32;
+    group.throughput(Throughput::Elements(u64::from(members)));
+    group.bench_function(BenchmarkId::new("all_of_one_channel", members), |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                let mut topics = Topics::default();
+                for slot in 0..members {
+                    topics.subscribe("room", slot, 0);
+                }
+                let t = Instant::now();
+                for slot in 0..members {
+                    topics.unsubscribe("room", slot);
+                }
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     distributor_tick,
     distributor_tick_conflated,
+    topics_mass_unsubscribe,
     shard_fanout
 );
 criterion_main!(benches);
