@@ -84,8 +84,11 @@ impl Topics {
             floor,
             level: 0,
         };
-        if let Some((name, members)) = self.map.get_key_value(channel) {
-            let name = name.clone();
+        if let Some(name) = self
+            .map
+            .get_key_value(channel)
+            .map(|(name, _)| name.clone())
+        {
             let members = self.map.get_mut(channel).expect("just found");
             members.push(member);
             return (name, members.list.len());
