@@ -44,7 +44,12 @@ pub fn answer(
             other => (
                 other.map(|_| false),
                 if ns.snapshot {
-                    state.snapshot.frames().into_iter().collect()
+                    state
+                        .snapshot
+                        .get_mut()
+                        .and_then(|s| s.frames())
+                        .into_iter()
+                        .collect()
                 } else {
                     Vec::new()
                 },

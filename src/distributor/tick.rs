@@ -88,7 +88,7 @@ pub fn encode_tick(
                     key: p.key.as_deref(),
                     snapshot: true,
                 };
-                state.snapshot.put(p.key.as_ref(), &event);
+                state.snapshot.get_or_default().put(p.key.as_ref(), &event);
             }
         }
         let subscribed = !state.shards.is_empty();
@@ -141,7 +141,10 @@ pub fn encode_tick(
             let frame = frames.slice(start..end);
             if feed_levels {
                 let origin = if ns.echo { None } else { p.origin };
-                state.levels.add(p.key.as_ref(), seq, &frame, origin);
+                state
+                    .levels
+                    .get_or_default()
+                    .add(p.key.as_ref(), seq, &frame, origin);
             }
             state.history.push(seq, frame, input.now, history_cap);
         }
@@ -149,12 +152,13 @@ pub fn encode_tick(
         let variants = if feed_levels && input.boundaries != 0 {
             state
                 .levels
-                .emit(name, input.boundaries, state.last_seq)
+                .get_mut()
+                .and_then(|l| l.emit(name, input.boundaries, state.last_seq))
                 .map(Arc::from)
         } else {
             None
         };
-        if feed_levels && !state.levels.is_empty() {
+        if feed_levels && state.levels.get().is_some_and(|l| !l.is_empty()) {
             levelled.push(name.clone());
         }
         if subscribed {
@@ -198,7 +202,10 @@ fn emit_level_windows(
             continue; // handled (and re-listed if needed) above
         }
         if input.boundaries != 0 {
-            if let Some(variants) = state.levels.emit(&name, input.boundaries, state.last_seq) {
+            let last_seq = state.last_seq;
+            let emitted =
+                (state.levels.get_mut()).and_then(|l| l.emit(&name, input.boundaries, last_seq));
+            if let Some(variants) = emitted {
                 let item = ChannelFrames {
                     channel: name.clone(),
                     frames: Bytes::new(),
@@ -215,7 +222,7 @@ fn emit_level_windows(
                 }
             }
         }
-        if !state.levels.is_empty() {
+        if state.levels.get().is_some_and(|l| !l.is_empty()) {
             still.push(name);
         }
     }
