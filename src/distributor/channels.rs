@@ -153,7 +153,12 @@ impl ChannelState {
             && self.pending.is_empty()
             && self.history.is_empty()
             && self.snapshot.get().is_none_or(Snapshot::is_empty)
-            && self.levels.get().is_none_or(RateLevels::is_empty)
+            && !self.has_level_windows()
+    }
+
+    /// Whether a rate-level window holds events (the channel is visited at the next boundary).
+    pub fn has_level_windows(&self) -> bool {
+        self.levels.get().is_some_and(|l| !l.is_empty())
     }
 }
 /// Every channel the distributor knows.

@@ -49,8 +49,12 @@ impl Snapshot {
             },
         );
         let key = key.cloned().unwrap_or_default();
-        if let Some(old_seq) = self.seq_of.insert(key.clone(), event.seq) {
-            self.forget(old_seq);
+        if let Some(old) = self
+            .seq_of
+            .insert(key.clone(), event.seq)
+            .and_then(|seq| self.by_seq.remove(&seq))
+        {
+            self.bytes -= old.frame.len();
         }
         self.bytes += out.len();
         self.by_seq.insert(
@@ -61,20 +65,12 @@ impl Snapshot {
             },
         );
         if self.seq_of.len() > MAX_SNAPSHOT_KEYS {
-            if let Some((oldest, _)) = self.by_seq.first_key_value() {
-                let oldest = *oldest;
-                if let Some(kept) = self.forget(oldest) {
-                    self.seq_of.remove(&kept.key);
-                }
+            if let Some((_, oldest)) = self.by_seq.pop_first() {
+                self.bytes -= oldest.frame.len();
+                self.seq_of.remove(&oldest.key);
             }
         }
         self.joined = None;
-    }
-
-    fn forget(&mut self, seq: u64) -> Option<Kept> {
-        let kept = self.by_seq.remove(&seq)?;
-        self.bytes -= kept.frame.len();
-        Some(kept)
     }
 
     /// The whole snapshot as consecutive event frames, oldest `seq` first, in one shared

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::channels::ChannelRegistry;
 use super::conflate::{crossed, retain_newest_per_key};
-use super::{ChannelFrames, Exclusion};
+use super::{ChannelFrames, Exclusion, Publication};
 use crate::config::{Delivery, Namespaces};
 use crate::wire::event::{put_event_frame, EventFields};
 
@@ -52,6 +52,25 @@ impl<'a> TickInput<'a> {
     }
 }
 
+/// Event `seq` of `channel` as this tick carries it.
+fn event_fields<'a>(
+    channel: &'a str,
+    seq: u64,
+    input: &TickInput<'a>,
+    p: &'a Publication,
+) -> EventFields<'a> {
+    EventFields {
+        channel,
+        seq,
+        frame: input.frame,
+        timestamp: input.timestamp,
+        event_type: &p.event_type,
+        data: &p.data,
+        key: p.key.as_deref(),
+        snapshot: false,
+    }
+}
+
 /// Encodes every pending publication; returns each shard's items (index = shard).
 pub fn encode_tick(
     registry: &mut ChannelRegistry,
@@ -78,16 +97,7 @@ pub fn encode_tick(
         }
         if ns.snapshot {
             for (i, p) in pending.iter().enumerate() {
-                let event = EventFields {
-                    channel: name,
-                    seq: state.last_seq + 1 + i as u64,
-                    frame: input.frame,
-                    timestamp: input.timestamp,
-                    event_type: &p.event_type,
-                    data: &p.data,
-                    key: p.key.as_deref(),
-                    snapshot: true,
-                };
+                let event = event_fields(name, state.last_seq + 1 + i as u64, input, p);
                 state.snapshot.get_or_default().put(p.key.as_ref(), &event);
             }
         }
@@ -111,19 +121,7 @@ pub fn encode_tick(
         for p in &pending {
             state.last_seq += 1;
             let start = out.len();
-            put_event_frame(
-                &mut out,
-                &EventFields {
-                    channel: name,
-                    seq: state.last_seq,
-                    frame: input.frame,
-                    timestamp: input.timestamp,
-                    event_type: &p.event_type,
-                    data: &p.data,
-                    key: p.key.as_deref(),
-                    snapshot: false,
-                },
-            );
+            put_event_frame(&mut out, &event_fields(name, state.last_seq, input, p));
             if track {
                 spans.push((start, out.len()));
             }
@@ -158,7 +156,7 @@ pub fn encode_tick(
         } else {
             None
         };
-        if feed_levels && state.levels.get().is_some_and(|l| !l.is_empty()) {
+        if feed_levels && state.has_level_windows() {
             levelled.push(name.clone());
         }
         if subscribed {
@@ -222,7 +220,7 @@ fn emit_level_windows(
                 }
             }
         }
-        if state.levels.get().is_some_and(|l| !l.is_empty()) {
+        if state.has_level_windows() {
             still.push(name);
         }
     }
