@@ -18,6 +18,23 @@ fn spawn_server(extra: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
+/// Starts the server with info logs and waits until it announces it is listening; returns it
+/// with the rest of its log lines.
+fn spawn_listening_server() -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut child = spawn_server(&["--log-level", "info"]);
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .take(20)
+        .map_while(Result::ok)
+        .any(|l| l.contains("framecast listening"));
+    assert!(listening, "server announced it is listening");
+    (child, lines)
+}
+
 #[test]
 fn help_lists_every_configuration_key() {
     let out = framecast().arg("--help").output().unwrap();
@@ -63,14 +80,7 @@ fn unknown_key_in_config_file_stops_the_start() {
 
 #[test]
 fn sigterm_stops_the_server_with_exit_code_0() {
-    let mut child = spawn_server(&["--log-level", "info"]);
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let listening = lines
-        .by_ref()
-        .take(20)
-        .map_while(Result::ok)
-        .any(|l| l.contains("framecast listening"));
-    assert!(listening, "server announced it is listening");
+    let (mut child, _log) = spawn_listening_server();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -109,4 +119,17 @@ fn json_log_format_writes_one_json_object_per_line() {
     assert!(v["fields"]["message"].is_string(), "{line}");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn the_server_process_keeps_its_heap_out_of_transparent_huge_pages() {
+    let (mut child, _log) = spawn_listening_server();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let thp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .expect("/proc/PID/status has THP_enabled (Linux 5.0+)");
+    assert_eq!(thp.trim(), "0", "THP_enabled in /proc/PID/status");
 }
