@@ -24,7 +24,7 @@ pub struct Session {
     /// When a connection that must authenticate is closed if it has not.
     pub auth_deadline: Option<std::time::Instant>,
     /// Publish rate buckets, per namespace (allocated on first rate-limited publish).
-    pub rates: Vec<RateBucket>,
+    pub rates: RareList<RateBucket>,
     /// Replies waiting behind a `subscribe` the distributor has not answered yet (allocated
     /// only while one is pending).
     pub held: Option<Box<HeldReplies>>,
@@ -153,7 +153,7 @@ pub struct Entry {
     /// Frame of the batch in which `degrade` was last evaluated.
     pub degrade_frame: u64,
     /// Missed events to report, per channel (empty unless events were dropped).
-    pub gaps: Vec<PendingGap>,
+    pub gaps: RareList<PendingGap>,
 }
 
 impl Entry {
@@ -169,8 +169,52 @@ impl Entry {
             counted,
             degrade: 0,
             degrade_frame: 0,
-            gaps: Vec::new(),
+            gaps: RareList::default(),
         }
+    }
+}
+
+/// A list most connections never use: one pointer while empty (a `Vec` is three words), the
+/// storage allocated on the first push and freed when the last element goes.
+#[derive(Debug)]
+pub struct RareList<T>(
+    #[allow(clippy::box_collection)] // deliberate: 8 bytes per connection instead of 24
+    Option<Box<Vec<T>>>,
+);
+
+impl<T> Default for RareList<T> {
+    fn default() -> Self {
+        RareList(None)
+    }
+}
+
+impl<T> RareList<T> {
+    /// Appends an element.
+    pub fn push(&mut self, value: T) {
+        self.0.get_or_insert_with(Box::default).push(value);
+    }
+
+    /// Removes element `i` (the last one takes its place), freeing the storage when empty.
+    pub fn swap_remove(&mut self, i: usize) -> T {
+        let list = self.0.as_mut().expect("index within a non-empty list");
+        let value = list.swap_remove(i);
+        if list.is_empty() {
+            self.0 = None;
+        }
+        value
+    }
+}
+
+impl<T> std::ops::Deref for RareList<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl<T> std::ops::DerefMut for RareList<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.0.as_deref_mut().map_or(&mut [], Vec::as_mut_slice)
     }
 }
 
@@ -228,5 +272,27 @@ impl ConnTable {
             .iter_mut()
             .enumerate()
             .filter_map(|(i, e)| e.as_mut().map(|e| (i as Slot, e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unused_rare_list_costs_one_pointer() {
+        assert_eq!(std::mem::size_of::<RareList<PendingGap>>(), 8);
+    }
+
+    #[test]
+    fn a_rare_list_frees_its_storage_when_the_last_element_goes() {
+        let mut list = RareList::default();
+        list.push(1);
+        list.push(2);
+        assert_eq!(list.swap_remove(0), 1);
+        assert_eq!(&*list, &[2]);
+        assert!(list.0.is_some());
+        list.swap_remove(0);
+        assert!(list.0.is_none() && list.is_empty());
     }
 }
