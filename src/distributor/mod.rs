@@ -8,6 +8,7 @@
 pub mod channels;
 pub mod conflate;
 pub mod history;
+pub mod host_level;
 pub mod ingress;
 mod join;
 pub mod snapshot;
@@ -26,10 +27,11 @@ use crate::driver::EventFd;
 use crate::status::ServerState;
 use channels::ChannelRegistry;
 pub use conflate::{Variant, Variants};
+use host_level::HostLevel;
 pub use ingress::{Ingress, JoinRequest, Joined, JoinedChannel, Origin, Publication, PublishError};
 use ingress::{IngressMsg, IngressRx};
 
-use crate::config::limits::{MAX_RATE_LEVEL, SHARD_BACKLOG_BATCHES};
+use crate::config::limits::SHARD_BACKLOG_BATCHES;
 use crate::config::Delivery;
 
 /// One channel's frames of one tick.
@@ -207,7 +209,7 @@ pub struct Distributor {
     namespaces: Arc<crate::config::Namespaces>,
     /// Frame number of the previous dispatch (for rate-level boundaries).
     last_frame: u64,
-    host_level: u8,
+    host: HostLevel,
 }
 
 impl Distributor {
@@ -231,7 +233,7 @@ impl Distributor {
             last_snapshot: Instant::now(),
             namespaces,
             last_frame: 0,
-            host_level: 0,
+            host: HostLevel::new(period.unwrap_or(Duration::from_secs(1))),
         }
     }
 
@@ -265,7 +267,7 @@ impl Distributor {
             self.dispatch(tick.frame);
             let took = work.elapsed();
             self.record_tick(took);
-            self.adapt_host_level(took, tick.merged > 0, period);
+            self.adapt_host_level(took, tick.merged > 0);
             if !running {
                 return;
             }
@@ -290,24 +292,19 @@ impl Distributor {
     }
 
     /// Steps conflated channels down (every 2nd, 4th... tick) while a tick's work overruns
-    /// most of its period, and back up once it takes under a quarter of it.
-    fn adapt_host_level(&mut self, took: Duration, merged: bool, period: Duration) {
-        let before = self.host_level;
-        if (merged || took > period.mul_f64(0.75)) && self.host_level < MAX_RATE_LEVEL {
-            self.host_level += 1;
-        } else if took < period / 4 && !merged && self.host_level > 0 {
-            self.host_level -= 1;
-        }
-        if self.host_level != before {
+    /// most of its period or ticks merge, and back up after a second of calm ticks.
+    fn adapt_host_level(&mut self, took: Duration, merged: bool) {
+        if let Some(level) = self.host.observe(took, merged) {
             tracing::warn!(
-                level = self.host_level,
+                level,
                 tick_us = took.as_micros() as u64,
-                "tick work against its period: conflated channels now every {} ticks",
-                1u32 << self.host_level
+                merged,
+                "frame clock under load: conflated channels now every {} ticks",
+                1u32 << level
             );
             self.stats
                 .host_level
-                .store(u64::from(self.host_level), Ordering::Relaxed);
+                .store(u64::from(level), Ordering::Relaxed);
         }
     }
 
@@ -442,7 +439,7 @@ impl Distributor {
             shards: self.links.len(),
             now: Instant::now(),
             boundaries,
-            host_level: self.host_level,
+            host_level: self.host.level(),
             levels,
         };
         let per_shard = tick::encode_tick(&mut self.registry, &input, &self.namespaces);
