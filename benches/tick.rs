@@ -18,6 +18,7 @@ use framecast::distributor::{ChannelFrames, Publication, TickBatch};
 use framecast::fanout::{deliver, Topics};
 use framecast::protocol::handshake::Routes;
 use framecast::shard::table::{ConnTable, Entry, Session};
+use framecast::shard::SendQueue;
 
 fn publication(channel: &Arc<str>) -> Publication {
     Publication {
@@ -175,7 +176,7 @@ fn shard_fanout(c: &mut Criterion) {
     };
     for conns in [1_000usize, 10_000] {
         let (mut table, mut topics) = open_table(conns, &settings);
-        let mut dirty = std::collections::VecDeque::with_capacity(conns);
+        let mut dirty = SendQueue::new(Instant::now());
         let mut send = SendBatch::default();
         group.throughput(Throughput::Elements(conns as u64));
         group.bench_function(BenchmarkId::new("deliveries", conns), |b| {
@@ -190,7 +191,7 @@ fn shard_fanout(c: &mut Criterion) {
                     now,
                     &mut dirty,
                 );
-                for slot in dirty.drain(..) {
+                while let Some((slot, _)) = dirty.pop() {
                     let e = table.get_mut(slot).unwrap();
                     e.dirty = false;
                     e.conn.outbox.fill(&mut send);

@@ -332,6 +332,18 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
         .sum()
 }
 
+/// A subscriber of `channel` receives 20 events published through the embedding API.
+async fn deliver_twenty_events(server: &framecast::ServerHandle, channel: &str) {
+    let (mut ws, _) = connect(server.local_addr()).await;
+    subscribe(&mut ws, &[channel]).await;
+    for i in 0..20 {
+        server.publish(channel, "x", &i).unwrap();
+    }
+    for _ in 0..20 {
+        recv(&mut ws).await;
+    }
+}
+
 async fn metrics_parse_as_prometheus_and_counters_move(io: IoBackend) {
     let server = start(config(io));
     let url = format!("{}/metrics", base(&server));
@@ -363,14 +375,7 @@ async fn metrics_parse_as_prometheus_and_counters_move(io: IoBackend) {
         .iter()
         .any(|s| s.metric == "framecast_disconnects_total"
             && s.labels.get("reason") == Some("slow_consumer")));
-    let (mut ws, _) = connect(server.local_addr()).await;
-    subscribe(&mut ws, &["m"]).await;
-    for i in 0..20 {
-        server.publish("m", "x", &i).unwrap();
-    }
-    for _ in 0..20 {
-        recv(&mut ws).await;
-    }
+    deliver_twenty_events(&server, "m").await;
     let after = blocking(move || scrape(&url)).await;
     for name in [
         "framecast_events_published_total",
@@ -387,6 +392,40 @@ async fn metrics_parse_as_prometheus_and_counters_move(io: IoBackend) {
         value(&after, "framecast_frames_written_total")
             - value(&before, "framecast_frames_written_total")
             >= 20.0
+    );
+}
+
+/// The value of the unlabelled sample `name` in a metrics body.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+async fn every_send_records_how_long_its_connection_waited(io: IoBackend) {
+    let server = start(config(io));
+    let url = format!("{}/metrics", base(&server));
+    deliver_twenty_events(&server, "w").await;
+    let text = blocking(move || call("GET", &url, None, None).1).await;
+    let text = text.as_str().expect("metrics are text");
+    let waits = sample(text, "framecast_send_queue_wait_seconds_count");
+    assert!(
+        waits >= 2.0,
+        "connected, subscribed and events were sent: {waits}"
+    );
+    assert_eq!(
+        waits,
+        sample(text, "framecast_sends_total"),
+        "one wait per send"
+    );
+    assert_eq!(
+        waits,
+        sample(
+            text,
+            "framecast_send_queue_wait_seconds_bucket{le=\"+Inf\"}"
+        )
     );
 }
 
@@ -498,6 +537,7 @@ both_backends!(
     incomplete_request_is_closed_after_the_timeout,
     pipelined_requests_get_responses_in_order,
     metrics_parse_as_prometheus_and_counters_move,
+    every_send_records_how_long_its_connection_waited,
     system_status_arrives_at_the_configured_interval,
     heartbeat_carries_server_time,
     default_channels_and_welcome_need_no_request,

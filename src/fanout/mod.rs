@@ -14,7 +14,7 @@
 mod gaps;
 pub mod topics;
 
-use std::collections::VecDeque;
+use crate::shard::SendQueue;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -25,7 +25,6 @@ use crate::conn::ConnSettings;
 use crate::conn::Full;
 use crate::distributor::conflate::crossed;
 use crate::distributor::{ChannelFrames, Exclusion, TickBatch};
-use crate::driver::Slot;
 use crate::shard::table::{ConnTable, Entry};
 use gaps::announce_or_miss;
 pub use topics::{Member, Topics};
@@ -56,7 +55,7 @@ pub fn deliver(
     table: &mut ConnTable,
     settings: &ConnSettings,
     now: Instant,
-    dirty: &mut VecDeque<Slot>,
+    dirty: &mut SendQueue,
 ) -> Delivered {
     let mut out = Delivered::default();
     for item in &batch.items {
@@ -89,7 +88,7 @@ pub fn deliver(
             }
             if !entry.dirty {
                 entry.dirty = true;
-                dirty.push_back(member.slot);
+                dirty.push(member.slot);
             }
         }
     }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::Response;
 use crate::conn::CloseReason;
 use crate::distributor::TICK_BUCKETS_US;
+use crate::shard::send_queue::SEND_WAIT_BUCKETS_MS;
 use crate::shard::ShardStats;
 use crate::status::ServerState;
 
@@ -19,6 +20,20 @@ fn get(c: &AtomicU64) -> u64 {
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A histogram family: `counts` per bucket of `bounds` (seconds), then one for +Inf.
+fn histogram(out: &mut String, name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f64) {
+    family(out, name, "histogram", help);
+    let mut cumulative = 0;
+    for (bound, count) in bounds.iter().zip(counts) {
+        cumulative += count;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += counts[bounds.len()];
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {cumulative}");
 }
 
 /// Renders every metric.
@@ -159,32 +174,38 @@ pub fn render(state: &ServerState) -> Response {
         );
     }
 
-    family(
+    let tick_counts: Vec<u64> = d.tick_buckets.iter().map(get).collect();
+    let tick_bounds: Vec<f64> = TICK_BUCKETS_US.iter().map(|&b| b as f64 / 1e6).collect();
+    histogram(
         &mut o,
         "framecast_tick_duration_seconds",
-        "histogram",
         "Distributor work per tick.",
+        &tick_bounds,
+        &tick_counts,
+        get(&d.tick_us_sum) as f64 / 1e6,
     );
-    let mut cumulative = 0;
-    for (i, bound) in TICK_BUCKETS_US.iter().enumerate() {
-        cumulative += get(&d.tick_buckets[i]);
-        let _ = writeln!(
-            o,
-            "framecast_tick_duration_seconds_bucket{{le=\"{}\"}} {cumulative}",
-            *bound as f64 / 1e6
-        );
+
+    let mut wait_counts = [0u64; SEND_WAIT_BUCKETS_MS.len() + 1];
+    let mut wait_ms_sum = 0;
+    for s in state.shards.iter() {
+        for (total, bucket) in wait_counts.iter_mut().zip(&s.send_wait_buckets) {
+            *total += get(bucket);
+        }
+        wait_ms_sum += get(&s.send_wait_ms_sum);
     }
-    cumulative += get(&d.tick_buckets[TICK_BUCKETS_US.len()]);
-    let _ = writeln!(
-        o,
-        "framecast_tick_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+    let wait_bounds: Vec<f64> = SEND_WAIT_BUCKETS_MS
+        .iter()
+        .map(|&b| f64::from(b) / 1e3)
+        .collect();
+    histogram(
+        &mut o,
+        "framecast_send_queue_wait_seconds",
+        "Time a connection with output waited in its shard's send queue before its send \
+         started (one pass over the busy connections when a shard is saturated).",
+        &wait_bounds,
+        &wait_counts,
+        wait_ms_sum as f64 / 1e3,
     );
-    let _ = writeln!(
-        o,
-        "framecast_tick_duration_seconds_sum {}",
-        get(&d.tick_us_sum) as f64 / 1e6
-    );
-    let _ = writeln!(o, "framecast_tick_duration_seconds_count {cumulative}");
 
     let per_shard: [ShardGauge; 4] = [
         (

@@ -7,10 +7,10 @@
 pub mod commands;
 pub mod joined;
 pub mod listen;
+pub mod send_queue;
 pub mod stats;
 pub mod table;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,8 @@ use crate::http::{self, HttpContext};
 use crate::protocol::message::CloseCode;
 use crate::status::ServerState;
 use commands::Context;
+use send_queue::wait_bucket;
+pub use send_queue::SendQueue;
 pub use stats::ShardStats;
 use table::{ConnTable, Entry, Session};
 
@@ -84,7 +86,7 @@ struct State {
     topics: Topics,
     /// Connections waiting for a send, in the order they got output (round-robin); each also
     /// has `Entry::dirty` set, so it is queued once.
-    dirty: VecDeque<Slot>,
+    dirty: SendQueue,
     scratch: Buffers,
     now: Instant,
     next_sweep: Instant,
@@ -102,7 +104,7 @@ impl<D: Driver> Shard<D> {
                 p: parts,
                 table: ConnTable::default(),
                 topics: Topics::default(),
-                dirty: VecDeque::new(),
+                dirty: SendQueue::new(now),
                 scratch: Buffers::default(),
                 now,
                 next_sweep: now,
@@ -124,6 +126,7 @@ impl<D: Driver> Shard<D> {
             let timeout = self.st.timeout();
             self.driver.wait(Some(timeout), &mut events)?;
             self.st.now = Instant::now();
+            self.st.dirty.set_now(self.st.now);
             for event in events.drain(..) {
                 self.on_event(event);
             }
@@ -250,7 +253,7 @@ impl<D: Driver> Shard<D> {
         } else if !e.conn.outbox.is_empty() {
             if !e.dirty {
                 e.dirty = true;
-                self.st.dirty.push_back(slot);
+                self.st.dirty.push(slot);
             }
         } else if e.conn.wants_write_shutdown() && !e.sending {
             self.driver.shutdown_write(slot);
@@ -401,7 +404,7 @@ impl<D: Driver> Shard<D> {
     fn flush(&mut self) {
         let mut sends = 0;
         while sends < SENDS_PER_TURN {
-            let Some(slot) = self.st.dirty.pop_front() else {
+            let Some((slot, waited_ms)) = self.st.dirty.pop() else {
                 break;
             };
             let Some(e) = self.st.table.get_mut(slot) else {
@@ -417,7 +420,10 @@ impl<D: Driver> Shard<D> {
             sends += 1;
             let mut batch = self.driver.batch();
             e.conn.outbox.fill(&mut batch);
-            ShardStats::add(&self.st.p.stats.sends, 1);
+            let stats = &self.st.p.stats;
+            ShardStats::add(&stats.sends, 1);
+            ShardStats::add(&stats.send_wait_buckets[wait_bucket(waited_ms)], 1);
+            ShardStats::add(&stats.send_wait_ms_sum, u64::from(waited_ms));
             match self.driver.send(slot, batch) {
                 SendStatus::InFlight => e.sending = true,
                 SendStatus::Done(n) => {

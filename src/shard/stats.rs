@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::send_queue::SEND_WAIT_BUCKETS_MS;
 use crate::conn::CloseReason;
 
 /// Counters of one shard, aligned so two shards never share a cache line.
@@ -29,6 +30,11 @@ pub struct ShardStats {
     pub closed_by_reason: [AtomicU64; CloseReason::ALL.len()],
     /// Vectored sends started.
     pub sends: AtomicU64,
+    /// How long connections waited in the send queue before their send started: counts per
+    /// bucket of [`SEND_WAIT_BUCKETS_MS`], then +Inf.
+    pub send_wait_buckets: [AtomicU64; SEND_WAIT_BUCKETS_MS.len() + 1],
+    /// Sum of those waits, in milliseconds.
+    pub send_wait_ms_sum: AtomicU64,
     /// Bytes written to sockets.
     pub bytes_out: AtomicU64,
     /// Events not delivered to full queues (volatile and conflated channels).
