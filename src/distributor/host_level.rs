@@ -1,9 +1,10 @@
 //! Degradation of the host: while the distributor cannot keep its frame clock (a tick's work
 //! takes most of its period, or ticks had to be merged), conflated channels are dispatched only
-//! every 2nd, 4th ... tick. Stepping down is immediate; stepping back up waits for a second of
-//! calm ticks, so one quiet tick on a saturated core does not flip the level back and forth.
+//! every 2nd, 4th ... tick; one calm tick (work under a quarter of the period) steps back up.
+//! On a saturated core the level can change every few ticks, so changes are logged sparingly
+//! (see [`LogLimiter`]); the current level is always in the metrics and status.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::limits::MAX_RATE_LEVEL;
 
@@ -11,23 +12,13 @@ use crate::config::limits::MAX_RATE_LEVEL;
 #[derive(Debug)]
 pub struct HostLevel {
     level: u8,
-    /// Consecutive calm ticks seen at the current level.
-    calm: u32,
-    /// Calm ticks needed to step up one level: one second's worth.
-    calm_needed: u32,
     period: Duration,
 }
 
 impl HostLevel {
     /// Level 0 for a frame clock of `period`.
     pub fn new(period: Duration) -> HostLevel {
-        let per_second = Duration::from_secs(1).as_nanos() / period.as_nanos().max(1);
-        HostLevel {
-            level: 0,
-            calm: 0,
-            calm_needed: (per_second as u32).max(1),
-            period,
-        }
+        HostLevel { level: 0, period }
     }
 
     /// The current level.
@@ -40,18 +31,44 @@ impl HostLevel {
     pub fn observe(&mut self, took: Duration, merged: bool) -> Option<u8> {
         let before = self.level;
         if merged || took > self.period.mul_f64(0.75) {
-            self.calm = 0;
             self.level = (self.level + 1).min(MAX_RATE_LEVEL);
         } else if took < self.period / 4 && self.level > 0 {
-            self.calm += 1;
-            if self.calm >= self.calm_needed {
-                self.calm = 0;
-                self.level -= 1;
-            }
-        } else {
-            self.calm = 0;
+            self.level -= 1;
         }
         (self.level != before).then_some(self.level)
+    }
+}
+
+/// Lets a warning through at most once per `every`, counting the ones held back meanwhile.
+#[derive(Debug)]
+pub struct LogLimiter {
+    every: Duration,
+    last: Option<Instant>,
+    held_back: u32,
+}
+
+impl LogLimiter {
+    /// A limiter passing one warning per `every`.
+    pub fn new(every: Duration) -> LogLimiter {
+        LogLimiter {
+            every,
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// Whether to log now; if so, also how many warnings were held back since the last one.
+    pub fn admit(&mut self, now: Instant) -> Option<u32> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.every => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held_back))
+            }
+        }
     }
 }
 
@@ -63,38 +80,26 @@ mod tests {
     const CALM: Duration = Duration::from_micros(100);
 
     #[test]
-    fn an_overrunning_tick_steps_the_host_down_at_once() {
+    fn an_overrunning_or_merged_tick_steps_the_host_down() {
         let mut h = HostLevel::new(PERIOD);
         assert_eq!(h.observe(Duration::from_millis(15), false), Some(1));
         assert_eq!(h.observe(CALM, true), Some(2));
     }
 
     #[test]
-    fn one_calm_tick_after_an_overrun_keeps_the_level() {
+    fn a_calm_tick_steps_the_host_up_one_level() {
         let mut h = HostLevel::new(PERIOD);
         h.observe(CALM, true);
-        assert_eq!(h.observe(CALM, false), None);
+        h.observe(CALM, true);
+        assert_eq!(h.observe(CALM, false), Some(1));
+    }
+
+    #[test]
+    fn a_busy_but_not_late_tick_keeps_the_level() {
+        let mut h = HostLevel::new(PERIOD);
+        h.observe(CALM, true);
+        assert_eq!(h.observe(Duration::from_millis(8), false), None);
         assert_eq!(h.level(), 1);
-    }
-
-    #[test]
-    fn a_second_of_calm_ticks_steps_the_host_up_one_level() {
-        let mut h = HostLevel::new(PERIOD);
-        h.observe(CALM, true);
-        h.observe(CALM, true);
-        let changes: Vec<u8> = (0..60).filter_map(|_| h.observe(CALM, false)).collect();
-        assert_eq!(changes, vec![1]);
-    }
-
-    #[test]
-    fn a_busy_but_not_late_tick_restarts_the_calm_count() {
-        let mut h = HostLevel::new(PERIOD);
-        h.observe(CALM, true);
-        for _ in 0..59 {
-            h.observe(CALM, false);
-        }
-        h.observe(Duration::from_millis(8), false);
-        assert_eq!(h.observe(CALM, false), None, "calm count restarted");
     }
 
     #[test]
@@ -104,5 +109,15 @@ mod tests {
             h.observe(CALM, true);
         }
         assert_eq!(h.level(), MAX_RATE_LEVEL);
+    }
+
+    #[test]
+    fn warnings_within_the_interval_are_held_back_and_counted() {
+        let t0 = Instant::now();
+        let mut limit = LogLimiter::new(Duration::from_secs(10));
+        assert_eq!(limit.admit(t0), Some(0));
+        assert_eq!(limit.admit(t0 + Duration::from_secs(1)), None);
+        assert_eq!(limit.admit(t0 + Duration::from_secs(2)), None);
+        assert_eq!(limit.admit(t0 + Duration::from_secs(11)), Some(2));
     }
 }

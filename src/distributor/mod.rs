@@ -27,7 +27,7 @@ use crate::driver::EventFd;
 use crate::status::ServerState;
 use channels::ChannelRegistry;
 pub use conflate::{Variant, Variants};
-use host_level::HostLevel;
+use host_level::{HostLevel, LogLimiter};
 pub use ingress::{Ingress, JoinRequest, Joined, JoinedChannel, Origin, Publication, PublishError};
 use ingress::{IngressMsg, IngressRx};
 
@@ -210,6 +210,8 @@ pub struct Distributor {
     /// Frame number of the previous dispatch (for rate-level boundaries).
     last_frame: u64,
     host: HostLevel,
+    /// Keeps level changes on a saturated core from flooding the log.
+    host_log: LogLimiter,
 }
 
 impl Distributor {
@@ -234,6 +236,7 @@ impl Distributor {
             namespaces,
             last_frame: 0,
             host: HostLevel::new(period.unwrap_or(Duration::from_secs(1))),
+            host_log: LogLimiter::new(Duration::from_secs(10)),
         }
     }
 
@@ -292,19 +295,26 @@ impl Distributor {
     }
 
     /// Steps conflated channels down (every 2nd, 4th... tick) while a tick's work overruns
-    /// most of its period or ticks merge, and back up after a second of calm ticks.
+    /// most of its period or ticks merge, and back up on a calm tick. Changes are logged at
+    /// most once per 10 s (with how many were not), every one at debug level.
     fn adapt_host_level(&mut self, took: Duration, merged: bool) {
-        if let Some(level) = self.host.observe(took, merged) {
-            tracing::warn!(
+        let Some(level) = self.host.observe(took, merged) else {
+            return;
+        };
+        self.stats
+            .host_level
+            .store(u64::from(level), Ordering::Relaxed);
+        let every = 1u32 << level;
+        let tick_us = took.as_micros() as u64;
+        match self.host_log.admit(Instant::now()) {
+            Some(unlogged) => tracing::warn!(
                 level,
-                tick_us = took.as_micros() as u64,
+                tick_us,
                 merged,
-                "frame clock under load: conflated channels now every {} ticks",
-                1u32 << level
-            );
-            self.stats
-                .host_level
-                .store(u64::from(level), Ordering::Relaxed);
+                unlogged_changes = unlogged,
+                "frame clock under load: conflated channels now every {every} ticks"
+            ),
+            None => tracing::debug!(level, tick_us, merged, "host degrade level changed"),
         }
     }
 
