@@ -31,7 +31,7 @@ fn tune_allocator() {
 /// Keep the heap in 4 KiB pages. mimalloc marks its whole 1 GiB arena `MADV_HUGEPAGE`, so with
 /// THP in `madvise` (or `always`) mode every 2 MiB region it touches becomes resident in full,
 /// and a heap of small per-connection records scattered over it is charged whole huge pages:
-/// with 19000 idle connections 0.94 → 0.64 KB RSS per connection and a 14.6 → 5.9 MB baseline
+/// with 19000 idle connections 0.94 → 0.64 KB RSS per connection and a 14.6 → 9.0 MB baseline
 /// (benches/RESULTS.md). Failing (a kernel without it) only costs that memory.
 fn opt_out_of_huge_pages() -> std::io::Result<()> {
     // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes a flag of this

@@ -395,38 +395,31 @@ async fn metrics_parse_as_prometheus_and_counters_move(io: IoBackend) {
     );
 }
 
-/// The value of the unlabelled sample `name` in a metrics body.
-fn sample(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .parse()
-        .unwrap()
-}
-
 async fn every_send_records_how_long_its_connection_waited(io: IoBackend) {
     let server = start(config(io));
     let url = format!("{}/metrics", base(&server));
     deliver_twenty_events(&server, "w").await;
-    let text = blocking(move || call("GET", &url, None, None).1).await;
-    let text = text.as_str().expect("metrics are text");
-    let waits = sample(text, "framecast_send_queue_wait_seconds_count");
+    let scraped = blocking(move || scrape(&url)).await;
+    let waits = value(&scraped, "framecast_send_queue_wait_seconds_count");
     assert!(
         waits >= 2.0,
         "connected, subscribed and events were sent: {waits}"
     );
     assert_eq!(
         waits,
-        sample(text, "framecast_sends_total"),
+        value(&scraped, "framecast_sends_total"),
         "one wait per send"
     );
-    assert_eq!(
-        waits,
-        sample(
-            text,
-            "framecast_send_queue_wait_seconds_bucket{le=\"+Inf\"}"
-        )
-    );
+    let below_inf = scraped
+        .samples
+        .iter()
+        .find(|s| s.metric == "framecast_send_queue_wait_seconds")
+        .and_then(|s| match &s.value {
+            prometheus_parse::Value::Histogram(buckets) => buckets.last().map(|b| b.count),
+            _ => None,
+        })
+        .expect("the wait histogram");
+    assert_eq!(waits, below_inf);
 }
 
 async fn system_status_arrives_at_the_configured_interval(io: IoBackend) {

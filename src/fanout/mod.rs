@@ -14,7 +14,6 @@
 mod gaps;
 pub mod topics;
 
-use crate::shard::SendQueue;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -26,6 +25,7 @@ use crate::conn::Full;
 use crate::distributor::conflate::crossed;
 use crate::distributor::{ChannelFrames, Exclusion, TickBatch};
 use crate::shard::table::{ConnTable, Entry};
+use crate::shard::SendQueue;
 use gaps::announce_or_miss;
 pub use topics::{Member, Topics};
 
@@ -86,10 +86,7 @@ pub fn deliver(
                     deliver_conflated(entry, member, item, batch, shard, settings, now, &mut out)
                 }
             }
-            if !entry.dirty {
-                entry.dirty = true;
-                dirty.push(member.slot);
-            }
+            dirty.push_once(member.slot, &mut entry.dirty);
         }
     }
     out

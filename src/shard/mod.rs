@@ -251,10 +251,7 @@ impl<D: Driver> Shard<D> {
         if e.conn.is_done() {
             self.finish(slot);
         } else if !e.conn.outbox.is_empty() {
-            if !e.dirty {
-                e.dirty = true;
-                self.st.dirty.push(slot);
-            }
+            self.st.dirty.push_once(slot, &mut e.dirty);
         } else if e.conn.wants_write_shutdown() && !e.sending {
             self.driver.shutdown_write(slot);
             e.conn.handle_write_shutdown();

@@ -37,9 +37,13 @@ impl SendQueue {
         self.now_ms = now.saturating_duration_since(self.epoch).as_millis() as u32;
     }
 
-    /// Queues a connection at the back.
-    pub fn push(&mut self, slot: Slot) {
-        self.slots.push_back((slot, self.now_ms));
+    /// Queues a connection at the back unless `queued` (its `Entry::dirty` flag) says it is
+    /// already waiting; sets the flag.
+    pub fn push_once(&mut self, slot: Slot, queued: &mut bool) {
+        if !*queued {
+            *queued = true;
+            self.slots.push_back((slot, self.now_ms));
+        }
     }
 
     /// Takes the connection that has waited longest, with how long it waited (milliseconds).
@@ -51,11 +55,6 @@ impl SendQueue {
     /// Whether no connection waits.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
-    }
-
-    /// Number of waiting connections.
-    pub fn len(&self) -> usize {
-        self.slots.len()
     }
 }
 
@@ -77,8 +76,11 @@ mod tests {
         let t0 = Instant::now();
         let mut q = SendQueue::new(t0);
         q.set_now(t0 + Duration::from_millis(10));
-        q.push(7);
-        q.push(8);
+        let (mut seven, mut eight) = (false, false);
+        q.push_once(7, &mut seven);
+        q.push_once(8, &mut eight);
+        q.push_once(7, &mut seven);
+        assert!(seven && eight);
         q.set_now(t0 + Duration::from_millis(42));
         assert_eq!(q.pop(), Some((7, 32)));
         assert_eq!(q.pop(), Some((8, 32)));
