@@ -192,7 +192,19 @@ fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+/// Exit with the error's whole chain on one line and status 1: never a backtrace, whatever
+/// `RUST_BACKTRACE` says (a configuration mistake is not a crash).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("framecast: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tune_allocator();
     let huge_pages = opt_out_of_huge_pages();
     let cli = Cli::parse();

@@ -211,6 +211,7 @@ impl Server {
             config.tick_period(),
             state.clone(),
             policy.namespaces.clone(),
+            config.max_channels,
         );
         let distributor = std::thread::Builder::new()
             .name("framecast-distributor".into())
@@ -249,7 +250,16 @@ impl Server {
                 }
             }
         }
-        tracing::info!(%addr, backend, shards = handle.shards.len(), tick_hz = handle.config.tick_hz, "framecast listening");
+        let c = &handle.config;
+        tracing::info!(
+            %addr,
+            backend,
+            shards = handle.shards.len(),
+            tick_hz = c.tick_hz,
+            config = c.config_file.as_ref().map_or("none (defaults, environment, flags)".into(), |p| p.display().to_string()),
+            auth = c.auth_mode(),
+            "framecast listening"
+        );
         Ok(handle)
     }
 }

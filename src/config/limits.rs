@@ -13,6 +13,10 @@ pub const MAX_BYTES_PER_SEND: usize = 1024 * 1024;
 pub const MAX_CHANNELS: usize = 1_000_000;
 /// Bytes of publications waiting in the ingress before publishers are told OVERLOADED.
 pub const MAX_INGRESS_BYTES: usize = 256 * 1024 * 1024;
+/// Most bytes one HTTP broadcast may cause the distributor to encode (data bytes × channels):
+/// each channel's event is its own frame, so a 1 MiB body to 1000 channels would be 1 GiB of
+/// copies. Beyond, the request is answered 413 and nothing is published.
+pub const MAX_BROADCAST_BYTES: usize = 64 * 1024 * 1024;
 /// Tick batches that may wait in one shard's inbox before the distributor drops and counts one.
 pub const SHARD_INBOX_BATCHES: usize = 4096;
 /// How long a connection in the close handshake waits for the peer before the socket is closed.

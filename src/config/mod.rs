@@ -142,6 +142,8 @@ pub struct Config {
     pub max_channels: usize,
     /// `[namespaces.NAME]` tables (TOML file only).
     pub namespaces: Namespaces,
+    /// The TOML file this configuration was read from, if any (for the startup line).
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -175,6 +177,7 @@ impl Default for Config {
             max_subscriptions: 1000,
             max_channels: 100_000,
             namespaces: Namespaces::default(),
+            config_file: None,
         }
     }
 }
@@ -338,7 +341,23 @@ impl Config {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        self.apply_toml(&text, &path.display().to_string())
+        self.apply_toml(&text, &path.display().to_string())?;
+        self.config_file = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    /// How clients authenticate, in words for the startup line.
+    pub fn auth_mode(&self) -> String {
+        let key = match (&self.jwt_secret, &self.jwt_public_key_file) {
+            (Some(_), _) => "JWT (HS256 secret)",
+            (None, Some(_)) => "JWT (RS256/ES256 public key)",
+            (None, None) => return "none (every client is anonymous)".into(),
+        };
+        if self.anonymous_allowed() {
+            format!("{key}, anonymous clients allowed")
+        } else {
+            format!("{key} required")
+        }
     }
 
     /// Checks rules that involve more than one key.
@@ -357,6 +376,31 @@ impl Config {
                     self.listen
                 ),
             });
+        }
+        let has_key = self.jwt_secret.is_some() || self.jwt_public_key_file.is_some();
+        if !has_key {
+            if self.allow_anonymous == Some(false) {
+                return Err(ConfigError::Invalid {
+                    key: "allow_anonymous".into(),
+                    message: "false without jwt_secret or jwt_public_key_file: no client could ever connect; set a key".into(),
+                });
+            }
+            if let Some((name, ns)) = self
+                .namespaces
+                .iter()
+                .find(|(_, ns)| ns.subscribe != Access::Anonymous)
+            {
+                let wants = match ns.subscribe {
+                    Access::Token => "token",
+                    _ => "authenticated",
+                };
+                return Err(ConfigError::Invalid {
+                    key: format!("namespaces.{name}.subscribe"),
+                    message: format!(
+                        "\"{wants}\" needs jwt_secret or jwt_public_key_file: without a key no client can authenticate, so nobody could join this namespace"
+                    ),
+                });
+            }
         }
         if self.ping_interval.is_zero() {
             return Err(ConfigError::Invalid {

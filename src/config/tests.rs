@@ -85,3 +85,32 @@ fn default_channels_accept_a_toml_list_or_commas_and_check_names() {
         .to_string();
     assert!(err.contains("default_channels"), "{err}");
 }
+
+#[test]
+fn a_namespace_nobody_could_join_is_refused_naming_it() {
+    for access in ["token", "authenticated"] {
+        let mut c = Config::default();
+        c.apply_toml(
+            &format!("[namespaces.session]\nsubscribe = \"{access}\"\n"),
+            "test",
+        )
+        .unwrap();
+        let err = c.check().unwrap_err();
+        assert!(
+            err.to_string().contains("`namespaces.session.subscribe`"),
+            "{err}"
+        );
+        c.jwt_secret = Some("a-secret-of-enough-length".into());
+        c.check().unwrap();
+    }
+}
+
+#[test]
+fn refusing_anonymous_clients_without_a_key_is_refused() {
+    let c = Config {
+        allow_anonymous: Some(false),
+        ..Config::default()
+    };
+    let err = c.check().unwrap_err();
+    assert!(err.to_string().contains("`allow_anonymous`"), "{err}");
+}

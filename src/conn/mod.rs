@@ -395,10 +395,16 @@ impl Conn {
             return;
         }
         if let Err(v) = result {
-            self.input_poisoned = true;
+            // Fail the connection (RFC 6455 §7.1.7): the stream may no longer be framed, so
+            // send the close frame, then FIN, and drop input until the peer closes. The peer
+            // sees the TCP close right after our close frame instead of waiting for a close
+            // handshake that can no longer be read.
             if self.is_open() {
-                self.close(v.code, v.reason, CloseReason::ProtocolError, now);
+                self.outbox.push_unchecked(close_frame(v.code, v.reason));
+                self.reason = Some(CloseReason::ProtocolError);
+                self.linger(now);
             } else {
+                self.input_poisoned = true;
                 self.phase = Phase::Done;
             }
         }

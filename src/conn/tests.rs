@@ -221,3 +221,41 @@ fn application_can_refuse_an_upgrade_before_the_101() {
     );
     assert!(!c.is_native());
 }
+
+#[test]
+fn a_failed_connection_half_closes_after_its_close_frame_instead_of_waiting() {
+    // Autobahn's close-behaviour checks: after a 1002/1007 the server closes TCP at once
+    // (close frame, then FIN) rather than waiting 2 s for a close reply it cannot frame.
+    let now = Instant::now();
+    let mut c = open(now);
+    feed(&mut c, &client_frame(0x81, &[0xC3, 0x28]), now); // invalid UTF-8
+    assert_eq!(c.close_reason(), Some(CloseReason::ProtocolError));
+    assert!(!c.wants_write_shutdown(), "the close frame goes out first");
+    let out = drain(&mut c);
+    assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xEF]); // 1007
+    assert!(c.wants_write_shutdown());
+    c.handle_write_shutdown();
+    // The client's close reply is read and dropped; its EOF ends the connection.
+    feed(&mut c, &client_frame(0x88, &[0x03, 0xE8]), now);
+    assert!(drain(&mut c).is_empty());
+    c.handle_peer_gone();
+    assert!(c.is_done());
+    assert_eq!(c.close_reason(), Some(CloseReason::ProtocolError));
+}
+
+#[test]
+fn a_failed_connection_whose_peer_never_closes_ends_at_the_close_deadline() {
+    let now = Instant::now();
+    let mut c = open(now);
+    feed(&mut c, &[0x81, 0x01, b'x'], now); // unmasked
+    drain(&mut c);
+    c.handle_write_shutdown();
+    let s = settings();
+    c.handle_timeout(
+        now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS - 1),
+        &s,
+    );
+    assert!(!c.is_done());
+    c.handle_timeout(now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS), &s);
+    assert!(c.is_done());
+}

@@ -103,6 +103,8 @@ pub struct ChannelState {
     pub subscribers: u64,
     /// `last_seq` at the previous snapshot (for events per second).
     pub seq_at_snapshot: u64,
+    /// Created by a client (a join or a client publication): counts toward `max_channels`.
+    pub client_created: bool,
 }
 
 impl Default for ChannelState {
@@ -119,6 +121,7 @@ impl Default for ChannelState {
             pending: Vec::new(),
             subscribers: 0,
             seq_at_snapshot: 0,
+            client_created: false,
         }
     }
 }
@@ -162,9 +165,14 @@ impl ChannelState {
     }
 }
 /// Every channel the distributor knows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ChannelRegistry {
     map: HashMap<Arc<str>, ChannelState>,
+    /// Channels clients may create (`max_channels`): a join or a client publication that would
+    /// create one more is refused. The distributor owns the registry, so this is exact.
+    client_limit: usize,
+    /// Channels in `map` that a client created (built-in and server-published ones are not).
+    client_channels: usize,
     /// Channels with pending publications this tick, in first-publication order.
     dirty: Vec<Arc<str>>,
     /// Conflated channels whose rate-level windows hold events.
@@ -173,13 +181,62 @@ pub struct ChannelRegistry {
     pub dropped_full: u64,
 }
 
+impl Default for ChannelRegistry {
+    fn default() -> ChannelRegistry {
+        ChannelRegistry::with_client_limit(MAX_CHANNELS)
+    }
+}
+
 impl ChannelRegistry {
-    /// Counts a subscriber in on `shard`; `None` if the registry is full.
+    /// An empty registry where clients may create at most `limit` channels (server-side
+    /// publications are bounded by [`MAX_CHANNELS`] only).
+    pub fn with_client_limit(limit: usize) -> ChannelRegistry {
+        ChannelRegistry {
+            map: HashMap::new(),
+            client_limit: limit.min(MAX_CHANNELS),
+            client_channels: 0,
+            dirty: Vec::new(),
+            levelled: Vec::new(),
+            dropped_full: 0,
+        }
+    }
+
+    /// Whether `channel` exists now.
+    pub fn contains(&self, channel: &str) -> bool {
+        self.map.contains_key(channel)
+    }
+
+    /// Whether a client may create one more channel.
+    pub fn has_room_for_clients(&self) -> bool {
+        self.client_channels < self.client_limit && self.map.len() < MAX_CHANNELS
+    }
+
+    /// Channels created by clients that exist now (what `max_channels` bounds).
+    pub fn client_channels(&self) -> usize {
+        self.client_channels
+    }
+
+    /// Makes sure `channel` exists, creating it on behalf of a client (`client`) or the
+    /// server; false when that would pass `max_channels` (clients) or [`MAX_CHANNELS`].
+    fn ensure(&mut self, channel: &Arc<str>, client: bool) -> bool {
+        if self.map.contains_key(channel) {
+            return true;
+        }
+        if client && !self.has_room_for_clients() || self.map.len() >= MAX_CHANNELS {
+            return false;
+        }
+        self.client_channels += usize::from(client);
+        self.map.entry(channel.clone()).or_default().client_created = client;
+        true
+    }
+
+    /// Counts a subscriber in on `shard`; `None` if the channel is new and clients may create
+    /// no more channels (`max_channels`).
     pub fn join(&mut self, shard: usize, channel: Arc<str>) -> Option<&mut ChannelState> {
-        if !self.map.contains_key(&channel) && self.map.len() >= MAX_CHANNELS {
+        if !self.ensure(&channel, true) {
             return None;
         }
-        let state = self.map.entry(channel).or_default();
+        let state = self.map.get_mut(&channel).expect("ensured");
         state.count(shard, true);
         Some(state)
     }
@@ -205,8 +262,13 @@ impl ChannelRegistry {
     /// snapshot are forgotten first, so the registry (and `max_channels`) counts live channels
     /// only; such a channel starts again at seq 1, in a new epoch, if used later.
     pub fn snapshot(&mut self, elapsed_secs: f64) -> Vec<crate::status::ChannelInfo> {
-        self.map
-            .retain(|_, s| !s.forgettable() || s.last_seq != s.seq_at_snapshot);
+        let mut forgot_client = 0;
+        self.map.retain(|_, s| {
+            let keep = !s.forgettable() || s.last_seq != s.seq_at_snapshot;
+            forgot_client += usize::from(!keep && s.client_created);
+            keep
+        });
+        self.client_channels -= forgot_client;
         let mut out: Vec<_> = self
             .map
             .iter_mut()
@@ -233,11 +295,11 @@ impl ChannelRegistry {
 
     /// Queues a publication for this tick; false if the registry is full.
     pub fn queue(&mut self, p: Publication) -> bool {
-        if !self.map.contains_key(&p.channel) && self.map.len() >= MAX_CHANNELS {
+        if !self.ensure(&p.channel, p.origin.is_some()) {
             self.dropped_full += 1;
             return false;
         }
-        let state = self.map.entry(p.channel.clone()).or_default();
+        let state = self.map.get_mut(&p.channel).expect("ensured");
         if state.pending.is_empty() {
             self.dirty.push(p.channel.clone());
         }

@@ -39,6 +39,45 @@ impl HostLevel {
     }
 }
 
+/// Why the frame clock fell behind, for the operator: the distributor's own work, or the host
+/// running it late (another busy process, an overcommitted VM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behind {
+    /// The tick's work took most of its period.
+    WorkOverrun,
+    /// The work was short: the thread was scheduled late and ticks merged.
+    SchedulingDelay,
+}
+
+impl Behind {
+    /// snake_case name for structured logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Behind::WorkOverrun => "work_overrun",
+            Behind::SchedulingDelay => "scheduling_delay",
+        }
+    }
+
+    /// A phrase for the log message.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Behind::WorkOverrun => "tick work overran its period",
+            Behind::SchedulingDelay => "the thread was scheduled late; tick work was short",
+        }
+    }
+}
+
+impl HostLevel {
+    /// Which of the two made a tick late, from its work time.
+    pub fn cause(took: Duration, period: Duration) -> Behind {
+        if took > period.mul_f64(0.75) {
+            Behind::WorkOverrun
+        } else {
+            Behind::SchedulingDelay
+        }
+    }
+}
+
 /// Lets a warning through at most once per `every`, counting the ones held back meanwhile.
 #[derive(Debug)]
 pub struct LogLimiter {
@@ -100,6 +139,18 @@ mod tests {
         h.observe(CALM, true);
         assert_eq!(h.observe(Duration::from_millis(8), false), None);
         assert_eq!(h.level(), 1);
+    }
+
+    #[test]
+    fn a_late_tick_with_little_work_is_a_scheduling_delay() {
+        assert_eq!(
+            HostLevel::cause(Duration::from_micros(3), PERIOD),
+            Behind::SchedulingDelay
+        );
+        assert_eq!(
+            HostLevel::cause(Duration::from_millis(15), PERIOD),
+            Behind::WorkOverrun
+        );
     }
 
     #[test]

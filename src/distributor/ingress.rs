@@ -92,13 +92,15 @@ pub struct JoinedChannel {
     pub recovered: Option<bool>,
     /// Frames to send first: the missed events, or the snapshot.
     pub frames: Vec<Bytes>,
+    /// The channel did not exist and clients may create no more (`max_channels`): not joined.
+    pub refused: bool,
 }
 
 /// Why a publication was not accepted.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PublishError {
     /// The channel name breaks the naming rules.
-    #[error("invalid channel name `{0}`: use 1-200 bytes of letters, digits and _-.:/@")]
+    #[error("{}", channel::invalid_name_message(.0))]
     InvalidChannel(String),
     /// The payload could not be serialized as JSON.
     #[error("data is not serializable as JSON: {0}")]
@@ -200,6 +202,44 @@ impl Ingress {
             data: Bytes::from(data),
             key: key.map(json_key),
         })
+    }
+
+    /// Queues one event for every channel in `channels`, all or none: the byte budget is taken
+    /// for the whole set at once, and the channels share one `data` buffer (no copy per channel
+    /// here; the distributor encodes each channel's frame once).
+    pub fn publish_to_all(
+        &self,
+        channels: &[String],
+        event_type: &str,
+        key: Option<&str>,
+        data: Bytes,
+    ) -> Result<(), PublishError> {
+        if let Some(bad) = channels.iter().find(|c| !channel::is_valid(c)) {
+            return Err(PublishError::InvalidChannel(bad.chars().take(64).collect()));
+        }
+        let event_type = Bytes::from(serde_json::to_vec(event_type).expect("a str serializes"));
+        let key = key.map(json_key);
+        let publications: Vec<Publication> = channels
+            .iter()
+            .map(|c| Publication {
+                origin: None,
+                channel: Arc::from(c.as_str()),
+                event_type: event_type.clone(),
+                data: data.clone(),
+                key: key.clone(),
+            })
+            .collect();
+        let cost: usize = publications.iter().map(Publication::cost).sum();
+        if self.pending_bytes.fetch_add(cost, Ordering::Relaxed) + cost > MAX_INGRESS_BYTES {
+            self.pending_bytes.fetch_sub(cost, Ordering::Relaxed);
+            return Err(PublishError::Overloaded);
+        }
+        for p in publications {
+            if self.tx.send(IngressMsg::Publish(p)).is_err() {
+                return Err(PublishError::Stopped);
+            }
+        }
+        Ok(())
     }
 
     /// Asks to add a connection to channels; answered on the shard's inbox.

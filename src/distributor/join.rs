@@ -20,13 +20,14 @@ pub fn answer(
     for (name, since) in &asked {
         let ns = namespaces.of(name);
         let Some(state) = registry.join(request.shard, name.clone()) else {
-            // Registry full: the channel cannot exist; the client sees seq 0 and no epoch.
+            // At max_channels: the channel is not created and nothing was counted.
             channels.push(JoinedChannel {
                 name: name.clone(),
                 seq: 0,
                 epoch: "".into(),
-                recovered: since.as_ref().map(|_| false),
+                recovered: None,
                 frames: Vec::new(),
+                refused: true,
             });
             continue;
         };
@@ -61,6 +62,7 @@ pub fn answer(
             epoch: state.epoch.clone(),
             recovered,
             frames,
+            refused: false,
         });
     }
     request.channels = asked;

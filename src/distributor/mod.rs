@@ -222,13 +222,14 @@ impl Distributor {
         period: Option<Duration>,
         state: Arc<ServerState>,
         namespaces: Arc<crate::config::Namespaces>,
+        max_channels: usize,
     ) -> Distributor {
         Distributor {
             rx: rx.msgs,
             doorbell: rx.doorbell,
             ingress,
             links,
-            registry: ChannelRegistry::default(),
+            registry: ChannelRegistry::with_client_limit(max_channels),
             period,
             stats: state.distributor.clone(),
             state,
@@ -306,15 +307,32 @@ impl Distributor {
             .store(u64::from(level), Ordering::Relaxed);
         let every = 1u32 << level;
         let tick_us = took.as_micros() as u64;
-        match self.host_log.admit(Instant::now()) {
+        let cause = HostLevel::cause(took, self.period.unwrap_or(Duration::from_secs(1)));
+        // Without a conflated namespace the level changes nothing anyone receives: no warning.
+        let any_conflated = self
+            .namespaces
+            .iter()
+            .any(|(_, ns)| ns.delivery == crate::config::Delivery::Conflated);
+        match any_conflated
+            .then(|| self.host_log.admit(Instant::now()))
+            .flatten()
+        {
             Some(unlogged) => tracing::warn!(
                 level,
                 tick_us,
                 merged,
+                cause = cause.as_str(),
                 unlogged_changes = unlogged,
-                "frame clock under load: conflated channels now every {every} ticks"
+                "frame clock behind ({}): conflated channels now every {every} ticks",
+                cause.describe()
             ),
-            None => tracing::debug!(level, tick_us, merged, "host degrade level changed"),
+            None => tracing::debug!(
+                level,
+                tick_us,
+                merged,
+                cause = cause.as_str(),
+                "host degrade level changed"
+            ),
         }
     }
 

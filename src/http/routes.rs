@@ -1,11 +1,16 @@
 //! The handlers: health, status, channels, broadcast.
 
+use bytes::Bytes;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{HttpContext, Response};
+use crate::config::limits::MAX_BROADCAST_BYTES;
 use crate::distributor::PublishError;
 use crate::shard::ShardStats;
 use crate::wire::channel;
+use crate::wire::command::{self, ErrorCode};
+use crate::wire::json::{self, Fields};
 
 /// `GET /healthz`: 200 while serving, 503 while draining.
 pub fn healthz(ctx: &HttpContext<'_>) -> Response {
@@ -111,89 +116,93 @@ pub fn channel(raw: &str, ctx: &HttpContext<'_>) -> Response {
     let all = ctx.state.channels();
     match all.binary_search_by(|c| (*c.name).cmp(name)) {
         Ok(i) => Response::json(200, &channel_json(&all[i])),
-        Err(_) => Response::error(404, "unknown_channel", &format!("no channel `{name}`")),
+        Err(_) => Response::error(
+            404,
+            "unknown_channel",
+            &format!(
+                "no channel `{name}` right now: a channel is listed while it has subscribers, history or a snapshot, and an idle one is forgotten about a second after its last event"
+            ),
+        ),
     }
 }
 
-/// `POST /api/v1/broadcast` with `{"channel"|"channels", "event_type", "data"}`.
+/// `POST /api/v1/broadcast` with `{"channel"|"channels", "event_type", "data", "key"}`. `data`
+/// is delivered exactly as sent; one request's work (data bytes × channels) is bounded by
+/// [`MAX_BROADCAST_BYTES`], and a multi-channel broadcast is queued whole or not at all.
 pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>) -> Response {
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => {
-            return Response::error(400, "invalid_json", &format!("body is not valid JSON: {e}"))
-        }
+    let fields = match Fields::parse(body) {
+        Ok(f) => f,
+        Err(e) => return Response::error(400, "invalid_json", &e.to_string()),
     };
-    let Some(obj) = value.as_object() else {
-        return Response::error(400, "invalid_json", "body must be a JSON object");
-    };
-    let names: Vec<&str> = match (obj.get("channel"), obj.get("channels")) {
-        (Some(Value::String(c)), None) => vec![c.as_str()],
-        (None, Some(Value::Array(list))) if !list.is_empty() => {
-            match list.iter().map(Value::as_str).collect::<Option<Vec<_>>>() {
-                Some(v) => v,
-                None => return Response::error(400, "invalid_channel", "channels must be strings"),
+    let names: Vec<String> = match (fields.get("channel"), fields.get("channels")) {
+        (Some(one), None) => match command::checked_channel(one) {
+            Ok(name) => vec![name],
+            Err((code, message)) => return field_error(code, &message),
+        },
+        (None, Some(list)) => match json::value::<Vec<&RawValue>>(list) {
+            Some(items) if !items.is_empty() => {
+                let mut names: Vec<String> = Vec::with_capacity(items.len());
+                for item in items {
+                    match command::checked_channel(item) {
+                        Ok(name) if names.contains(&name) => {}
+                        Ok(name) => names.push(name),
+                        Err((code, message)) => return field_error(code, &message),
+                    }
+                }
+                names
             }
-        }
+            _ => {
+                return Response::error(
+                    400,
+                    "invalid_field",
+                    "`channels` must be a non-empty array of channel names",
+                )
+            }
+        },
         (None, None) => {
             return Response::error(400, "missing_field", "give `channel` or `channels`")
         }
-        _ => {
+        (Some(_), Some(_)) => {
             return Response::error(
                 400,
                 "invalid_field",
-                "give either `channel` (a string) or `channels` (a non-empty array)",
+                "give either `channel` (a string) or `channels` (a non-empty array), not both",
             )
         }
     };
-    if let Some(bad) = names.iter().find(|n| !channel::is_valid(n)) {
+    let body = match command::publication_fields(&fields) {
+        Ok(b) => b,
+        Err((code, message)) => return field_error(code, &message),
+    };
+    let data = body.data.get().as_bytes();
+    let work = data.len().saturating_mul(names.len());
+    if work > MAX_BROADCAST_BYTES {
         return Response::error(
-            400,
-            "invalid_channel",
+            413,
+            "too_large",
             &format!(
-                "invalid channel name `{}`: use 1-200 bytes of letters, digits and _-.:/@",
-                bad.chars().take(64).collect::<String>()
+                "{} channels × {} bytes of data = {work} bytes to encode, more than the {MAX_BROADCAST_BYTES} one request may cause; split the broadcast",
+                names.len(),
+                data.len()
             ),
         );
     }
-    let key = match obj.get("key") {
-        None => None,
-        Some(Value::String(k))
-            if !k.is_empty() && k.len() <= crate::wire::command::MAX_KEY_BYTES =>
-        {
-            Some(k.as_str())
-        }
-        Some(_) => {
-            return Response::error(
-                400,
-                "invalid_field",
-                "`key` must be a string of 1-200 bytes",
-            )
-        }
-    };
-    let event_type = match obj.get("event_type") {
-        None => "message",
-        Some(Value::String(t)) => t.as_str(),
-        Some(_) => return Response::error(400, "invalid_field", "`event_type` must be a string"),
-    };
-    let Some(data) = obj.get("data") else {
-        return Response::error(400, "missing_field", "field `data` is required");
-    };
-    let data = serde_json::to_vec(data).expect("a Value always serializes");
-    for name in &names {
-        match ctx
-            .ingress
-            .publish_keyed(name, event_type, key, data.clone())
-        {
-            Ok(()) => {}
-            Err(PublishError::Overloaded) => {
-                return Response::error(
-                    503,
-                    "overloaded",
-                    "too many publications waiting; retry later",
-                )
-            }
-            Err(e) => return Response::error(503, "unavailable", &e.to_string()),
-        }
+    let data = Bytes::copy_from_slice(data);
+    match ctx
+        .ingress
+        .publish_to_all(&names, &body.event_type, body.key.as_deref(), data)
+    {
+        Ok(()) => Response::json(202, &json!({"status": "queued", "channels": names})),
+        Err(PublishError::Overloaded) => Response::error(
+            503,
+            "overloaded",
+            "too many publications waiting; retry later",
+        ),
+        Err(e) => Response::error(503, "unavailable", &e.to_string()),
     }
-    Response::json(202, &json!({"status": "queued", "channels": names}))
+}
+
+/// A field problem as an HTTP 400 with the same code the WebSocket protocol uses, in lower case.
+fn field_error(code: ErrorCode, message: &str) -> Response {
+    Response::error(400, &code.as_str().to_ascii_lowercase(), message)
 }

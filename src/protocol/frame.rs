@@ -83,6 +83,12 @@ pub fn parse_client_header(buf: &[u8]) -> Result<Option<ClientHeader>, (CloseCod
         OpCode::Control(Control::Pong) => Kind::Pong,
         _ => return Err((CloseCode::PROTOCOL, "reserved opcode")),
     };
+    if payload_len >> 63 != 0 {
+        return Err((
+            CloseCode::PROTOCOL,
+            "payload length with the most significant bit set",
+        ));
+    }
     let Some(mask) = header.mask else {
         return Err((CloseCode::PROTOCOL, "client frames must be masked"));
     };
@@ -205,6 +211,16 @@ mod tests {
     fn long_or_fragmented_control_frames_are_protocol_errors() {
         assert!(parse_client_header(&masked(0x89, &[0; 126])).is_err());
         assert!(parse_client_header(&masked(0x09, &[0; 4])).is_err());
+    }
+
+    #[test]
+    fn a_64_bit_length_with_the_top_bit_set_is_a_protocol_error() {
+        // RFC 6455 §5.2: "the most significant bit MUST be 0".
+        let mut frame = vec![0x81, 0x80 | 127];
+        frame.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        let err = parse_client_header(&frame).unwrap_err();
+        assert_eq!(err.0, CloseCode::PROTOCOL);
     }
 
     #[test]

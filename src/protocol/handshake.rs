@@ -127,9 +127,18 @@ pub fn parse_request(buf: &[u8], routes: &Routes) -> RequestOutcome {
             ),
         };
     }
-    let Some(key) = header("sec-websocket-key").filter(|k| !k.is_empty()) else {
+    if req.version != Some(1) {
+        return reject(400, "WebSocket upgrades need HTTP/1.1");
+    }
+    let Some(key) = header("sec-websocket-key") else {
         return reject(400, "missing Sec-WebSocket-Key");
     };
+    if !is_websocket_key(key) {
+        return reject(
+            400,
+            "Sec-WebSocket-Key must be 16 bytes in base64 (24 characters)",
+        );
+    }
     let accept = tungstenite::handshake::derive_accept_key(key);
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
@@ -149,8 +158,47 @@ pub fn parse_request(buf: &[u8], routes: &Routes) -> RequestOutcome {
     }
 }
 
-/// A complete plain-text HTTP error response that closes the connection.
-pub fn error_response(status: u16, body: &str) -> Bytes {
+/// RFC 6455 §4.1: the key is a random 16-byte value, base64-encoded (22 characters and `==`).
+fn is_websocket_key(key: &[u8]) -> bool {
+    let is_b64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    // The last character before the padding carries 2 bits: one of A, Q, g, w.
+    key.len() == 24
+        && key[..21].iter().all(is_b64)
+        && matches!(key[21], b'A' | b'Q' | b'g' | b'w')
+        && &key[22..] == b"=="
+}
+
+/// The request's body length: absent is 0; every `Content-Length` must be the same plain run
+/// of digits (RFC 9112 §6.3: differing values are a framing error that would let a proxy and
+/// this server split the stream differently, so they are refused).
+fn content_length(req: &httparse::Request<'_, '_>) -> Result<usize, &'static str> {
+    let mut length = None;
+    for h in req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        for part in h.value.split(|&b| b == b',') {
+            let digits = part.trim_ascii();
+            if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+                return Err("invalid Content-Length");
+            }
+            let n: usize = std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| d.parse().ok())
+                .ok_or("invalid Content-Length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting Content-Length headers");
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.unwrap_or(0))
+}
+
+/// A complete HTTP error response with the JSON body the HTTP API uses everywhere
+/// (`{"error": code, "message": ...}`), closing the connection.
+pub fn error_response(status: u16, message: &str) -> Bytes {
     let reason = match status {
         400 => "Bad Request",
         404 => "Not Found",
@@ -164,9 +212,23 @@ pub fn error_response(status: u16, body: &str) -> Bytes {
         503 => "Service Unavailable",
         _ => "Error",
     };
+    let code = match status {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        411 => "length_required",
+        413 => "too_large",
+        426 => "upgrade_required",
+        431 => "header_too_large",
+        503 => "unavailable",
+        _ => "error",
+    };
+    let body = serde_json::json!({"error": code, "message": message}).to_string();
     Bytes::from(format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}\n",
-        body.len() + 1
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     ))
 }
 
@@ -187,10 +249,9 @@ fn plain_request(
     if header("transfer-encoding").is_some() {
         return reject(411, "send the body with Content-Length");
     }
-    let length = match header("content-length").map(|v| v.trim().parse::<usize>()) {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return reject(400, "invalid Content-Length"),
+    let length = match content_length(req) {
+        Ok(n) => n,
+        Err(why) => return reject(400, why),
     };
     if length > max_body {
         return reject(413, "request body too large");
@@ -239,6 +300,7 @@ mod tests {
         }
     }
 
+    const UPGRADE_STR: &str = "GET /ws?token=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     const UPGRADE: &[u8] = b"GET /ws?token=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
     #[test]
@@ -324,6 +386,73 @@ mod tests {
             parse_request(&big, &routes()),
             RequestOutcome::Reject { status: 431, .. }
         ));
+    }
+
+    #[test]
+    fn content_length_must_be_one_plain_number() {
+        for bad in [
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length: +5\r\n",
+            "Content-Length: 5, 6\r\n",
+            "Content-Length: -1\r\n",
+            "Content-Length: 0x5\r\n",
+            "Content-Length:\r\n",
+            "Content-Length: 99999999999999999999999\r\n",
+        ] {
+            let req = format!("POST /x HTTP/1.1\r\n{bad}\r\nhello");
+            assert!(
+                matches!(
+                    parse_request(req.as_bytes(), &routes()),
+                    RequestOutcome::Reject { status: 400, .. }
+                ),
+                "{bad:?}"
+            );
+        }
+        // The same value twice frames the body the same way for everyone.
+        let same = b"POST /x HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello";
+        assert!(matches!(
+            parse_request(same, &routes()),
+            RequestOutcome::Http(r) if r.body == b"hello"
+        ));
+    }
+
+    #[test]
+    fn the_websocket_key_must_be_16_bytes_of_base64() {
+        for bad in [
+            "x",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZQ=!",
+            "dGhlIHNhbXBsZSBub25jZR==",
+        ] {
+            let req = UPGRADE_STR.replace("dGhlIHNhbXBsZSBub25jZQ==", bad);
+            assert!(
+                matches!(
+                    parse_request(req.as_bytes(), &routes()),
+                    RequestOutcome::Reject { status: 400, .. }
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_http_1_0_upgrade_is_refused() {
+        let req = UPGRADE_STR.replace("HTTP/1.1", "HTTP/1.0");
+        assert!(matches!(
+            parse_request(req.as_bytes(), &routes()),
+            RequestOutcome::Reject { status: 400, .. }
+        ));
+    }
+
+    #[test]
+    fn errors_have_the_json_body_of_the_http_api() {
+        let r = error_response(411, "send the body with Content-Length");
+        let text = std::str::from_utf8(&r).unwrap();
+        assert!(text.contains("Content-Type: application/json"), "{text}");
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"], "length_required");
+        assert_eq!(v["message"], "send the body with Content-Length");
     }
 
     #[test]

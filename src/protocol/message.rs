@@ -67,6 +67,12 @@ pub struct MessageReader {
     /// A fragmented data message being reassembled (boxed: rare, and one pointer per idle
     /// connection instead of 32 bytes).
     fragments: Option<Box<Fragments>>,
+    /// Payload bytes of the incomplete frame at the start of `partial` already unmasked and,
+    /// for text, UTF-8 checked (so a long frame arriving in pieces is checked once, as it comes).
+    progress: u32,
+    /// UTF-8 state of the text message being read (across fragments and partial frames), so
+    /// invalid text fails at the first bad byte rather than when the message completes.
+    utf8: Utf8Stream,
 }
 
 #[derive(Debug)]
@@ -74,6 +80,63 @@ struct Fragments {
     text: bool,
     data: Vec<u8>,
 }
+
+/// Streaming UTF-8 validation: the incomplete code point at the end of what was checked so far
+/// (at most 3 bytes) waits for the next piece.
+#[derive(Debug, Default, Clone, Copy)]
+struct Utf8Stream {
+    pending: [u8; 3],
+    pending_len: u8,
+}
+
+impl Utf8Stream {
+    /// Checks the next piece of text; `Err` at the first byte that cannot be UTF-8.
+    fn feed(&mut self, mut bytes: &[u8]) -> Result<(), ()> {
+        if self.pending_len > 0 {
+            let have = usize::from(self.pending_len);
+            let width = match self.pending[0] {
+                0xC2..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                _ => 4,
+            };
+            let mut char_buf = [0u8; 4];
+            char_buf[..have].copy_from_slice(&self.pending[..have]);
+            let take = (width - have).min(bytes.len());
+            char_buf[have..have + take].copy_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            match std::str::from_utf8(&char_buf[..have + take]) {
+                Ok(_) => self.pending_len = 0,
+                Err(e) if e.error_len().is_some() => return Err(()),
+                Err(_) if have + take == width => return Err(()),
+                Err(_) => {
+                    self.pending[..have + take].copy_from_slice(&char_buf[..have + take]);
+                    self.pending_len = (have + take) as u8;
+                    return Ok(());
+                }
+            }
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(_) => Ok(()),
+            Err(e) if e.error_len().is_some() => Err(()),
+            Err(e) => {
+                let tail = &bytes[e.valid_up_to()..];
+                self.pending[..tail.len()].copy_from_slice(tail);
+                self.pending_len = tail.len() as u8;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the text so far ends on a whole code point.
+    fn is_complete(&self) -> bool {
+        self.pending_len == 0
+    }
+}
+
+const NOT_UTF8: Violation = Violation {
+    code: CloseCode::INVALID_DATA,
+    reason: "text is not valid UTF-8",
+};
 
 impl MessageReader {
     /// Bytes held for an incomplete frame or message (for memory accounting).
@@ -90,12 +153,12 @@ impl MessageReader {
         on_message: &mut dyn FnMut(Incoming<'_>),
     ) -> Result<(), Violation> {
         if self.partial.is_empty() {
-            let used = parse_frames(data, &mut self.fragments, max_message, on_message)?;
+            let used = self.parse_frames(data, max_message, on_message)?;
             self.partial.extend_from_slice(&data[used..]);
         } else {
             self.partial.extend_from_slice(data);
             let mut buf = std::mem::take(&mut self.partial);
-            let used = parse_frames(&mut buf, &mut self.fragments, max_message, on_message)?;
+            let used = self.parse_frames(&mut buf, max_message, on_message)?;
             buf.drain(..used);
             self.partial = buf;
         }
@@ -104,105 +167,141 @@ impl MessageReader {
         }
         Ok(())
     }
-}
 
-/// Parses every complete frame at the start of `buf`; returns how many bytes were consumed.
-fn parse_frames(
-    buf: &mut [u8],
-    fragments: &mut Option<Box<Fragments>>,
-    max_message: usize,
-    on_message: &mut dyn FnMut(Incoming<'_>),
-) -> Result<usize, Violation> {
-    let mut pos = 0;
-    loop {
-        let header = match parse_client_header(&buf[pos..]) {
-            Ok(Some(h)) => h,
-            Ok(None) => return Ok(pos),
-            Err((code, reason)) => return Err(Violation { code, reason }),
-        };
-        let so_far = fragments.as_ref().map_or(0, |f| f.data.len()) as u64;
-        if !header.kind.is_control() && so_far + header.payload_len > max_message as u64 {
-            return Err(Violation {
-                code: CloseCode::TOO_BIG,
-                reason: "message too big",
-            });
-        }
-        let len = header.payload_len as usize;
-        let start = pos + header.header_len;
-        if buf.len() - start < len {
-            return Ok(pos);
-        }
-        let payload = &mut buf[start..start + len];
-        unmask(payload, header.mask);
-        pos = start + len;
-        deliver(header.kind, header.fin, payload, fragments, on_message)?;
-    }
-}
-
-fn deliver(
-    kind: Kind,
-    fin: bool,
-    payload: &mut [u8],
-    fragments: &mut Option<Box<Fragments>>,
-    on_message: &mut dyn FnMut(Incoming<'_>),
-) -> Result<(), Violation> {
-    const NOT_UTF8: Violation = Violation {
-        code: CloseCode::INVALID_DATA,
-        reason: "text is not valid UTF-8",
-    };
-    match kind {
-        Kind::Ping => on_message(Incoming::Ping(payload)),
-        Kind::Pong => on_message(Incoming::Pong),
-        Kind::Close => {
-            let (code, reason) = parse_close(payload)?;
-            on_message(Incoming::Close(code, reason));
-        }
-        Kind::Text | Kind::Binary => {
-            if fragments.is_some() {
-                return Err(Violation {
-                    code: CloseCode::PROTOCOL,
-                    reason: "new message before the previous one ended",
-                });
-            }
-            let text = kind == Kind::Text;
-            if fin {
-                if text && std::str::from_utf8(payload).is_err() {
-                    return Err(NOT_UTF8);
-                }
-                on_message(if text {
-                    Incoming::Text(payload)
-                } else {
-                    Incoming::Binary(payload)
-                });
-            } else {
-                *fragments = Some(Box::new(Fragments {
-                    text,
-                    data: payload.to_vec(),
-                }));
-            }
-        }
-        Kind::Continuation => {
-            let Some(f) = fragments.as_mut() else {
-                return Err(Violation {
-                    code: CloseCode::PROTOCOL,
-                    reason: "continuation without a message",
-                });
+    /// Parses every complete frame at the start of `buf`; returns how many bytes were consumed.
+    /// The payload of an incomplete last frame is unmasked and checked as far as it arrived.
+    fn parse_frames(
+        &mut self,
+        buf: &mut [u8],
+        max_message: usize,
+        on_message: &mut dyn FnMut(Incoming<'_>),
+    ) -> Result<usize, Violation> {
+        let mut pos = 0;
+        // Progress belongs to the frame at the start of `buf` (the carried partial frame).
+        let mut done = std::mem::take(&mut self.progress) as usize;
+        loop {
+            let header = match parse_client_header(&buf[pos..]) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(pos),
+                Err((code, reason)) => return Err(Violation { code, reason }),
             };
-            f.data.extend_from_slice(payload);
-            if fin {
-                let mut f = fragments.take().expect("checked above");
-                if f.text && std::str::from_utf8(&f.data).is_err() {
-                    return Err(NOT_UTF8);
-                }
-                on_message(if f.text {
-                    Incoming::Text(&mut f.data)
-                } else {
-                    Incoming::Binary(&mut f.data)
+            let so_far = self.fragments.as_ref().map_or(0, |f| f.data.len()) as u64;
+            let total = so_far.checked_add(header.payload_len);
+            if !header.kind.is_control() && total.is_none_or(|t| t > max_message as u64) {
+                return Err(Violation {
+                    code: CloseCode::TOO_BIG,
+                    reason: "message too big",
                 });
             }
+            // At most `max_message` (data) or 125 (control) from here on: fits a usize.
+            let len = header.payload_len as usize;
+            let start = pos + header.header_len;
+            let arrived = len.min(buf.len() - start);
+            let text = match header.kind {
+                Kind::Text => true,
+                Kind::Continuation => self.fragments.as_ref().is_some_and(|f| f.text),
+                _ => false,
+            };
+            if header.kind == Kind::Text && done == 0 {
+                self.utf8 = Utf8Stream::default(); // a new message (a misplaced one fails below)
+            }
+            let fresh = &mut buf[start + done..start + arrived];
+            unmask(fresh, rotate(header.mask, done));
+            if text && self.fragments_allow(header.kind) && self.utf8.feed(fresh).is_err() {
+                return Err(NOT_UTF8);
+            }
+            if arrived < len {
+                self.progress = arrived as u32;
+                return Ok(pos);
+            }
+            done = 0;
+            pos = start + len;
+            self.deliver(header.kind, header.fin, &mut buf[start..pos], on_message)?;
         }
     }
-    Ok(())
+
+    /// Whether a frame of `kind` fits the message in progress (the misplaced ones are refused,
+    /// with their own reason, in [`deliver`](Self::deliver)).
+    fn fragments_allow(&self, kind: Kind) -> bool {
+        match kind {
+            Kind::Continuation => self.fragments.is_some(),
+            Kind::Text | Kind::Binary => self.fragments.is_none(),
+            _ => true,
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        kind: Kind,
+        fin: bool,
+        payload: &mut [u8],
+        on_message: &mut dyn FnMut(Incoming<'_>),
+    ) -> Result<(), Violation> {
+        match kind {
+            Kind::Ping => on_message(Incoming::Ping(payload)),
+            Kind::Pong => on_message(Incoming::Pong),
+            Kind::Close => {
+                let (code, reason) = parse_close(payload)?;
+                on_message(Incoming::Close(code, reason));
+            }
+            Kind::Text | Kind::Binary => {
+                if self.fragments.is_some() {
+                    return Err(Violation {
+                        code: CloseCode::PROTOCOL,
+                        reason: "new message before the previous one ended",
+                    });
+                }
+                let text = kind == Kind::Text;
+                if fin {
+                    if text && !self.utf8.is_complete() {
+                        return Err(NOT_UTF8);
+                    }
+                    on_message(if text {
+                        Incoming::Text(payload)
+                    } else {
+                        Incoming::Binary(payload)
+                    });
+                } else {
+                    self.fragments = Some(Box::new(Fragments {
+                        text,
+                        data: payload.to_vec(),
+                    }));
+                }
+            }
+            Kind::Continuation => {
+                let Some(f) = self.fragments.as_mut() else {
+                    return Err(Violation {
+                        code: CloseCode::PROTOCOL,
+                        reason: "continuation without a message",
+                    });
+                };
+                f.data.extend_from_slice(payload);
+                if fin {
+                    let mut f = self.fragments.take().expect("checked above");
+                    if f.text && !self.utf8.is_complete() {
+                        return Err(NOT_UTF8);
+                    }
+                    on_message(if f.text {
+                        Incoming::Text(&mut f.data)
+                    } else {
+                        Incoming::Binary(&mut f.data)
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The mask as it applies from payload offset `offset` on.
+fn rotate(mask: [u8; 4], offset: usize) -> [u8; 4] {
+    let k = offset & 3;
+    [
+        mask[k],
+        mask[(k + 1) & 3],
+        mask[(k + 2) & 3],
+        mask[(k + 3) & 3],
+    ]
 }
 
 fn parse_close(payload: &[u8]) -> Result<(Option<CloseCode>, &str), Violation> {

@@ -1,10 +1,9 @@
-//! What the shard does with a client's native-protocol messages: parse (simd-json), check,
+//! What the shard does with a client's native-protocol messages: parse, check,
 //! act on the shard's topics or the distributor's ingress, and queue the reply.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use simd_json::Buffers;
 
 use super::table::{Session, Subscription};
 use crate::auth::Policy;
@@ -33,8 +32,6 @@ pub struct Context<'a> {
     pub topics: &'a mut Topics,
     /// The way into the distributor.
     pub ingress: &'a Ingress,
-    /// simd-json's reusable buffers.
-    pub scratch: &'a mut Buffers,
     /// Frame clock rate, announced in `connected` (0 = immediate mode).
     pub tick_hz: u32,
     /// Channels every connection joins on connect.
@@ -47,8 +44,6 @@ pub struct Context<'a> {
     pub auth_timeout: std::time::Duration,
     /// The loop turn's time.
     pub now: std::time::Instant,
-    /// Channels the distributor knew at its last snapshot (for `max_channels`).
-    pub channels_known: u64,
     /// Set to close the connection after this message.
     pub close: &'a mut Option<CloseOrder>,
 }
@@ -156,7 +151,7 @@ pub fn connection_event(
 
 /// Handles one client message.
 pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]) {
-    let request = match command::parse(message, ctx.scratch) {
+    let request = match command::parse(message) {
         Ok(r) => r,
         Err(e) => return push_reply(ctx, outbox, reply::command_error(&e)),
     };
@@ -335,17 +330,8 @@ fn subscribe(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>) -> O
             id,
         ));
     }
-    let creates = new.iter().any(|c| ctx.topics.subscribers(c).is_none());
-    if creates && ctx.channels_known >= ctx.policy.max_channels as u64 {
-        return Some(reply::error(
-            ErrorCode::LimitExceeded,
-            &format!(
-                "the server has reached max_channels ({})",
-                ctx.policy.max_channels
-            ),
-            id,
-        ));
-    }
+    // max_channels is enforced by the distributor, which owns the registry (exact under any
+    // load): a refused join comes back as LIMIT_EXCEEDED.
     join(ctx, args, id, true);
     None
 }

@@ -5,23 +5,59 @@
 //! Because the answer arrives in the same ordered inbox as tick batches, every later batch holds
 //! only newer events.
 
-use crate::distributor::Joined;
+use crate::distributor::{Ingress, Joined};
 use crate::driver::Slot;
 use crate::fanout::Topics;
 use crate::shard::table::ConnTable;
+use crate::wire::command::ErrorCode;
 use crate::wire::reply::{self, Position};
 
 /// Applies `joined`; returns the slot if its connection has new output. Replayed events may
 /// exceed the client's `max_queued_bytes` (they are history frames the server holds anyway, and
 /// the distributor caps a request's replay): the queue's cap is raised by their size until they
-/// are sent.
-pub fn apply(joined: Joined, table: &mut ConnTable, topics: &mut Topics) -> Option<Slot> {
+/// are sent. A request the distributor refused a channel of (`max_channels`) is undone whole:
+/// the client gets `LIMIT_EXCEEDED` and none of its channels.
+pub fn apply(
+    joined: Joined,
+    table: &mut ConnTable,
+    topics: &mut Topics,
+    ingress: &Ingress,
+    shard: usize,
+    max_channels: usize,
+) -> Option<Slot> {
     let entry = table.get_mut(joined.request.slot)?;
     if entry.session.serial != joined.request.serial || entry.closing || !entry.conn.is_open() {
         return None; // the connection is gone (its leave messages balance the counts)
     }
     let request = &joined.request;
     let replied = request.reply;
+    if joined.channels.iter().any(|c| c.refused) {
+        for channel in &joined.channels {
+            let pending = entry
+                .session
+                .channels
+                .iter()
+                .position(|s| !s.live && s.name == channel.name);
+            if let Some(i) = pending {
+                let sub = entry.session.channels.swap_remove(i);
+                if !channel.refused {
+                    ingress.leave(shard, sub.name); // the distributor counted this one in
+                }
+            }
+        }
+        if replied {
+            entry.conn.outbox.push_unchecked(reply::error(
+                ErrorCode::LimitExceeded,
+                &format!("the server has reached max_channels ({max_channels}): no new channel can be created"),
+                request.id.as_deref(),
+            ));
+            let outbox = &mut entry.conn.outbox;
+            entry
+                .session
+                .release_held(|frame| outbox.push_unchecked(frame));
+        }
+        return (!entry.conn.outbox.is_empty()).then_some(joined.request.slot);
+    }
     if replied {
         let names: Vec<&str> = request.names.iter().map(String::as_str).collect();
         let positions: Vec<Position<'_>> = joined

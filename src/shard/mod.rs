@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use simd_json::Buffers;
 
 use crate::config::limits::{SENDS_PER_TURN, SWEEP_INTERVAL_MS};
 use crate::conn::{AppEvent, CloseReason, Conn, ConnSettings};
@@ -87,7 +86,6 @@ struct State {
     /// Connections waiting for a send, in the order they got output (round-robin); each also
     /// has `Entry::dirty` set, so it is queued once.
     dirty: SendQueue,
-    scratch: Buffers,
     now: Instant,
     next_sweep: Instant,
     drain_deadline: Option<Instant>,
@@ -105,7 +103,6 @@ impl<D: Driver> Shard<D> {
                 table: ConnTable::default(),
                 topics: Topics::default(),
                 dirty: SendQueue::new(now),
-                scratch: Buffers::default(),
                 now,
                 next_sweep: now,
                 drain_deadline: None,
@@ -327,7 +324,15 @@ impl<D: Driver> Shard<D> {
             let batch = match msg {
                 ShardMsg::Tick(batch) => batch,
                 ShardMsg::Joined(joined) => {
-                    if let Some(slot) = joined::apply(*joined, &mut st.table, &mut st.topics) {
+                    let applied = joined::apply(
+                        *joined,
+                        &mut st.table,
+                        &mut st.topics,
+                        &st.p.ingress,
+                        st.p.id,
+                        st.p.policy.max_channels,
+                    );
+                    if let Some(slot) = applied {
                         self.after_change(slot);
                     }
                     continue;
@@ -505,14 +510,12 @@ impl State {
             session: &mut e.session,
             topics: &mut self.topics,
             ingress: &self.p.ingress,
-            scratch: &mut self.scratch,
             tick_hz: self.p.tick_hz,
             default_channels: &self.p.default_channels,
             welcome: self.p.welcome.as_deref(),
             policy: &self.p.policy,
             auth_timeout: self.p.auth_timeout,
             now,
-            channels_known: self.p.state.distributor.channels.load(Ordering::Relaxed),
             close: &mut close,
         };
         let http = HttpContext {

@@ -13,6 +13,14 @@ pub fn is_valid(name: &str) -> bool {
         })
 }
 
+/// The one wording of "this name breaks the rules", for every path a name enters by.
+pub fn invalid_name_message(name: &str) -> String {
+    format!(
+        "invalid channel name `{}`: use 1-{MAX_CHANNEL_NAME} bytes of letters, digits and _-.:/@",
+        name.chars().take(64).collect::<String>()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,13 @@
-//! Client requests: one JSON text (or binary) message → one [`Request`], parsed in place with
-//! simd-json, or a [`CommandError`] carrying the error code the client is sent.
+//! Client requests: one JSON text (or binary) message → one [`Request`], or a
+//! [`CommandError`] carrying the error code the client is sent. Fields are read with
+//! [`json::Fields`], which validates the message once and keeps every value as the bytes sent.
 
-use simd_json::prelude::*;
-use simd_json::{BorrowedValue, Buffers};
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
 
 use super::channel;
+use super::json::{self, Fields, Str};
 
 /// Error codes sent in `{"type":"error","code":...}` replies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,158 +137,174 @@ pub enum Command {
     },
 }
 
-/// Parses one client message. `buf` is used as scratch by simd-json (parsed in place).
-pub fn parse(buf: &mut [u8], scratch: &mut Buffers) -> Result<Request, CommandError> {
-    let value =
-        simd_json::to_borrowed_value_with_buffers(buf, scratch).map_err(|e| CommandError {
-            code: ErrorCode::InvalidJson,
-            message: format!("message is not valid JSON: {e}"),
-            id: None,
-        })?;
-    if !value.is_object() {
-        return Err(CommandError {
-            code: ErrorCode::InvalidJson,
-            message: "message must be a JSON object".into(),
-            id: None,
-        });
-    }
-    let id = value.get("id").map(|v| v.encode());
-    let fail = |code: ErrorCode, message: String| CommandError {
+/// A field's problem, before the request's `id` is attached.
+type FieldError = (ErrorCode, String);
+
+/// Parses one client message (a text or binary WebSocket message holding one JSON object).
+/// Fields are read from the exact bytes sent: `data`, `id` and `ping_id` are passed on
+/// verbatim, never re-encoded (see [`json`]).
+pub fn parse(message: &[u8]) -> Result<Request, CommandError> {
+    let fields = Fields::parse(message).map_err(|e| CommandError {
+        code: ErrorCode::InvalidJson,
+        message: e.to_string(),
+        id: None,
+    })?;
+    let id = fields.get("id").map(|v| v.get().to_string());
+    let fail = |(code, message): FieldError| CommandError {
         code,
         message,
         id: id.clone(),
     };
-    let kind = match value.get("type") {
+    let kind = match fields.get("type") {
         None => {
-            return Err(fail(
+            return Err(fail((
                 ErrorCode::MissingField,
                 "field `type` is required".into(),
-            ))
+            )))
         }
-        Some(t) => t.as_str().ok_or_else(|| {
-            fail(
-                ErrorCode::InvalidField,
-                "field `type` must be a string".into(),
-            )
-        })?,
+        Some(t) => string(t, "type").map_err(fail)?,
     };
-    let command = match kind {
+    let command = match &*kind {
         "subscribe" => Command::Subscribe(SubscribeArgs {
-            channels: channel_list(&value).map_err(|(c, m)| fail(c, m))?,
-            since: since_list(&value).map_err(|(c, m)| fail(c, m))?,
-            max_hz: match value.get("max_hz") {
+            channels: channel_list(&fields).map_err(fail)?,
+            since: since_list(&fields).map_err(fail)?,
+            max_hz: match fields.get("max_hz") {
                 None => None,
-                Some(v) => Some(v.as_u32().filter(|&n| n > 0).ok_or_else(|| {
-                    fail(
-                        ErrorCode::InvalidField,
-                        "field `max_hz` must be a positive whole number".into(),
-                    )
-                })?),
+                Some(v) => Some(
+                    json::value::<u32>(v)
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| {
+                            (
+                                ErrorCode::InvalidField,
+                                "field `max_hz` must be a positive whole number".to_string(),
+                            )
+                        })
+                        .map_err(fail)?,
+                ),
             },
         }),
-        "unsubscribe" => Command::Unsubscribe(channel_list(&value).map_err(|(c, m)| fail(c, m))?),
+        "unsubscribe" => Command::Unsubscribe(channel_list(&fields).map_err(fail)?),
         "publish" => {
-            let channel = match value.get("channel") {
+            let channel = match fields.get("channel") {
                 None => {
-                    return Err(fail(
+                    return Err(fail((
                         ErrorCode::MissingField,
                         "field `channel` is required".into(),
-                    ))
+                    )))
                 }
-                Some(c) => checked_channel(c).map_err(|(c, m)| fail(c, m))?,
+                Some(c) => checked_channel(c).map_err(fail)?,
             };
-            let event_type = match value.get("event_type") {
-                None => "message".to_string(),
-                Some(t) => t
-                    .as_str()
-                    .ok_or_else(|| {
-                        fail(
-                            ErrorCode::InvalidField,
-                            "field `event_type` must be a string".into(),
-                        )
-                    })?
-                    .to_string(),
-            };
-            let data = match value.get("data") {
-                None => {
-                    return Err(fail(
-                        ErrorCode::MissingField,
-                        "field `data` is required".into(),
-                    ))
-                }
-                Some(d) => d.encode().into_bytes(),
-            };
-            let key = match value.get("key") {
-                None => None,
-                Some(k) => Some(
-                    k.as_str()
-                        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_BYTES)
-                        .ok_or_else(|| {
-                            fail(
-                                ErrorCode::InvalidField,
-                                format!("field `key` must be a string of 1-{MAX_KEY_BYTES} bytes"),
-                            )
-                        })?
-                        .to_string(),
-                ),
-            };
+            let body = publication_fields(&fields).map_err(fail)?;
             Command::Publish {
                 channel,
-                event_type,
-                data,
-                key,
+                event_type: body.event_type,
+                data: body.data.get().as_bytes().to_vec(),
+                key: body.key,
             }
         }
         "ping" => Command::Ping {
-            ping_id: value.get("ping_id").map(|v| v.encode()),
+            ping_id: fields.get("ping_id").map(|v| v.get().to_string()),
         },
         "get_subscriptions" => Command::GetSubscriptions,
-        "auth" => match value.get("token") {
+        "auth" => match fields.get("token") {
             None => {
-                return Err(fail(
+                return Err(fail((
                     ErrorCode::MissingField,
                     "field `token` is required".into(),
-                ))
+                )))
             }
             Some(t) => Command::Auth {
-                token: t
-                    .as_str()
-                    .ok_or_else(|| {
-                        fail(
-                            ErrorCode::InvalidField,
-                            "field `token` must be a string".into(),
-                        )
-                    })?
-                    .to_string(),
+                token: string(t, "token").map_err(fail)?.into_owned(),
             },
         },
         other => {
-            return Err(fail(
+            return Err(fail((
                 ErrorCode::UnknownType,
                 format!(
                     "unknown message type `{}`",
                     other.chars().take(64).collect::<String>()
                 ),
-            ))
+            )))
         }
     };
     Ok(Request { id, command })
 }
 
+/// What a publication says besides its channel(s), as read from a client `publish` or an HTTP
+/// broadcast body.
+#[derive(Debug)]
+pub struct PublicationFields<'a> {
+    /// `event_type` (default `message`).
+    pub event_type: String,
+    /// `data`, exactly as sent.
+    pub data: &'a RawValue,
+    /// `key`, if given.
+    pub key: Option<String>,
+}
+
+/// Reads `event_type`, `data` and `key`, the fields a `publish` and an HTTP broadcast share.
+pub fn publication_fields<'a>(fields: &Fields<'a>) -> Result<PublicationFields<'a>, FieldError> {
+    let event_type = match fields.get("event_type") {
+        None => "message".to_string(),
+        Some(t) => string(t, "event_type")?.into_owned(),
+    };
+    let data = fields.get("data").ok_or_else(|| {
+        (
+            ErrorCode::MissingField,
+            "field `data` is required".to_string(),
+        )
+    })?;
+    let key = match fields.get("key") {
+        None => None,
+        Some(k) => Some(
+            json::value::<Str<'_>>(k)
+                .map(|s| s.0.into_owned())
+                .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_BYTES)
+                .ok_or_else(|| {
+                    (
+                        ErrorCode::InvalidField,
+                        format!("field `key` must be a string of 1-{MAX_KEY_BYTES} bytes"),
+                    )
+                })?,
+        ),
+    };
+    Ok(PublicationFields {
+        event_type,
+        data,
+        key,
+    })
+}
+
+/// A string field, or INVALID_FIELD naming it.
+fn string<'a>(raw: &'a RawValue, name: &str) -> Result<Cow<'a, str>, FieldError> {
+    json::value::<Str<'a>>(raw).map(|s| s.0).ok_or_else(|| {
+        (
+            ErrorCode::InvalidField,
+            format!("field `{name}` must be a string"),
+        )
+    })
+}
+
 /// Reads `channels: [...]`, or the seed form `data: {events: [...]}`, or a single `channel`.
-fn channel_list(value: &BorrowedValue<'_>) -> Result<Vec<String>, (ErrorCode, String)> {
-    let list = value
-        .get("channels")
-        .or_else(|| value.get("data").and_then(|d| d.get("events")));
-    let items: Vec<&BorrowedValue<'_>> = match (list, value.get("channel")) {
-        (Some(l), _) => l
-            .as_array()
-            .ok_or((
-                ErrorCode::InvalidField,
-                "field `channels` must be an array of strings".to_string(),
-            ))?
-            .iter()
-            .collect(),
+/// A name given twice counts once.
+fn channel_list(fields: &Fields<'_>) -> Result<Vec<String>, FieldError> {
+    let not_a_list = || {
+        (
+            ErrorCode::InvalidField,
+            "field `channels` must be an array of strings".to_string(),
+        )
+    };
+    let list = match fields.get("channels") {
+        Some(l) => Some(l),
+        None => match fields.get("data") {
+            Some(d) if d.get().starts_with('{') => {
+                json::object(d).map_err(|_| not_a_list())?.get("events")
+            }
+            _ => None,
+        },
+    };
+    let items: Vec<&RawValue> = match (list, fields.get("channel")) {
+        (Some(l), _) => json::value::<Vec<&RawValue>>(l).ok_or_else(not_a_list)?,
         (None, Some(one)) => vec![one],
         (None, None) => {
             return Err((
@@ -294,14 +313,19 @@ fn channel_list(value: &BorrowedValue<'_>) -> Result<Vec<String>, (ErrorCode, St
             ))
         }
     };
-    items.into_iter().map(checked_channel).collect()
+    let mut names: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let name = checked_channel(item)?;
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// Reads `since: {"channel": {"seq": n, "epoch": "..."}}`.
-fn since_list(
-    value: &BorrowedValue<'_>,
-) -> Result<Vec<(String, StreamPosition)>, (ErrorCode, String)> {
-    let Some(since) = value.get("since") else {
+fn since_list(fields: &Fields<'_>) -> Result<Vec<(String, StreamPosition)>, FieldError> {
+    let Some(since) = fields.get("since") else {
         return Ok(Vec::new());
     };
     let bad = || {
@@ -310,44 +334,56 @@ fn since_list(
             "field `since` must map channels to {\"seq\": n, \"epoch\": \"...\"}".to_string(),
         )
     };
-    let object = since.as_object().ok_or_else(bad)?;
+    let object = json::object(since).map_err(|e| match e {
+        json::JsonError::DuplicateField(name) => (
+            ErrorCode::InvalidField,
+            format!("field `since` names channel `{name}` twice"),
+        ),
+        _ => bad(),
+    })?;
     let mut out = Vec::with_capacity(object.len());
     for (name, position) in object.iter() {
-        let name = checked_channel(&BorrowedValue::from(name.as_ref()))?;
+        if !channel::is_valid(name) {
+            return Err(invalid_channel(name));
+        }
+        let position = json::object(position).map_err(|_| bad())?;
         let seq = position
             .get("seq")
-            .and_then(|s| s.as_u64())
+            .and_then(json::value::<u64>)
             .ok_or_else(bad)?;
         let epoch = position
             .get("epoch")
-            .and_then(|e| e.as_str())
+            .and_then(json::value::<Str<'_>>)
             .ok_or_else(bad)?;
         out.push((
-            name,
+            name.to_string(),
             StreamPosition {
                 seq,
-                epoch: epoch.to_string(),
+                epoch: epoch.0.into_owned(),
             },
         ));
     }
     Ok(out)
 }
 
-fn checked_channel(v: &BorrowedValue<'_>) -> Result<String, (ErrorCode, String)> {
-    let name = v.as_str().ok_or((
+/// A channel name field, checked against the naming rules.
+pub fn checked_channel(raw: &RawValue) -> Result<String, FieldError> {
+    let name = json::value::<Str<'_>>(raw).ok_or((
         ErrorCode::InvalidChannel,
         "channel names must be strings".to_string(),
     ))?;
-    if !channel::is_valid(name) {
-        return Err((
-            ErrorCode::InvalidChannel,
-            format!(
-                "invalid channel name `{}`: use 1-200 bytes of letters, digits and _-.:/@",
-                name.chars().take(64).collect::<String>()
-            ),
-        ));
+    if !channel::is_valid(&name.0) {
+        return Err(invalid_channel(&name.0));
     }
-    Ok(name.to_string())
+    Ok(name.0.into_owned())
+}
+
+/// INVALID_CHANNEL with the naming rules.
+fn invalid_channel(name: &str) -> FieldError {
+    (
+        ErrorCode::InvalidChannel,
+        channel::invalid_name_message(name),
+    )
 }
 
 #[cfg(test)]

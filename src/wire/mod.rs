@@ -1,10 +1,11 @@
-//! The native JSON protocol (docs/protocol.md): client commands parsed with simd-json into
+//! The native JSON protocol (docs/protocol.md): client commands validated and read in place into
 //! typed requests, and the server's replies and events encoded into complete WebSocket frames.
 #![forbid(unsafe_code)]
 
 pub mod channel;
 pub mod command;
 pub mod event;
+pub mod json;
 pub mod reply;
 
 /// Current wall-clock time in RFC 3339 with milliseconds (`2026-11-22T03:55:34.123Z`).

@@ -131,3 +131,68 @@ fn reader_releases_a_large_partial_buffer_once_the_frame_completes() {
     assert_eq!(count, 1);
     assert_eq!(reader.buffered(), 0);
 }
+
+#[test]
+fn a_continuation_length_near_2_pow_64_is_refused_not_wrapped() {
+    // Issue 13 item 2: `so_far + payload_len` wrapped past the 64 KiB check and the reader then
+    // buffered everything that followed. Fragment "2", then a continuation claiming 2^64 - 1.
+    let crafted: [u8; 21] = [
+        0x01, 0x81, 0x80, 0xff, 0xff, 0xff, 0x32, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0x88, 0x8a, 0x8a, 0x7b,
+    ];
+    let (got, result) = read_all(&[&crafted], 65536);
+    assert!(got.is_empty());
+    // Its one-byte fragment (0xB2 once unmasked) is not UTF-8 either: refused at once.
+    assert_eq!(result.unwrap_err().code, CloseCode::INVALID_DATA);
+    // With the top bit clear the sum still cannot wrap: it is message too big.
+    let mut frame = vec![0x01, 0x81, 0, 0, 0, 0, b'a', 0x80, 0x80 | 127];
+    frame.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    let (_, result) = read_all(&[&frame], 65536);
+    assert_eq!(result.unwrap_err().code, CloseCode::TOO_BIG);
+}
+
+#[test]
+fn invalid_utf8_fails_at_the_first_bad_fragment_not_at_the_end() {
+    // Autobahn 6.4.x: the message is not final yet, the error must show now.
+    let first = frame(0x01, "κόσμε".as_bytes());
+    let bad = frame(0x00, &[0xED, 0xA0, 0x80]); // a surrogate: never valid
+    let (got, result) = read_all(&[&first, &bad], 1024);
+    assert!(got.is_empty());
+    assert_eq!(result.unwrap_err().code, CloseCode::INVALID_DATA);
+}
+
+#[test]
+fn invalid_utf8_fails_while_a_long_frame_is_still_arriving() {
+    let mut payload = vec![b'a'; 300];
+    payload[10] = 0xFF;
+    let whole = frame(0x81, &payload);
+    // Only the first 40 bytes have arrived: the bad byte is among them.
+    let (got, result) = read_all(&[&whole[..40]], 1024);
+    assert!(got.is_empty());
+    assert_eq!(result.unwrap_err().code, CloseCode::INVALID_DATA);
+}
+
+#[test]
+fn a_code_point_split_across_fragments_and_reads_is_valid() {
+    let text = "a€b𝄞c";
+    let bytes = text.as_bytes();
+    // Fragments cut inside the 3-byte and 4-byte code points, each fed a byte at a time.
+    let frames = [
+        frame(0x01, &bytes[..2]),
+        frame(0x00, &bytes[2..6]),
+        frame(0x80, &bytes[6..]),
+    ];
+    let all: Vec<u8> = frames.concat();
+    let chunks: Vec<&[u8]> = all.chunks(1).collect();
+    let (got, result) = read_all(&chunks, 1024);
+    result.unwrap();
+    assert_eq!(got, vec![Got::Text(text.into())]);
+}
+
+#[test]
+fn a_message_ending_inside_a_code_point_is_1007() {
+    let (got, result) = read_all(&[&frame(0x81, &[b'a', 0xE2, 0x82])], 1024);
+    assert!(got.is_empty());
+    assert_eq!(result.unwrap_err().code, CloseCode::INVALID_DATA);
+}

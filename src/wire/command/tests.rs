@@ -1,8 +1,7 @@
 use super::*;
 
 fn parse_str(s: &str) -> Result<Request, CommandError> {
-    let mut buf = s.as_bytes().to_vec();
-    parse(&mut buf, &mut Buffers::default())
+    parse(s.as_bytes())
 }
 
 #[test]
@@ -142,5 +141,80 @@ fn bad_channel_names_are_invalid_channel() {
             .unwrap_err()
             .code,
         ErrorCode::InvalidChannel
+    );
+}
+
+#[test]
+fn publish_data_is_kept_byte_for_byte() {
+    // Floats that a lossy parser would change, integers beyond 64 bits, escapes, spacing.
+    let data = r#"{ "x":1.1099999999999999, "n":123456789012345678901234567890, "s":"\u00e9\n", "k":1, "k":2 }"#;
+    let msg = format!(r#"{{"type":"publish","channel":"a","data":{data}}}"#);
+    let Command::Publish { data: got, .. } = parse_str(&msg).unwrap().command else {
+        panic!("not a publish")
+    };
+    assert_eq!(std::str::from_utf8(&got).unwrap(), data);
+}
+
+#[test]
+fn deep_nesting_is_invalid_json_not_a_crash() {
+    let mut msg = r#"{"type":"publish","channel":"a","data":"#.to_string();
+    msg.push_str(&"[".repeat(5000));
+    let e = parse_str(&msg).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidJson);
+    assert!(
+        e.message.contains("nested deeper than 128"),
+        "{}",
+        e.message
+    );
+    let objects = "{\"a\":".repeat(5000);
+    assert_eq!(
+        parse_str(&objects).unwrap_err().code,
+        ErrorCode::InvalidJson
+    );
+}
+
+#[test]
+fn a_field_given_twice_is_refused_with_its_name() {
+    let e = parse_str(r#"{"type":"publish","channel":"a","channel":"b","data":1}"#).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidJson);
+    assert!(
+        e.message.contains("`channel` appears twice"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn a_channel_named_many_times_counts_once() {
+    let list = vec!["\"a\""; 13_000].join(",");
+    let r = parse_str(&format!(
+        r#"{{"type":"subscribe","channels":[{list},"b"]}}"#
+    ))
+    .unwrap();
+    assert_eq!(
+        r.command,
+        Command::Subscribe(SubscribeArgs::channels(vec!["a".into(), "b".into()]))
+    );
+}
+
+#[test]
+fn not_json_says_a_json_object_was_expected() {
+    let e = parse_str("not json").unwrap_err();
+    assert_eq!(
+        e.message,
+        "message must be a JSON object, got `not` at byte 0"
+    );
+}
+
+#[test]
+fn ids_are_echoed_as_sent() {
+    let r =
+        parse_str(r#"{"type":"ping","id":{"n":1.10},"ping_id":12345678901234567890123}"#).unwrap();
+    assert_eq!(r.id.as_deref(), Some(r#"{"n":1.10}"#));
+    assert_eq!(
+        r.command,
+        Command::Ping {
+            ping_id: Some("12345678901234567890123".into())
+        }
     );
 }
