@@ -43,7 +43,7 @@ pub fn render(state: &ServerState) -> Response {
     let d = &state.distributor;
 
     let us = |v: &std::sync::atomic::AtomicU64| get(v) as f64 / 1e6;
-    let simple: [(&str, &str, &str, f64); 21] = [
+    let simple: [(&str, &str, &str, f64); 22] = [
         ("framecast_connections", "gauge", "Open connections.", t.connections as f64),
         ("framecast_connects_total", "counter", "Connections accepted.", t.accepted as f64),
         (
@@ -143,6 +143,12 @@ pub fn render(state: &ServerState) -> Response {
             "gauge",
             "Connections stepped down to a lower rate on conflated channels.",
             t.degraded as f64,
+        ),
+        (
+            "framecast_publications_dropped_channel_limit_total",
+            "counter",
+            "Publications to a channel that did not exist while clients were at max_channels.",
+            get(&d.dropped_channel_full) as f64,
         ),
         (
             "framecast_shard_batches_dropped_total",

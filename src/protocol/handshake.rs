@@ -130,6 +130,12 @@ pub fn parse_request(buf: &[u8], routes: &Routes) -> RequestOutcome {
     if req.version != Some(1) {
         return reject(400, "WebSocket upgrades need HTTP/1.1");
     }
+    if header("host").is_none() {
+        return reject(
+            400,
+            "missing Host header (required by HTTP/1.1 and RFC 6455)",
+        );
+    }
     let Some(key) = header("sec-websocket-key") else {
         return reject(400, "missing Sec-WebSocket-Key");
     };
