@@ -249,7 +249,9 @@ impl Server {
                 }
             }
         }
-        tracing::info!(%addr, backend, shards = handle.shards.len(), tick_hz = handle.config.tick_hz, "framecast listening");
+        let shards = handle.shards.len();
+        let fd_connections = crate::driver::fd_limit::connection_capacity(shards);
+        tracing::info!(%addr, backend, shards, tick_hz = handle.config.tick_hz, fd_connections, "framecast listening");
         Ok(handle)
     }
 }

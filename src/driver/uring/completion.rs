@@ -42,9 +42,19 @@ impl UringDriver {
             // SAFETY: a successful accept returns a new descriptor that we now own.
             let stream = unsafe { TcpStream::from_raw_fd(res) };
             let _ = stream.set_nodelay(true);
+            self.accept_gate.on_success();
             self.pending.push(Event::Accepted(OwnedFd::from(stream)));
         } else if res != -libc::ECANCELED {
-            tracing::warn!(error = %io::Error::from_raw_os_error(-res), "accept failed");
+            let error = io::Error::from_raw_os_error(-res);
+            // Recent kernels end a multishot accept on any error; older ones may keep it
+            // armed, and it would fail again at once: cancel it (from `arm`, see module doc).
+            if self
+                .accept_gate
+                .on_error(&error, "io_uring", Instant::now())
+                && more
+            {
+                self.cancel_accept = true;
+            }
         }
     }
 
@@ -135,6 +145,7 @@ impl UringDriver {
             }
             state.stream = None;
             state.closing = false;
+            self.accept_gate.on_descriptor_freed();
             self.pending.push(Event::Closed(slot));
         }
     }

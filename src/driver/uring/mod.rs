@@ -28,10 +28,11 @@ use std::mem::ManuallyDrop;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+use super::accept::AcceptGate;
 use super::{Driver, Event, EventFd, SendBatch, SendStatus, Slot};
 use crate::config::limits::{MAX_IOVECS_PER_SEND, RECV_BUFFERS_PER_SHARD, RECV_BUFFER_BYTES};
 use crate::distributor::host_level::LogLimiter;
@@ -114,6 +115,9 @@ pub struct UringDriver {
     waker: Arc<EventFd>,
     listener: Option<TcpListener>,
     accept_armed: bool,
+    /// A resource error left the multishot accept running: cancel it at the next `arm`.
+    cancel_accept: bool,
+    accept_gate: AcceptGate,
     wake_armed: bool,
     conns: Vec<SlotState>,
     /// Size of the registered-file table (0 when the kernel refused one).
@@ -164,6 +168,8 @@ impl UringDriver {
             waker,
             listener: Some(listener),
             accept_armed: false,
+            cancel_accept: false,
+            accept_gate: AcceptGate::default(),
             wake_armed: false,
             conns: Vec::new(),
             fixed_files,
@@ -239,8 +245,11 @@ impl UringDriver {
         n
     }
 
-    fn arm(&mut self) {
-        if !self.accept_armed {
+    fn arm(&mut self, now: Instant) {
+        if std::mem::take(&mut self.cancel_accept) && self.accept_armed {
+            self.cancel(Op::Accept);
+        }
+        if !self.accept_armed && self.accept_gate.is_open(now) {
             if let Some(listener) = &self.listener {
                 let entry = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
                     .flags(libc::SOCK_CLOEXEC)
@@ -310,12 +319,16 @@ impl Driver for UringDriver {
     }
 
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Event>) -> io::Result<()> {
-        self.arm();
-        let timeout = if self.pending.is_empty() {
+        let now = Instant::now();
+        self.arm(now);
+        let mut timeout = if self.pending.is_empty() {
             timeout
         } else {
             Some(Duration::ZERO)
         };
+        if let Some(resume) = self.accept_gate.wait_hint(now) {
+            timeout = Some(timeout.map_or(resume, |t| t.min(resume)));
+        }
         let ts = timeout.map(types::Timespec::from);
         let args = types::SubmitArgs::new();
         let result = match &ts {
@@ -495,13 +508,5 @@ impl Driver for UringDriver {
 /// Registered-file table size: [`MAX_FIXED_FILES`], or fewer under a lower RLIMIT_NOFILE (the
 /// kernel refuses a bigger table).
 fn fixed_file_capacity() -> u32 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 0;
-    }
-    limit.rlim_cur.min(u64::from(MAX_FIXED_FILES)) as u32
+    super::fd_limit::current().map_or(0, |l| l.soft.min(u64::from(MAX_FIXED_FILES)) as u32)
 }
