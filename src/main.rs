@@ -207,10 +207,17 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     tune_allocator();
     let huge_pages = opt_out_of_huge_pages();
+    // Each connection is a descriptor: allow as many as the hard limit lets us (the startup
+    // line reports how many connections that makes, as `fd_connections`).
+    let nofile = framecast::driver::fd_limit::raise_soft_to_hard();
     let cli = Cli::parse();
     init_logging(&cli.log_level, &cli.log_format)?;
     if let Err(error) = huge_pages {
         tracing::warn!(%error, "could not opt out of transparent huge pages; RSS may be higher");
+    }
+    match nofile {
+        Ok(limit) => tracing::debug!(soft = limit.soft, hard = limit.hard, "open-files limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-files limit"),
     }
     let mut config = framecast::Config::default();
     if let Some(path) = &cli.config {

@@ -31,6 +31,13 @@ pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Something already listens on the address: another framecast, another program, or
+    /// another [`Server`] in this process. Stop it or pick another `listen` address.
+    #[error("cannot listen on {addr}: address in use (another server listens there)")]
+    AddrInUse {
+        /// The configured address.
+        addr: SocketAddr,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -70,6 +77,8 @@ pub struct ServerHandle {
     observer: Option<Observer>,
     state: Arc<ServerState>,
     config: Config,
+    /// Keeps other servers off the address while the shards listen (dropped after them).
+    _claim: listen::AddrClaim,
 }
 
 impl Server {
@@ -96,13 +105,18 @@ impl Server {
                 }
             },
         };
-        let listeners = listen::bind_shards(config.listen, config.shards).map_err(|source| {
-            StartError::Bind {
+        let bind_error = |source: std::io::Error| match source.kind() {
+            std::io::ErrorKind::AddrInUse => StartError::AddrInUse {
+                addr: config.listen,
+            },
+            _ => StartError::Bind {
                 addr: config.listen,
                 source,
-            }
-        })?;
-        let addr = listeners[0].local_addr().map_err(StartError::Shard)?;
+            },
+        };
+        let claim = listen::claim(config.listen).map_err(bind_error)?;
+        let listeners = listen::bind_shards(&claim, config.shards).map_err(bind_error)?;
+        let addr = claim.addr();
         let (ingress, ingress_rx) = Ingress::new();
         let connections = Arc::new(AtomicUsize::new(0));
         let settings = ConnSettings {
@@ -234,6 +248,7 @@ impl Server {
             observer: Some(observer),
             state,
             config,
+            _claim: claim,
         };
         for _ in 0..handle.shards.len() {
             match ready_rx.recv() {
@@ -251,11 +266,14 @@ impl Server {
             }
         }
         let c = &handle.config;
+        let shards = handle.shards.len();
+        let fd_connections = crate::driver::fd_limit::connection_capacity(shards);
         tracing::info!(
             %addr,
             backend,
-            shards = handle.shards.len(),
+            shards,
             tick_hz = c.tick_hz,
+            fd_connections,
             config = c.config_file.as_ref().map_or("none (defaults, environment, flags)".into(), |p| p.display().to_string()),
             auth = c.auth_mode(),
             "framecast listening"

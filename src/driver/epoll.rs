@@ -6,12 +6,13 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream as StdStream;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use super::accept::AcceptGate;
 use super::{Driver, Event, EventFd, SendBatch, SendStatus, Slot};
 use crate::config::limits::{EPOLL_READ_SCRATCH_BYTES, MAX_IOVECS_PER_SEND};
 
@@ -23,6 +24,9 @@ pub struct EpollDriver {
     poll: Poll,
     events: Events,
     listener: Option<TcpListener>,
+    accept_gate: AcceptGate,
+    /// The listener may have connections waiting that no readiness edge will announce.
+    accept_retry: bool,
     waker: Arc<EventFd>,
     conns: Vec<Option<TcpStream>>,
     scratch: Box<[u8]>,
@@ -43,6 +47,8 @@ impl EpollDriver {
             poll,
             events: Events::with_capacity(1024),
             listener: Some(listener),
+            accept_gate: AcceptGate::default(),
+            accept_retry: false,
             waker,
             conns: Vec::new(),
             scratch: vec![0u8; EPOLL_READ_SCRATCH_BYTES].into_boxed_slice(),
@@ -59,13 +65,17 @@ impl EpollDriver {
             match listener.accept() {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
+                    self.accept_gate.on_success();
                     out.push(Event::Accepted(OwnedFd::from(stream)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE/ENFILE and aborted handshakes: try again on the next readiness.
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of descriptors or memory: paused. Anything else (an aborted
+                    // handshake): next loop turn. Either way retried without waiting for an
+                    // edge, once per turn at most.
+                    self.accept_gate.on_error(&e, "epoll", Instant::now());
+                    self.accept_retry = true;
                     return;
                 }
             }
@@ -79,11 +89,14 @@ impl Driver for EpollDriver {
     }
 
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Event>) -> io::Result<()> {
-        let timeout = if self.pending.is_empty() {
+        let mut timeout = if self.pending.is_empty() {
             timeout
         } else {
             Some(Duration::ZERO)
         };
+        if let Some(resume) = self.accept_gate.wait_hint(Instant::now()) {
+            timeout = Some(timeout.map_or(resume, |t| t.min(resume)));
+        }
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -109,7 +122,9 @@ impl Driver for EpollDriver {
                 }
             }
         }
-        if accept {
+        self.accept_retry |= accept;
+        if self.accept_retry && self.accept_gate.is_open(Instant::now()) {
+            self.accept_retry = false;
             self.accept_all(out);
         }
         Ok(())
@@ -198,6 +213,7 @@ impl Driver for EpollDriver {
         if let Some(entry) = self.conns.get_mut(slot as usize) {
             if let Some(mut stream) = entry.take() {
                 let _ = self.poll.registry().deregister(&mut stream);
+                self.accept_gate.on_descriptor_freed();
             }
         }
         self.pending.push(Event::Closed(slot));

@@ -9,13 +9,18 @@
 //!   [`SendBatch`] (and so the memory any kernel operation points at) until it completes;
 //! - closing ([`Driver::close`]), reported as [`Event::Closed`] once no operation of that
 //!   connection is in flight, after which its slot may be reused;
-//! - waking from other threads through an [`EventFd`] ([`Event::Wake`]), and a timeout.
+//! - waking from other threads through an [`EventFd`] ([`Event::Wake`]), and a timeout;
+//! - pausing accepts while the process is out of descriptors or memory ([`accept::AcceptGate`]),
+//!   serving existing connections meanwhile, and never logging more than one warning per
+//!   interval about it.
 //!
 //! `uring` drives an io_uring with multishot accept and multishot receive into a provided-buffer
 //! ring; `epoll` is readiness-based (mio) and performs the syscalls itself when a socket is
 //! ready, reporting the same events.
 
+pub mod accept;
 pub mod epoll;
+pub mod fd_limit;
 pub mod uring;
 mod wake;
 

@@ -3,6 +3,8 @@
 //! hand, and await messages with a deadline (never sleep-and-hope).
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

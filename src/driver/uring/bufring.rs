@@ -2,6 +2,11 @@
 //! receive has data, so an idle connection holds no read buffer at all. A buffer belongs to the
 //! kernel from the moment it is in the ring until a completion names its id; it goes back in the
 //! same loop turn, after the shard has parsed it.
+//!
+//! Both allocations (the ring of entries and the buffers) are raw memory owned by [`BufRing`],
+//! never a Rust reference the kernel writes behind. They are freed only after
+//! [`BufRing::unregister`] succeeded; a `BufRing` dropped while still registered leaks them
+//! instead, so the kernel can never write into memory that was handed back to the allocator.
 
 use std::alloc::{self, Layout};
 use std::io;
@@ -16,11 +21,14 @@ pub const GROUP: u16 = 0;
 /// The ring of entries (page-aligned, shared with the kernel) and the buffers it points at.
 pub struct BufRing {
     entries: *mut BufRingEntry,
-    layout: Layout,
+    entries_layout: Layout,
+    buffers: *mut u8,
+    buffers_layout: Layout,
     count: u16,
     tail: u16,
     size: usize,
-    buffers: Box<[u8]>,
+    /// The kernel knows the ring (between a successful register and unregister).
+    registered: bool,
 }
 
 impl BufRing {
@@ -30,39 +38,58 @@ impl BufRing {
             count.is_power_of_two(),
             "buffer count must be a power of two"
         );
-        let layout = Layout::from_size_align(usize::from(count) * size_of::<BufRingEntry>(), 4096)
-            .map_err(io::Error::other)?;
-        // SAFETY: the layout has a non-zero size (count > 0).
-        let entries = unsafe { alloc::alloc_zeroed(layout) }.cast::<BufRingEntry>();
-        if entries.is_null() {
-            return Err(io::ErrorKind::OutOfMemory.into());
-        }
-        let mut ring_bufs = BufRing {
+        assert!(size > 0 && size <= usize::from(u16::MAX), "buffer size");
+        let entries_layout =
+            Layout::from_size_align(usize::from(count) * size_of::<BufRingEntry>(), 4096)
+                .map_err(io::Error::other)?;
+        let buffers_layout =
+            Layout::from_size_align(usize::from(count) * size, 64).map_err(io::Error::other)?;
+        // SAFETY: both layouts have a non-zero size (count > 0, size > 0).
+        let (entries, buffers) = unsafe {
+            (
+                alloc::alloc_zeroed(entries_layout).cast::<BufRingEntry>(),
+                alloc::alloc_zeroed(buffers_layout),
+            )
+        };
+        // From here on `Drop` frees whichever allocation succeeded (nothing is registered yet).
+        let mut bufs = BufRing {
             entries,
-            layout,
+            entries_layout,
+            buffers,
+            buffers_layout,
             count,
             tail: 0,
             size,
-            buffers: vec![0u8; usize::from(count) * size].into_boxed_slice(),
+            registered: false,
         };
-        // SAFETY: `entries` points at `count` zeroed entries in a page-aligned allocation that
-        // lives until `self` is dropped, which happens after the ring is dropped (field order in
-        // UringDriver), so the kernel never sees freed memory.
+        if entries.is_null() || buffers.is_null() {
+            return Err(io::ErrorKind::OutOfMemory.into());
+        }
+        // SAFETY: `entries` points at `count` zeroed entries in a page-aligned allocation owned
+        // by `bufs`, which frees it only after `unregister` succeeded (or leaks it), so the
+        // kernel never reads freed memory through the registration.
         unsafe {
             ring.submitter()
                 .register_buf_ring_with_flags(entries as u64, count, GROUP, 0)?
         };
+        bufs.registered = true;
         for bid in 0..count {
-            ring_bufs.push(bid);
+            bufs.push(bid);
         }
-        ring_bufs.publish();
-        Ok(ring_bufs)
+        bufs.publish();
+        Ok(bufs)
     }
 
-    /// The first `len` bytes of buffer `bid`, as filled by the kernel.
+    /// The first `len` bytes of buffer `bid`, as filled by the kernel. Only for a `bid` a
+    /// completion just returned (the kernel writes it no more until it is recycled).
     pub fn get_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
+        assert!(bid < self.count, "buffer id from the kernel is in range");
         let start = usize::from(bid) * self.size;
-        &mut self.buffers[start..start + len.min(self.size)]
+        // SAFETY: `start + len.min(size)` is inside the `count * size` allocation owned by
+        // `self`; a completion named `bid`, so the kernel has finished writing it and takes it
+        // again only after `recycle`, which needs `&mut self` and so cannot run while the slice
+        // lives.
+        unsafe { std::slice::from_raw_parts_mut(self.buffers.add(start), len.min(self.size)) }
     }
 
     /// Gives buffer `bid` back to the kernel.
@@ -71,9 +98,21 @@ impl BufRing {
         self.publish();
     }
 
+    /// Tells the kernel to forget the ring (call once no operation can pick a buffer, i.e. with
+    /// nothing in flight); afterwards dropping `self` frees the memory.
+    pub fn unregister(&mut self, ring: &IoUring) -> io::Result<()> {
+        if self.registered {
+            ring.submitter().unregister_buf_ring(GROUP)?;
+            self.registered = false;
+        }
+        Ok(())
+    }
+
     fn push(&mut self, bid: u16) {
         let index = usize::from(self.tail & (self.count - 1));
-        let addr = self.buffers[usize::from(bid) * self.size..].as_ptr() as u64;
+        // The address is computed, not borrowed: no Rust reference to the buffer exists while
+        // the kernel owns it.
+        let addr = self.buffers.wrapping_add(usize::from(bid) * self.size) as u64;
         // SAFETY: `index` < count, so the entry is inside the allocation; only this thread
         // writes entries, and the kernel reads an entry only after the tail covers it.
         let entry = unsafe { &mut *self.entries.add(index) };
@@ -93,7 +132,20 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout; the ring that used it is already gone.
-        unsafe { alloc::dealloc(self.entries.cast(), self.layout) };
+        if self.registered {
+            // The kernel may still read the entries and write the buffers: leak both rather
+            // than free memory it points at (only a driver that could not drain gets here).
+            return;
+        }
+        // SAFETY: allocated in `new` with these layouts (null when that allocation failed);
+        // the kernel no longer knows the ring (never registered, or unregistered).
+        unsafe {
+            if !self.entries.is_null() {
+                alloc::dealloc(self.entries.cast(), self.entries_layout);
+            }
+            if !self.buffers.is_null() {
+                alloc::dealloc(self.buffers, self.buffers_layout);
+            }
+        }
     }
 }

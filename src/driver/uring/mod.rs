@@ -3,33 +3,50 @@
 //! rings). Per shard: one ring set up with SINGLE_ISSUER + DEFER_TASKRUN where the kernel has
 //! them, a multishot accept on the shard's listener, a multishot receive per connection into a
 //! provided-buffer ring, at most one `sendmsg` per connection in flight, and a read on the
-//! wake-up eventfd. Every buffer an operation points at is owned here until its last completion.
-//! Connections are also entered in the ring's registered-file table (slot = index), so sends and
-//! receives skip the kernel's per-operation descriptor lookup (`fget`/`fput`).
+//! wake-up eventfd. Connections are also entered in the ring's registered-file table
+//! (slot = index), so sends and receives skip the kernel's per-operation descriptor lookup.
+//!
+//! Ownership: every byte an operation points at is owned by the driver until that operation's
+//! final completion (the one without `IORING_CQE_F_MORE`) is reaped: send headers, gather lists
+//! and frames in a boxed [`InflightSend`] held by the slot, receive buffers in the [`BufRing`],
+//! the eventfd's read buffer here. `in_flight` counts operations queued and not finally
+//! completed; `Drop` (shutdown.rs) cancels them all and reaps until it is 0, and only then
+//! lets the memory go.
+//!
+//! Files: `completion.rs` applies completions, `shutdown.rs` is the drop order, `user_data.rs`
+//! packs (kind, slot, generation), `bufring.rs` owns the receive buffers.
 
 mod bufring;
+mod completion;
+mod shutdown;
+#[cfg(test)]
+mod tests;
 mod user_data;
 
 use std::io;
+use std::mem::ManuallyDrop;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use io_uring::{opcode, squeue, types, IoUring};
 
+use super::accept::AcceptGate;
 use super::{Driver, Event, EventFd, SendBatch, SendStatus, Slot};
-use crate::config::limits::{
-    MAX_IOVECS_PER_SEND, RECV_BUFFERS_PER_SHARD, RECV_BUFFER_BYTES, SENDS_PER_TURN,
-};
+use crate::config::limits::{MAX_IOVECS_PER_SEND, RECV_BUFFERS_PER_SHARD, RECV_BUFFER_BYTES};
+use crate::distributor::host_level::LogLimiter;
 use bufring::{BufRing, GROUP};
-use user_data::Op;
+use user_data::{ConnTag, Gen, Op};
 
 const SQ_ENTRIES: u32 = 4096;
 const CQ_ENTRIES: u32 = 16384;
 /// Most registered-file slots per ring (also bounded by RLIMIT_NOFILE); connections in higher
 /// slots use their plain descriptor.
 const MAX_FIXED_FILES: u32 = 65_536;
+/// How long [`UringDriver::push`] lets a full submission queue stay stuck (nothing submitted,
+/// nothing to reap) before it gives up on the operation, in 1 ms naps.
+const SUBMIT_STALL_LIMIT_MS: u32 = 1000;
 
 /// Checks that this kernel (and any seccomp profile) lets framecast use io_uring: a ring can be
 /// created, every opcode used is supported, and a provided-buffer ring can be registered.
@@ -54,7 +71,10 @@ pub fn probe() -> io::Result<()> {
     if !ring.params().is_feature_ext_arg() {
         return Err(io::Error::other("io_uring lacks EXT_ARG (kernel 5.11+)"));
     }
-    BufRing::new(&ring, 2, 64).map(drop)
+    // Unregistered before it is dropped (while `ring` still lives), so its memory is freed;
+    // had unregistering failed, dropping it would leak the memory instead.
+    let mut bufs = BufRing::new(&ring, 2, 64)?;
+    bufs.unregister(&ring)
 }
 
 /// A send in flight: the message header and gather list the kernel reads, and the frames they
@@ -68,6 +88,8 @@ struct InflightSend {
 #[derive(Default)]
 struct SlotState {
     stream: Option<TcpStream>,
+    /// Bumped on every `register`; travels in `user_data` so a stale completion is caught.
+    gen: Gen,
     /// The socket is in the registered-file table at index `slot`.
     fixed: bool,
     recv_armed: bool,
@@ -75,15 +97,27 @@ struct SlotState {
     closing: bool,
 }
 
-/// A shard's io_uring loop. Field order matters: the ring is dropped before the buffers that
-/// its operations point at.
+impl SlotState {
+    fn tag(&self, slot: Slot) -> ConnTag {
+        ConnTag::new(slot, self.gen)
+    }
+}
+
+/// A shard's io_uring loop.
 pub struct UringDriver {
-    ring: IoUring,
+    /// Closed by hand in `Drop`, after every operation is reaped and the buffer ring
+    /// unregistered, before the memory operations pointed at is freed (shutdown.rs).
+    ring: ManuallyDrop<IoUring>,
     bufs: BufRing,
-    wake_buf: Box<u64>,
+    /// The eventfd read's 8-byte buffer: raw (from `Box::into_raw`) because the kernel writes
+    /// it; freed in `Drop` once no read is in flight.
+    wake_buf: *mut u64,
     waker: Arc<EventFd>,
     listener: Option<TcpListener>,
     accept_armed: bool,
+    /// A resource error left the multishot accept running: cancel it at the next `arm`.
+    cancel_accept: bool,
+    accept_gate: AcceptGate,
     wake_armed: bool,
     conns: Vec<SlotState>,
     /// Size of the registered-file table (0 when the kernel refused one).
@@ -91,6 +125,11 @@ pub struct UringDriver {
     rearm_recv: Vec<Slot>,
     pending: Vec<Event>,
     cqes: Vec<(u64, i32, u32)>,
+    /// Operations queued or submitted whose final completion is not reaped yet.
+    in_flight: usize,
+    /// Completions that named a generation their slot no longer has (dropped, counted).
+    stale_completions: u64,
+    stale_log: LogLimiter,
     batch_pool: Vec<SendBatch>,
     /// Boxed on purpose: a kernel operation holds the address of a box taken from here, so
     /// the pool may grow and shrink without moving any in-flight header.
@@ -123,66 +162,121 @@ impl UringDriver {
             }
         };
         Ok(UringDriver {
-            ring,
+            ring: ManuallyDrop::new(ring),
             bufs,
-            wake_buf: Box::new(0),
+            wake_buf: Box::into_raw(Box::new(0)),
             waker,
             listener: Some(listener),
             accept_armed: false,
+            cancel_accept: false,
+            accept_gate: AcceptGate::default(),
             wake_armed: false,
             conns: Vec::new(),
             fixed_files,
             rearm_recv: Vec::new(),
             pending: Vec::new(),
             cqes: Vec::with_capacity(1024),
+            in_flight: 0,
+            stale_completions: 0,
+            stale_log: LogLimiter::new(Duration::from_secs(10)),
             batch_pool: Vec::new(),
             send_pool: Vec::new(),
         })
     }
 
-    /// Queues one SQE, submitting first if the queue is full.
+    /// Operations queued or in the kernel whose final completion has not been reaped.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Completions dropped because their slot had been reused since (none is expected).
+    pub fn stale_completions(&self) -> u64 {
+        self.stale_completions
+    }
+
+    /// Queues one SQE. When the submission queue is full it is submitted; when the kernel is
+    /// busy (EBUSY: its completion queue is full, or EAGAIN) completions are reaped into
+    /// `pending` to make room, then it retries. Fails only if the queue stays stuck for
+    /// [`SUBMIT_STALL_LIMIT_MS`] or the ring is broken; the operation is then not queued.
+    ///
+    /// Never called from `on_completion`: a reap nested in a reap would reorder events.
     ///
     /// # Safety
     /// Every buffer `entry` points at must stay valid until its final completion is reaped.
-    unsafe fn push(&mut self, entry: squeue::Entry) {
+    unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        let mut stalled_ms = 0;
         loop {
             // SAFETY: the caller guarantees the entry's buffers outlive the operation.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                return;
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                self.in_flight += 1;
+                return Ok(());
             }
-            if let Err(e) = self.ring.submit() {
-                tracing::warn!(error = %e, "io_uring submit failed while the queue was full");
+            match self.ring.submit() {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {}
+                Err(e) => return Err(e),
+            }
+            if self.reap() == 0 {
+                if stalled_ms >= SUBMIT_STALL_LIMIT_MS {
+                    return Err(io::Error::other("io_uring submission queue stuck"));
+                }
+                stalled_ms += 1;
+                std::thread::sleep(Duration::from_millis(1));
             }
         }
     }
 
-    fn arm(&mut self) {
-        if !self.accept_armed {
+    /// Moves every posted completion into `pending`; returns how many there were.
+    fn reap(&mut self) -> usize {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        let n = cqes.len();
+        for &(user_data, res, flags) in &cqes {
+            self.on_completion(user_data, res, flags);
+        }
+        cqes.clear();
+        self.cqes = cqes;
+        n
+    }
+
+    fn arm(&mut self, now: Instant) {
+        if std::mem::take(&mut self.cancel_accept) && self.accept_armed {
+            self.cancel(Op::Accept);
+        }
+        if !self.accept_armed && self.accept_gate.is_open(now) {
             if let Some(listener) = &self.listener {
                 let entry = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
                     .flags(libc::SOCK_CLOEXEC)
                     .build()
                     .user_data(Op::Accept.encode());
                 // SAFETY: multishot accept points at no memory.
-                unsafe { self.push(entry) };
-                self.accept_armed = true;
+                match unsafe { self.push(&entry) } {
+                    Ok(()) => self.accept_armed = true,
+                    Err(e) => tracing::debug!(error = %e, "could not arm accept"),
+                }
             }
         }
         if !self.wake_armed {
-            let buf: *mut u64 = &mut *self.wake_buf;
-            let entry = opcode::Read::new(types::Fd(self.waker.as_raw_fd()), buf.cast(), 8)
-                .build()
-                .user_data(Op::Wake.encode());
-            // SAFETY: `wake_buf` is boxed, owned by the driver and dropped after the ring.
-            unsafe { self.push(entry) };
-            self.wake_armed = true;
+            let entry =
+                opcode::Read::new(types::Fd(self.waker.as_raw_fd()), self.wake_buf.cast(), 8)
+                    .build()
+                    .user_data(Op::Wake.encode());
+            // SAFETY: `wake_buf` is owned by the driver and freed in `Drop` only once no
+            // operation is in flight.
+            match unsafe { self.push(&entry) } {
+                Ok(()) => self.wake_armed = true,
+                Err(e) => tracing::debug!(error = %e, "could not arm the wake-up read"),
+            }
         }
-        let rearm = std::mem::take(&mut self.rearm_recv);
-        for &slot in &rearm {
+        while let Some(slot) = self.rearm_recv.pop() {
             self.arm_recv(slot);
         }
-        self.rearm_recv = rearm;
-        self.rearm_recv.clear();
     }
 
     fn arm_recv(&mut self, slot: Slot) {
@@ -193,99 +287,28 @@ impl UringDriver {
         if state.recv_armed || state.closing {
             return;
         }
-        state.recv_armed = true;
         let entry = if state.fixed {
             opcode::RecvMulti::new(types::Fixed(slot), GROUP).build()
         } else {
             opcode::RecvMulti::new(types::Fd(stream.as_raw_fd()), GROUP).build()
         }
-        .user_data(Op::Recv(slot).encode());
-        // SAFETY: multishot receive writes only into provided buffers, owned by `bufs`.
-        unsafe { self.push(entry) };
-    }
-
-    fn on_completion(&mut self, user_data: u64, res: i32, flags: u32, out: &mut Vec<Event>) {
-        let more = cqueue::more(flags);
-        match Op::decode(user_data) {
-            Some(Op::Accept) => {
-                if !more {
-                    self.accept_armed = false;
-                }
-                if res >= 0 {
-                    // SAFETY: a successful accept returns a new descriptor that we now own.
-                    let stream = unsafe { TcpStream::from_raw_fd(res) };
-                    let _ = stream.set_nodelay(true);
-                    out.push(Event::Accepted(OwnedFd::from(stream)));
-                } else if res != -libc::ECANCELED {
-                    tracing::warn!(error = %io::Error::from_raw_os_error(-res), "accept failed");
-                }
-            }
-            Some(Op::Recv(slot)) => {
-                let bid = cqueue::buffer_select(flags);
-                let Some(state) = self.conns.get_mut(slot as usize) else {
-                    return;
-                };
-                if !more {
-                    state.recv_armed = false;
-                }
-                match (res, bid) {
-                    (n, Some(bid)) if n > 0 => out.push(Event::Input {
-                        slot,
-                        token: (u32::from(bid) << 16) | n as u32,
-                    }),
-                    (0, _) => out.push(Event::PeerClosed(slot)),
-                    (e, _) if e == -libc::ENOBUFS => {}
-                    (e, _) if e < 0 && !state.closing => out.push(Event::PeerClosed(slot)),
-                    _ => {}
-                }
-                if !more && res != 0 && !state.closing {
-                    self.rearm_recv.push(slot);
-                }
-                self.maybe_closed(slot);
-            }
-            Some(Op::Send(slot)) => {
-                let Some(state) = self.conns.get_mut(slot as usize) else {
-                    return;
-                };
-                if let Some(mut inflight) = state.send.take() {
-                    let mut batch = std::mem::take(&mut inflight.batch);
-                    batch.clear();
-                    // Keep at most one turn's worth of spares: a burst of sends (a connect storm,
-                    // a wide fan-out) must not leave ~1 KiB per past send resident for good.
-                    if self.send_pool.len() < SENDS_PER_TURN {
-                        self.batch_pool.push(batch);
-                        self.send_pool.push(inflight);
-                    }
-                }
-                let result = if res >= 0 {
-                    Ok(res as usize)
-                } else {
-                    Err(io::Error::from_raw_os_error(-res))
-                };
-                out.push(Event::Sent { slot, result });
-                self.maybe_closed(slot);
-            }
-            Some(Op::Wake) => {
-                self.wake_armed = false;
-                out.push(Event::Wake);
-            }
-            Some(Op::Cancel) | None => {}
+        .user_data(Op::Recv(state.tag(slot)).encode());
+        // SAFETY: multishot receive writes only into provided buffers, owned by `bufs` (freed
+        // after the ring stopped using them).
+        match unsafe { self.push(&entry) } {
+            Ok(()) => self.conns[slot as usize].recv_armed = true,
+            Err(_) => self.pending.push(Event::PeerClosed(slot)),
         }
     }
 
-    /// Finishes a close once nothing of the slot is in flight.
-    fn maybe_closed(&mut self, slot: Slot) {
-        let Some(state) = self.conns.get_mut(slot as usize) else {
-            return;
-        };
-        if state.closing && !state.recv_armed && state.send.is_none() && state.stream.is_some() {
-            if std::mem::take(&mut state.fixed) {
-                // The table holds its own reference to the socket: drop it, or it stays open.
-                let _ = self.ring.submitter().register_files_update(slot, &[-1]);
-            }
-            state.stream = None;
-            state.closing = false;
-            self.pending.push(Event::Closed(slot));
+    /// Asks the kernel to cancel `op` (whose completion then reports `-ECANCELED`).
+    fn cancel(&mut self, op: Op) {
+        let entry = opcode::AsyncCancel::new(op.encode())
+            .build()
+            .user_data(Op::Cancel.encode());
+        // SAFETY: a cancel request points at no memory.
+        if let Err(e) = unsafe { self.push(&entry) } {
+            tracing::debug!(error = %e, ?op, "could not queue a cancel");
         }
     }
 }
@@ -296,17 +319,17 @@ impl Driver for UringDriver {
     }
 
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Event>) -> io::Result<()> {
-        self.arm();
-        let timeout = if self.pending.is_empty() {
+        let now = Instant::now();
+        self.arm(now);
+        let mut timeout = if self.pending.is_empty() {
             timeout
         } else {
             Some(Duration::ZERO)
         };
-        let ts = timeout.map(|t| {
-            types::Timespec::new()
-                .sec(t.as_secs())
-                .nsec(t.subsec_nanos())
-        });
+        if let Some(resume) = self.accept_gate.wait_hint(now) {
+            timeout = Some(timeout.map_or(resume, |t| t.min(resume)));
+        }
+        let ts = timeout.map(types::Timespec::from);
         let args = types::SubmitArgs::new();
         let result = match &ts {
             Some(ts) => self
@@ -317,6 +340,7 @@ impl Driver for UringDriver {
         };
         match result {
             Ok(_) => {}
+            // EBUSY/EAGAIN: the completion queue is full; reaping below makes room.
             Err(e)
                 if matches!(
                     e.raw_os_error(),
@@ -324,18 +348,7 @@ impl Driver for UringDriver {
                 ) => {}
             Err(e) => return Err(e),
         }
-        out.append(&mut self.pending);
-        let mut cqes = std::mem::take(&mut self.cqes);
-        cqes.extend(
-            self.ring
-                .completion()
-                .map(|c| (c.user_data(), c.result(), c.flags())),
-        );
-        for &(user_data, res, flags) in &cqes {
-            self.on_completion(user_data, res, flags, out);
-        }
-        cqes.clear();
-        self.cqes = cqes;
+        self.reap();
         out.append(&mut self.pending);
         Ok(())
     }
@@ -345,7 +358,12 @@ impl Driver for UringDriver {
         if self.conns.len() <= i {
             self.conns.resize_with(i + 1, SlotState::default);
         }
-        debug_assert!(self.conns[i].stream.is_none(), "slot reused while open");
+        let old = &self.conns[i];
+        if old.stream.is_some() || old.recv_armed || old.send.is_some() {
+            // Reusing it would drop memory the kernel may still use; refuse (a shard bug).
+            return Err(io::Error::other("slot still has a connection in flight"));
+        }
+        let gen = old.gen.wrapping_add(1);
         let fixed = slot < self.fixed_files
             && self
                 .ring
@@ -354,6 +372,7 @@ impl Driver for UringDriver {
                 .is_ok();
         self.conns[i] = SlotState {
             stream: Some(TcpStream::from(fd)),
+            gen,
             fixed,
             ..SlotState::default()
         };
@@ -379,8 +398,11 @@ impl Driver for UringDriver {
         let Some(stream) = &state.stream else {
             return SendStatus::Failed(io::ErrorKind::NotConnected.into());
         };
+        if state.send.is_some() {
+            return SendStatus::Failed(io::Error::other("a send is already in flight"));
+        }
         let fd = stream.as_raw_fd();
-        debug_assert!(state.send.is_none(), "one send in flight per connection");
+        let (fixed, tag) = (state.fixed, state.tag(slot));
         let mut inflight = self.send_pool.pop().unwrap_or_else(|| {
             Box::new(InflightSend {
                 // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
@@ -407,7 +429,7 @@ impl Driver for UringDriver {
             inflight.iov[0].iov_base.cast_const().cast(),
             inflight.iov[0].iov_len,
         );
-        let entry = match (count, state.fixed) {
+        let entry = match (count, fixed) {
             // One buffer (the common case: one tick of one channel): a plain send skips the
             // kernel's msghdr copy and iovec import.
             (1, true) => opcode::Send::new(types::Fixed(slot), buf, len as u32)
@@ -423,12 +445,24 @@ impl Driver for UringDriver {
                 .flags(libc::MSG_NOSIGNAL as u32)
                 .build(),
         }
-        .user_data(Op::Send(slot).encode());
-        state.send = Some(inflight);
+        .user_data(Op::Send(tag).encode());
+        // The box moves into the slot before the push: its heap address (which the entry holds)
+        // does not change, and a reap inside `push` cannot complete an operation not yet queued.
+        self.conns[slot as usize].send = Some(inflight);
         // SAFETY: the header, gather list and frames live in the boxed `InflightSend` held in
-        // `state.send` until this operation's completion is reaped.
-        unsafe { self.push(entry) };
-        SendStatus::InFlight
+        // `conns[slot].send` until this operation's completion is reaped (completion.rs), or
+        // for ever if `Drop` could not reap it (shutdown.rs).
+        match unsafe { self.push(&entry) } {
+            Ok(()) => SendStatus::InFlight,
+            Err(e) => {
+                // Not queued: the kernel never saw the entry, so the memory is ours again.
+                if let Some(mut inflight) = self.conns[slot as usize].send.take() {
+                    inflight.batch.clear();
+                    self.send_pool.push(inflight);
+                }
+                SendStatus::Failed(e)
+            }
+        }
     }
 
     fn shutdown_write(&mut self, slot: Slot) {
@@ -453,26 +487,20 @@ impl Driver for UringDriver {
         state.closing = true;
         // Shutting the socket down ends the multishot receive (EOF) and any blocked send.
         let _ = stream.shutdown(Shutdown::Both);
+        let tag = state.tag(slot);
         let (recv, send) = (state.recv_armed, state.send.is_some());
-        for (active, op) in [(recv, Op::Recv(slot)), (send, Op::Send(slot))] {
-            if active {
-                let entry = opcode::AsyncCancel::new(op.encode())
-                    .build()
-                    .user_data(Op::Cancel.encode());
-                // SAFETY: a cancel request points at no memory.
-                unsafe { self.push(entry) };
-            }
+        if recv {
+            self.cancel(Op::Recv(tag));
+        }
+        if send {
+            self.cancel(Op::Send(tag));
         }
         self.maybe_closed(slot);
     }
 
     fn stop_accepting(&mut self) {
         if self.listener.take().is_some() && self.accept_armed {
-            let entry = opcode::AsyncCancel::new(Op::Accept.encode())
-                .build()
-                .user_data(Op::Cancel.encode());
-            // SAFETY: a cancel request points at no memory.
-            unsafe { self.push(entry) };
+            self.cancel(Op::Accept);
         }
     }
 }
@@ -480,33 +508,5 @@ impl Driver for UringDriver {
 /// Registered-file table size: [`MAX_FIXED_FILES`], or fewer under a lower RLIMIT_NOFILE (the
 /// kernel refuses a bigger table).
 fn fixed_file_capacity() -> u32 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 0;
-    }
-    limit.rlim_cur.min(u64::from(MAX_FIXED_FILES)) as u32
-}
-
-impl Drop for UringDriver {
-    fn drop(&mut self) {
-        // Cancel what is still armed and reap briefly, so the kernel lets go of our buffers
-        // before the ring (and then the buffers) are dropped.
-        for op in [Op::Accept, Op::Wake] {
-            let entry = opcode::AsyncCancel::new(op.encode())
-                .build()
-                .user_data(Op::Cancel.encode());
-            // SAFETY: a cancel request points at no memory.
-            unsafe { self.push(entry) };
-        }
-        let ts = types::Timespec::new().nsec(50_000_000);
-        let _ = self
-            .ring
-            .submitter()
-            .submit_with_args(2, &types::SubmitArgs::new().timespec(&ts));
-        self.ring.completion().for_each(drop);
-    }
+    super::fd_limit::current().map_or(0, |l| l.soft.min(u64::from(MAX_FIXED_FILES)) as u32)
 }
