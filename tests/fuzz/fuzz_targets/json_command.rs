@@ -1,0 +1,110 @@
+//! The client JSON command parser (`wire::command::parse`), fed what a connection hands up: the
+//! payload of a whole text or binary message (binary is not UTF-8 checked).
+//!
+//! Input: the message payload, as is.
+//! Checks, besides no panic or stack overflow: whatever the parser passes on as raw JSON (`id`,
+//! `ping_id`, a publish's `data`) is valid JSON, since it is spliced into replies and event frames
+//! unchanged; channel names and keys obey their rules; and the reply frame the shard would send
+//! (the error, pong, published, ... reply and the subscribers' event frame) is a text frame
+//! holding valid JSON.
+#![no_main]
+
+use bytes::BytesMut;
+use framecast::wire::channel;
+use framecast::wire::command::{self, Command, MAX_KEY_BYTES};
+use framecast::wire::event::{put_event_frame, EventFields};
+use framecast::wire::reply;
+use libfuzzer_sys::fuzz_target;
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{assert_json, assert_text_json_frame};
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() > common::MAX_MESSAGE_BYTES {
+        return; // the reader closes with 1009 before a message this big is handed up
+    }
+    let parsed = command::parse(data);
+    let request = match parsed {
+        Err(e) => {
+            if let Some(id) = &e.id {
+                assert_json("error id", id.as_bytes());
+            }
+            assert_text_json_frame("error reply", &reply::command_error(&e));
+            return;
+        }
+        Ok(r) => r,
+    };
+    let id = request.id.as_deref();
+    if let Some(id) = id {
+        assert_json("id", id.as_bytes());
+    }
+    let frame = match &request.command {
+        Command::Subscribe(args) => {
+            for c in args.channels.iter().chain(args.since.iter().map(|(c, _)| c)) {
+                assert!(channel::is_valid(c), "invalid channel passed: {c:?}");
+            }
+            assert!(args.max_hz != Some(0));
+            let names: Vec<&str> = args.channels.iter().map(String::as_str).collect();
+            let positions: Vec<reply::Position<'_>> = args
+                .since
+                .iter()
+                .map(|(c, p)| reply::Position {
+                    channel: c,
+                    seq: p.seq,
+                    epoch: &p.epoch,
+                    recovered: Some(true),
+                })
+                .collect();
+            reply::subscribed(&names, &positions, id)
+        }
+        Command::Unsubscribe(list) => {
+            for c in list {
+                assert!(channel::is_valid(c), "invalid channel passed: {c:?}");
+            }
+            let names: Vec<&str> = list.iter().map(String::as_str).collect();
+            reply::subscription_change("unsubscribed", &names, id)
+        }
+        Command::Publish {
+            channel: ch,
+            event_type,
+            data,
+            key,
+        } => {
+            assert!(channel::is_valid(ch), "invalid channel passed: {ch:?}");
+            assert_json("publish data", data);
+            if let Some(k) = key {
+                assert!(!k.is_empty() && k.len() <= MAX_KEY_BYTES);
+            }
+            // What every subscriber receives, encoded as the distributor does.
+            let event_type = serde_json::to_vec(event_type).unwrap();
+            let key = key.as_deref().map(framecast::distributor::ingress::json_key);
+            let mut out = BytesMut::new();
+            let n = put_event_frame(
+                &mut out,
+                &EventFields {
+                    channel: ch,
+                    seq: 1,
+                    frame: 1,
+                    timestamp: "2026-01-01T00:00:00.000Z",
+                    event_type: &event_type,
+                    data,
+                    key: key.as_deref(),
+                    snapshot: false,
+                },
+            );
+            assert_eq!(n, out.len());
+            assert_text_json_frame("event frame", &out);
+            reply::published(ch, id)
+        }
+        Command::Ping { ping_id } => {
+            if let Some(p) = ping_id {
+                assert_json("ping_id", p.as_bytes());
+            }
+            reply::pong(ping_id.as_deref(), id)
+        }
+        Command::GetSubscriptions => reply::subscriptions(&[], id),
+        Command::Auth { token } => reply::authenticated(&token.chars().take(50).collect::<String>(), id),
+    };
+    assert_text_json_frame("reply", &frame);
+});
