@@ -410,14 +410,13 @@ impl Conn {
         }
     }
 
-    /// Starts the close handshake with `code`; frames not yet started are dropped when the
-    /// reason is a slow consumer (they cannot be delivered anyway).
+    /// Starts the close handshake with `code`, queued behind what is already queued. Nothing
+    /// queued is dropped, not even for a slow consumer: a frame may be in the driver's hands (a
+    /// send in flight) or be the 101 response itself, and the queue is already bounded by its
+    /// cap until the close deadline frees it (found by the `conn` fuzz target).
     pub fn close(&mut self, code: CloseCode, text: &str, reason: CloseReason, now: Instant) {
         match self.phase {
             Phase::Open => {
-                if reason == CloseReason::SlowConsumer {
-                    self.outbox.discard_unsent();
-                }
                 self.outbox.push_unchecked(close_frame(code, text));
                 self.reason = Some(reason);
                 self.phase = Phase::Closing {

@@ -133,7 +133,7 @@ fn full_server_answers_upgrade_with_503() {
 }
 
 #[test]
-fn slow_consumer_is_closed_with_1008_and_queue_dropped() {
+fn slow_consumer_is_closed_with_1008_behind_what_was_queued() {
     let now = Instant::now();
     let mut c = open(now);
     let s = settings();
@@ -147,7 +147,12 @@ fn slow_consumer_is_closed_with_1008_and_queue_dropped() {
     assert_eq!(refused, 1, "closing stops further queuing");
     assert_eq!(c.close_reason(), Some(CloseReason::SlowConsumer));
     let out = drain(&mut c);
-    assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xF0]);
+    assert!(
+        out.starts_with(b"HTTP/1.1 101") || out.len() > 1000,
+        "queued frames are kept"
+    );
+    let close = &out[out.len() - 17..];
+    assert_eq!(&close[..4], &[0x88, 15, 0x03, 0xF0]); // 1008 "slow consumer"
 }
 
 #[test]
