@@ -1,0 +1,711 @@
+import { Channel, type ChannelHost, type ChannelOptions } from "./channel.js";
+import { Emitter } from "./emitter.js";
+import { clientError, FramecastError, serverError } from "./errors.js";
+import {
+  backoffDelay,
+  Clock,
+  DEFAULT_RECONNECT,
+  refreshDelay,
+  tokenExpiry,
+  type ReconnectOptions,
+} from "./timing.js";
+import type {
+  ConnectedInfo,
+  ConnectionState,
+  FramecastEvent,
+  Position,
+  PublishAck,
+  ServerMessage,
+  StateChange,
+  TokenRequestReason,
+  WebSocketConstructor,
+  WebSocketLike,
+} from "./types.js";
+
+/** Options of a {@link FramecastClient}. */
+export interface ClientOptions {
+  /** `ws://host:port/ws` (or `wss://`). */
+  url: string;
+  /** A JWT, if the server wants one. */
+  token?: string | null;
+  /** Fetches a (new) token: before connecting without one, before the current one expires
+   * (refreshed on the live connection), and once after a rejection. `null` = none to be had. */
+  getToken?: (why: TokenRequestReason) => Promise<string | null> | string | null;
+  /** How the token travels: first `auth` message (default in browsers: an upgrade's 401 is invisible
+   * there), `Authorization: Bearer` header (default in Node), or `?token=` query. */
+  auth?: "message" | "header" | "query";
+  /** Reconnect timing, or false for none. `autoReconnect: false` (the NeuroGraph seed's name) too. */
+  reconnect?: boolean | Partial<ReconnectOptions>;
+  autoReconnect?: boolean;
+  /** Application-level ping period and how long to wait for any message after it before the
+   * connection counts as dead (half-open). Default 15 s / 10 s; false disables. */
+  heartbeat?: false | { intervalMs?: number; timeoutMs?: number };
+  /** The `connected` message must arrive within this (ms). Default 10000. */
+  connectTimeoutMs?: number;
+  /** A publish without `published`/`error` within this rejects with TIMEOUT (ms). Default 10000. */
+  requestTimeoutMs?: number;
+  /** Refresh the token this long before `exp` (ms). Default max(30 s, 10 % of its lifetime). */
+  refreshMarginMs?: number;
+  /** A WebSocket implementation (default: the global one; in Node the `ws` package). */
+  WebSocket?: WebSocketConstructor;
+  /** Random numbers in [0, 1) for jitter (tests). */
+  random?: () => number;
+}
+
+/** Events of a {@link FramecastClient}. */
+export interface ClientEvents {
+  /** Every connection state change. */
+  state: StateChange;
+  /** Connected (and authenticated): the NeuroGraph seed's `on("connected", info)`. */
+  connected: ConnectedInfo;
+  /** The connection was lost or closed. */
+  disconnected: { code: number; reason: string; willReconnect: boolean };
+  /** The server announced it is going away and when to come back. */
+  draining: { afterMs: number; reason: string };
+  /** A new identity was accepted on the live connection (token refresh). */
+  authenticated: { userId: string; tokenExpiresAt: number | null };
+  /** Every delivered event of every channel, including default channels nobody subscribed. */
+  event: FramecastEvent<unknown>;
+  /** A server `notification` (e.g. the welcome message). */
+  notification: { level: string; message: string; raw: ServerMessage };
+  /** Errors not tied to a request (a listener may log them). */
+  error: FramecastError;
+  /** Any server message of a type this client does not know. */
+  message: ServerMessage;
+  /** A round-trip measurement (ms), from `ping()` and the heartbeat. */
+  rtt: number;
+}
+
+interface Pending {
+  kind: "subscribe" | "unsubscribe" | "publish" | "ping" | "auth" | "subscriptions";
+  resolve: (v: unknown) => void;
+  reject: (e: FramecastError) => void;
+  channel?: Channel<unknown>;
+  t0?: number;
+  wall0?: number;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+/** How to create a socket; the Node entry supplies one that loads `ws`. @internal */
+export type SocketFactory = (
+  url: string,
+  headers: Record<string, string> | undefined,
+) => WebSocketLike | Promise<WebSocketLike>;
+
+/** @internal */
+export const SOCKET_FACTORY = Symbol("framecast.socketFactory");
+
+const now = (): number => (globalThis.performance ? globalThis.performance.now() : Date.now());
+
+/** A framecast connection: states, reconnects with the server's hints or jittered backoff,
+ * resubscribes every channel with `since`, settles requests by `id`, measures RTT and the clock. */
+export class FramecastClient extends Emitter<ClientEvents> {
+  readonly url: string;
+  /** The server clock estimate (offset from the minimum-RTT sample of the last 8). */
+  readonly clock = new Clock();
+  #o: ClientOptions;
+  #reconnect: ReconnectOptions | null;
+  #auth: "message" | "header" | "query";
+  #factory: SocketFactory;
+  #random: () => number;
+  #state: ConnectionState = "idle";
+  #ws: WebSocketLike | null = null;
+  #gen = 0;
+  #open = false; // socket open: commands may be sent
+  #attempt = 0;
+  #everConnected = false;
+  #connectedAt = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #hint: { at: number; afterMs: number } | null = null;
+  #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #channels = new Map<string, Channel<unknown>>();
+  #awaiting: Channel<unknown>[] = [];
+  #syncPing = false;
+  #token: string | null;
+  #tokenRetryUsed = false;
+  #tokenReason: TokenRequestReason | null = null;
+  #tokenExpiresAt: number | null = null;
+  #refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  #hbTimer: ReturnType<typeof setInterval> | undefined;
+  #hbDeadline: ReturnType<typeof setTimeout> | undefined;
+  #connectTimer: ReturnType<typeof setTimeout> | undefined;
+  #info: ConnectedInfo | null = null;
+  #hello: Record<string, unknown> | null = null;
+  #authPending = false;
+  #upgradeStatus = 0;
+  #waiters: { resolve: (i: ConnectedInfo) => void; reject: (e: FramecastError) => void }[] = [];
+  #rttMs: number | null = null;
+  #host: ChannelHost;
+
+  constructor(options: ClientOptions) {
+    super();
+    this.#o = options;
+    this.url = options.url;
+    this.#token = options.token ?? null;
+    const r = options.autoReconnect === false ? false : (options.reconnect ?? true);
+    this.#reconnect = r === false ? null : { ...DEFAULT_RECONNECT, ...(r === true ? {} : r) };
+    const custom = (options as { [SOCKET_FACTORY]?: SocketFactory })[SOCKET_FACTORY];
+    this.#auth = options.auth ?? "message";
+    this.#random = options.random ?? Math.random;
+    this.#factory =
+      custom ??
+      ((url, headers) => {
+        const Ctor = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+        if (!Ctor) throw clientError("NO_WEBSOCKET", "no WebSocket implementation: pass the WebSocket option");
+        return headers ? new Ctor(url, undefined, { headers }) : new Ctor(url);
+      });
+    const self = this;
+    this.#host = {
+      get online() {
+        return self.#open;
+      },
+      sendSubscribe: (ch, since, maxHz) => this.#sendSubscribe(ch, since, maxHz),
+      sendUnsubscribe: (ch) => {
+        this.#request({ type: "unsubscribe", channels: [ch.name] }, { kind: "unsubscribe", channel: ch }).catch(() => {});
+      },
+      awaitEnd: (ch) => this.#awaiting.push(ch),
+      toLocal: (ms) => this.clock.toLocal(ms),
+      delivered: (e) => this.emit("event", e),
+      released: (ch) => {
+        if (this.#channels.get(ch.name) === ch && ch.refs === 0) this.#channels.delete(ch.name);
+      },
+    };
+  }
+
+  /** The connection state. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** The last `connected` info, while connected. */
+  get info(): ConnectedInfo | null {
+    return this.#info;
+  }
+
+  /** The last measured round trip (ms). */
+  get rttMs(): number | null {
+    return this.#rttMs;
+  }
+
+  /** Token expiry (ms since the epoch) of the current identity, if known. */
+  get tokenExpiresAt(): number | null {
+    return this.#tokenExpiresAt;
+  }
+
+  /** Starts connecting (if not already) and resolves once connected; rejects on `failed` or
+   * `close()`. Reconnects after losses until `close()`. */
+  connect(): Promise<ConnectedInfo> {
+    const p = new Promise<ConnectedInfo>((resolve, reject) => {
+      if (this.#state === "connected" && this.#info) return resolve(this.#info);
+      this.#waiters.push({ resolve, reject });
+    });
+    if (this.#state === "idle" || this.#state === "closed" || this.#state === "failed") {
+      this.#attempt = 0;
+      this.#tokenRetryUsed = false;
+      void this.#connectNow(false);
+    }
+    return p;
+  }
+
+  /** Closes the connection for good (until `connect()` again); pending requests reject. */
+  close(): void {
+    if (this.#state === "closed") return;
+    clearTimeout(this.#timer);
+    const ws = this.#ws;
+    this.#teardown(1000, "client closed", true);
+    if (ws) this.#dispose(ws, 1000, "client closed");
+    this.#setState({ to: "closed", reason: "client closed" });
+    this.#settleWaiters(clientError("CLOSED", "client closed"));
+  }
+
+  /** The channel named `name` (created on first use; one object per name). */
+  channel<T = unknown>(name: string, options?: ChannelOptions): Channel<T> {
+    let ch = this.#channels.get(name);
+    if (!ch) {
+      ch = new Channel<unknown>(name, this.#host, options);
+      this.#channels.set(name, ch);
+    } else if (options) {
+      ch.options = { ...ch.options, ...options };
+    }
+    return ch as Channel<T>;
+  }
+
+  /** The channels this client holds. */
+  channels(): Channel<unknown>[] {
+    return [...this.#channels.values()];
+  }
+
+  /** Subscribes `handler` to `name` (the seeds' shape); returns the function that unsubscribes it. */
+  subscribe<T = unknown>(name: string, handler?: (event: FramecastEvent<T>) => void, options?: ChannelOptions): () => void {
+    return this.channel<T>(name, options).subscribe(handler);
+  }
+
+  /** Unsubscribes every handler of `name`. */
+  unsubscribe(name: string): void {
+    this.#channels.get(name)?.unsubscribe();
+  }
+
+  /** Publishes; resolves on the server's `published`, rejects on its `error` (FORBIDDEN,
+   * RATE_LIMITED, OVERLOADED, …) or NOT_CONNECTED / CONNECTION_LOST (outcome unknown). Nothing is
+   * queued while offline and nothing is ever resent. */
+  publish(channel: string, data: unknown, options: { eventType?: string; key?: string } = {}): Promise<PublishAck> {
+    const msg: Record<string, unknown> = { type: "publish", channel, data };
+    if (options.eventType !== undefined) msg.event_type = options.eventType;
+    if (options.key !== undefined) msg.key = options.key;
+    const ch = this.#channels.get(channel);
+    const p = this.#request(msg, { kind: "publish" }) as Promise<ServerMessage>;
+    ch?._published();
+    return p.then((m) => {
+      const ack: PublishAck = { channel: String(m.channel ?? channel) };
+      if (typeof m.seq === "number") ack.seq = m.seq;
+      return ack;
+    });
+  }
+
+  /** Sends an application ping; resolves with the round-trip time in ms (also a clock sample). */
+  ping(): Promise<number> {
+    return this.#request({ type: "ping" }, { kind: "ping", t0: now(), wall0: Date.now() }) as Promise<number>;
+  }
+
+  /** The server's view of this connection's channels (`get_subscriptions`). */
+  subscriptions(): Promise<string[]> {
+    return (this.#request({ type: "get_subscriptions" }, { kind: "subscriptions" }) as Promise<ServerMessage>).then(
+      (m) => (Array.isArray(m.channels) ? (m.channels as string[]) : []),
+    );
+  }
+
+  // ---- connection lifecycle ------------------------------------------------------------------
+
+  #setState(change: Omit<StateChange, "from">): void {
+    const from = this.#state;
+    if (from === change.to && change.to !== "reconnecting") return;
+    this.#state = change.to;
+    this.emit("state", { from, ...change });
+  }
+
+  #settleWaiters(err: FramecastError | null): void {
+    const waiters = this.#waiters.splice(0);
+    for (const w of waiters) {
+      if (err) w.reject(err);
+      else if (this.#info) w.resolve(this.#info);
+    }
+  }
+
+  async #connectNow(reconnecting: boolean): Promise<void> {
+    const gen = ++this.#gen;
+    this.#setState({ to: "connecting" });
+    this.#hint = null;
+    this.#upgradeStatus = 0;
+    let token = this.#token;
+    const exp = tokenExpiry(token);
+    if (this.#o.getToken && (!token || (exp !== null && exp - Date.now() < 5000))) {
+      const why: TokenRequestReason = this.#tokenReason ?? (token ? "expired" : "connect");
+      this.#tokenReason = null;
+      try {
+        token = await this.#o.getToken(why);
+      } catch (err) {
+        if (gen !== this.#gen) return;
+        this.emit("error", clientError("TOKEN_FETCH", `getToken failed: ${String(err)}`));
+        return this.#lost(gen, 1006, "getToken failed");
+      }
+      if (gen !== this.#gen) return;
+      this.#token = token;
+    }
+    let url = this.url;
+    let headers: Record<string, string> | undefined;
+    if (token && this.#auth === "query") url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+    if (token && this.#auth === "header") headers = { Authorization: `Bearer ${token}` };
+    let ws: WebSocketLike;
+    try {
+      ws = await this.#factory(url, headers);
+    } catch (err) {
+      if (gen !== this.#gen) return;
+      const e = err instanceof FramecastError ? err : clientError("NO_WEBSOCKET", String(err));
+      this.emit("error", e);
+      return this.#fail(e.message);
+    }
+    if (gen !== this.#gen) return this.#dispose(ws, 1000, "superseded");
+    this.#ws = ws;
+    const wall0 = Date.now();
+    this.#connectTimer = setTimeout(() => {
+      if (gen !== this.#gen) return;
+      this.#dispose(ws, 4000, "connect timeout");
+      this.#lost(gen, 1006, "connect timeout");
+    }, this.#o.connectTimeoutMs ?? 10_000);
+    ws.onopen = () => {
+      if (gen !== this.#gen) return;
+      this.#open = true;
+      if (token && this.#auth === "message") {
+        this.#authPending = true;
+        this.#setState({ to: "authenticating" });
+        this.#request({ type: "auth", token }, { kind: "auth" }).catch(() => {});
+      }
+      // Pipelined behind `auth`: the server checks it before reading the next message.
+      for (const ch of this.#channels.values()) ch._sync();
+    };
+    ws.onmessage = (ev) => {
+      if (gen !== this.#gen) return;
+      this.#onMessage(ev.data, wall0, reconnecting);
+    };
+    ws.onerror = (ev) => {
+      const e = ev as { message?: unknown; error?: { message?: unknown } };
+      const m = /Unexpected server response: (\d+)/.exec(String(e.message ?? e.error?.message ?? ""));
+      if (m) this.#upgradeStatus = Number(m[1]);
+    };
+    ws.onclose = (ev) => {
+      if (gen !== this.#gen) return;
+      this.#lost(gen, ev.code, ev.reason);
+    };
+  }
+
+  #becomeConnected(reconnected: boolean): void {
+    const hello = this.#hello ?? {};
+    clearTimeout(this.#connectTimer);
+    const serverExp = typeof hello.expires_at_ms === "number" ? hello.expires_at_ms : null;
+    this.#tokenExpiresAt = serverExp ?? tokenExpiry(this.#token);
+    const userId = (this.#authUser ?? hello.user_id ?? null) as string | null;
+    const info: ConnectedInfo = {
+      clientId: String(hello.client_id ?? ""),
+      userId,
+      client_id: String(hello.client_id ?? ""),
+      user_id: userId,
+      tickHz: Number(hello.tick_hz ?? 0),
+      serverTimeMs: Number(hello.server_time_ms ?? 0),
+      tokenExpiresAt: this.#tokenExpiresAt,
+      reconnected,
+      raw: hello,
+    };
+    this.#info = info;
+    this.#connectedAt = Date.now();
+    this.#tokenRetryUsed = false;
+    this.#everConnected = true;
+    this.#setState({ to: "connected" });
+    this.#startHeartbeat();
+    this.#scheduleRefresh();
+    this.emit("connected", info);
+    this.#settleWaiters(null);
+  }
+
+  #authUser: string | null = null;
+
+  #onMessage(data: unknown, wall0: number, reconnecting: boolean): void {
+    this.#alive();
+    let text: string;
+    if (typeof data === "string") text = data;
+    else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) text = new TextDecoder().decode(data as ArrayBuffer);
+    else return;
+    let msg: ServerMessage;
+    try {
+      msg = JSON.parse(text) as ServerMessage;
+    } catch {
+      return this.emit("error", clientError("PROTOCOL", "server sent invalid JSON"));
+    }
+    const type = msg.type;
+    if (type === "event" || (type === undefined && typeof msg.channel === "string")) {
+      const ch = this.#channels.get(String(msg.channel));
+      if (ch) ch._event(msg);
+      else this.emit("event", rawEvent(msg, this.clock));
+      return;
+    }
+    if (type === "gap") {
+      this.#channels.get(String(msg.channel))?._gap(msg);
+      return;
+    }
+    if (type === "connected") {
+      this.#hello = msg;
+      if (typeof msg.server_time_ms === "number") this.clock.sample(wall0, Date.now(), msg.server_time_ms);
+      if (!this.#authPending) this.#becomeConnected(reconnecting || this.#everConnected);
+      return;
+    }
+    if (type === "reconnect") {
+      const afterMs = Math.max(0, Number(msg.after_ms) || 0);
+      this.#hint = { at: Date.now(), afterMs };
+      this.#setState({ to: "draining", reason: String(msg.reason ?? "") });
+      this.emit("draining", { afterMs, reason: String(msg.reason ?? "") });
+      return;
+    }
+    if (type === "notification") {
+      const d = (msg.data ?? {}) as { level?: string; message?: string };
+      this.emit("notification", { level: d.level ?? "info", message: d.message ?? "", raw: msg });
+      return;
+    }
+    // Every other message is a reply; replies come in command order, so any reply proves that
+    // the frames following earlier `subscribed` replies (snapshot, replay) are complete.
+    if (type !== "subscribed") this.#flushAwaiting();
+    const id = typeof msg.id === "number" ? msg.id : -1;
+    const req = this.#pending.get(id);
+    if (req) {
+      this.#pending.delete(id);
+      clearTimeout(req.timer);
+    }
+    switch (type) {
+      case "subscribed":
+        this.#flushAwaiting();
+        if (req?.channel) req.channel._subscribed(msg);
+        req?.resolve(msg);
+        return;
+      case "unsubscribed":
+        req?.channel?._unsubscribed();
+        req?.resolve(msg);
+        return;
+      case "pong": {
+        if (req?.t0 !== undefined) {
+          const rtt = now() - req.t0;
+          this.#rttMs = rtt;
+          this.emit("rtt", rtt);
+          if (typeof msg.server_time_ms === "number" && req.wall0 !== undefined) {
+            this.clock.sample(req.wall0, Date.now(), msg.server_time_ms);
+          }
+          req.resolve(rtt);
+        } else req?.resolve(0);
+        return;
+      }
+      case "authenticated": {
+        this.#authUser = typeof msg.user_id === "string" ? msg.user_id : null;
+        if (this.#authPending) {
+          this.#authPending = false;
+          if (this.#hello) this.#becomeConnected(reconnecting || this.#everConnected);
+        } else {
+          const serverExp = typeof msg.expires_at_ms === "number" ? msg.expires_at_ms : null;
+          this.#tokenExpiresAt = serverExp ?? tokenExpiry(this.#token);
+          if (this.#info) this.#info = { ...this.#info, userId: this.#authUser, user_id: this.#authUser, tokenExpiresAt: this.#tokenExpiresAt };
+          this.emit("authenticated", { userId: this.#authUser ?? "", tokenExpiresAt: this.#tokenExpiresAt });
+          this.#scheduleRefresh();
+        }
+        req?.resolve(msg);
+        return;
+      }
+      case "published":
+      case "subscriptions":
+        req?.resolve(msg);
+        return;
+      case "error": {
+        const err = serverError(msg.code, msg.message);
+        if (!req) return this.emit("error", err);
+        if (req.kind === "subscribe" && req.channel) req.channel._refused(err);
+        else if (req.kind === "unsubscribe" && req.channel) req.channel._unsubscribed();
+        req.reject(err);
+        return;
+      }
+      default:
+        req?.resolve(msg);
+        this.emit("message", msg);
+    }
+  }
+
+  #flushAwaiting(): void {
+    const done = this.#awaiting.splice(0);
+    for (const ch of done) ch._caughtUp();
+  }
+
+  #sendSubscribe(ch: Channel<unknown>, since: Position | null, maxHz: number | undefined): void {
+    const msg: Record<string, unknown> = { type: "subscribe", channels: [ch.name] };
+    if (since) msg.since = { [ch.name]: { seq: since.seq, epoch: since.epoch } };
+    if (maxHz !== undefined) msg.max_hz = maxHz;
+    this.#request(msg, { kind: "subscribe", channel: ch }, 0).catch(() => {});
+    // One ping after the subscribes of this turn: its pong marks the end of their snapshots.
+    if (!this.#syncPing) {
+      this.#syncPing = true;
+      queueMicrotask(() => {
+        this.#syncPing = false;
+        if (this.#open) this.#request({ type: "ping", ping_id: "sync" }, { kind: "ping" }, 0).catch(() => {});
+      });
+    }
+  }
+
+  #request(msg: Record<string, unknown>, p: Omit<Pending, "resolve" | "reject">, timeoutMs?: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const ws = this.#ws;
+      if (!ws || !this.#open || ws.readyState !== 1) {
+        return reject(clientError("NOT_CONNECTED", `not connected (${this.#state})`));
+      }
+      const id = this.#nextId++;
+      const pending: Pending = { ...p, resolve, reject };
+      const t = timeoutMs ?? this.#o.requestTimeoutMs ?? 10_000;
+      if (t > 0) {
+        pending.timer = setTimeout(() => {
+          if (this.#pending.get(id) !== pending) return;
+          this.#pending.delete(id);
+          reject(clientError("TIMEOUT", `no reply to ${String(msg.type)} within ${t} ms`));
+        }, t);
+      }
+      this.#pending.set(id, pending);
+      try {
+        ws.send(JSON.stringify({ ...msg, id }));
+      } catch (err) {
+        this.#pending.delete(id);
+        clearTimeout(pending.timer);
+        reject(clientError("NOT_CONNECTED", String(err)));
+      }
+    });
+  }
+
+  /** Closes a socket whose events no longer matter. */
+  #dispose(ws: WebSocketLike, code: number, reason: string): void {
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.onerror = () => {};
+    const t = ws as WebSocketLike & { terminate?: () => void };
+    try {
+      if (t.terminate) t.terminate();
+      else ws.close(code, reason);
+    } catch {
+      /* already closed */
+    }
+  }
+
+  /** Forgets everything tied to the current connection. */
+  #teardown(code: number, reason: string, final: boolean): void {
+    this.#gen++;
+    this.#ws = null;
+    this.#open = false;
+    this.#authPending = false;
+    this.#authUser = null;
+    this.#hello = null;
+    this.#info = null;
+    this.#awaiting = [];
+    clearTimeout(this.#connectTimer);
+    clearTimeout(this.#refreshTimer);
+    clearTimeout(this.#hbDeadline);
+    clearInterval(this.#hbTimer);
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) {
+      clearTimeout(p.timer);
+      p.reject(clientError(final ? "CLOSED" : "CONNECTION_LOST", `connection closed (${code} ${reason})`));
+    }
+    for (const ch of [...this.#channels.values()]) ch._connectionLost();
+  }
+
+  #fail(reason: string, code?: number): void {
+    this.#teardown(code ?? 1006, reason, true);
+    clearTimeout(this.#timer);
+    this.#setState({ to: "failed", reason, ...(code !== undefined ? { code } : {}) });
+    this.#settleWaiters(clientError("FAILED", reason));
+  }
+
+  /** The connection `gen` is gone (close, connect timeout, heartbeat timeout, getToken error). */
+  #lost(gen: number, code: number, reason: string): void {
+    if (gen !== this.#gen) return;
+    const wasConnected = this.#info !== null;
+    const upgrade = this.#upgradeStatus;
+    const hint = this.#hint;
+    this.#teardown(code, reason, false);
+    if (wasConnected && Date.now() - this.#connectedAt >= (this.#reconnect?.resetAfterMs ?? 60_000)) this.#attempt = 0;
+    const tokenRejected = code === 4001 || upgrade === 401;
+    let willReconnect = this.#reconnect !== null;
+    let failure: string | null = null;
+    if (tokenRejected) {
+      if (this.#o.getToken && !this.#tokenRetryUsed) {
+        this.#tokenRetryUsed = true;
+        this.#token = null; // the next attempt asks getToken
+        this.#tokenReason = reason === "token expired" ? "expired" : "rejected";
+      } else {
+        failure = `token rejected (${reason || upgrade})`;
+      }
+    } else if (upgrade === 403) {
+      failure = "upgrade refused (403: origin not allowed)";
+    } else if (code === 1002 || code === 1003 || code === 1007) {
+      failure = `protocol error (${code} ${reason})`;
+    }
+    if (failure || !this.#reconnect) willReconnect = false;
+    this.emit("disconnected", { code, reason, willReconnect });
+    if (failure) return this.#fail(failure, code);
+    if (!this.#reconnect) {
+      this.#setState({ to: "closed", code, reason });
+      this.#settleWaiters(clientError("CLOSED", `connection closed (${code} ${reason})`));
+      return;
+    }
+    const o = this.#reconnect;
+    let delay: number;
+    if (hint) {
+      delay = Math.max(0, hint.at + hint.afterMs - Date.now()); // not counted as a failed attempt
+    } else if (code === 1008 && reason === "slow consumer") {
+      delay = Math.floor(this.#random() * o.slowConsumerMaxMs);
+    } else {
+      if (this.#attempt >= o.maxAttempts) return this.#fail(`gave up after ${this.#attempt} attempts`, code);
+      delay = backoffDelay(this.#attempt, o, this.#random);
+      this.#attempt++;
+    }
+    this.#setState({ to: "reconnecting", code, reason, retryInMs: delay, attempt: this.#attempt });
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#connectNow(true), delay);
+  }
+
+  // ---- liveness and token refresh -----------------------------------------------------------
+
+  #alive(): void {
+    clearTimeout(this.#hbDeadline);
+    this.#hbDeadline = undefined;
+  }
+
+  #startHeartbeat(): void {
+    const hb = this.#o.heartbeat;
+    if (hb === false) return;
+    const interval = hb?.intervalMs ?? 15_000;
+    const timeout = hb?.timeoutMs ?? 10_000;
+    const gen = this.#gen;
+    clearInterval(this.#hbTimer);
+    this.#hbTimer = setInterval(() => {
+      if (gen !== this.#gen || this.#hbDeadline !== undefined) return;
+      this.ping().catch(() => {});
+      this.#hbDeadline = setTimeout(() => {
+        if (gen !== this.#gen) return;
+        const ws = this.#ws;
+        if (ws) this.#dispose(ws, 4000, "heartbeat timeout");
+        this.#lost(gen, 1006, "heartbeat timeout");
+      }, timeout);
+    }, interval);
+  }
+
+  #scheduleRefresh(): void {
+    clearTimeout(this.#refreshTimer);
+    const getToken = this.#o.getToken;
+    const exp = this.#tokenExpiresAt;
+    if (!getToken || exp === null) return;
+    const gen = this.#gen;
+    const run = async (): Promise<void> => {
+      if (gen !== this.#gen) return;
+      let token: string | null;
+      try {
+        token = await getToken("refresh");
+      } catch (err) {
+        this.emit("error", clientError("TOKEN_FETCH", `getToken failed: ${String(err)}`));
+        token = null;
+      }
+      if (gen !== this.#gen) {
+        if (token) this.#token = token;
+        return;
+      }
+      if (!token) {
+        const left = exp - Date.now();
+        if (left > 2000) this.#refreshTimer = setTimeout(() => void run(), Math.min(5000, left / 2));
+        return;
+      }
+      this.#token = token;
+      this.#request({ type: "auth", token }, { kind: "auth" }).catch(() => {});
+    };
+    this.#refreshTimer = setTimeout(() => void run(), refreshDelay(exp, Date.now(), this.#o.refreshMarginMs));
+  }
+}
+
+function rawEvent(msg: ServerMessage, clock: Clock): FramecastEvent<unknown> {
+  const timestamp = String(msg.timestamp ?? "");
+  const serverTimeMs = Date.parse(timestamp);
+  const eventType = typeof msg.event_type === "string" ? msg.event_type : "message";
+  const e: FramecastEvent<unknown> = {
+    channel: String(msg.channel),
+    seq: Number(msg.seq),
+    frame: Number(msg.frame),
+    eventType,
+    event_type: eventType,
+    data: msg.data,
+    snapshot: msg.snapshot === true,
+    replay: false,
+    timestamp,
+    serverTimeMs,
+    localTimeMs: clock.toLocal(serverTimeMs),
+  };
+  if (typeof msg.key === "string") e.key = msg.key;
+  return e;
+}

@@ -1,0 +1,291 @@
+"""Real parts for the tests: a framecast process, a fault-injecting TCP proxy, HTTP publishing,
+metrics, and waiting for conditions (never sleeping and hoping)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import re
+import signal
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+CLIENTS_DIR = Path(__file__).resolve().parents[2]
+
+
+def framecast_bin() -> str:
+    env = os.environ.get("FRAMECAST_BIN")
+    path = Path(env).resolve() if env else (CLIENTS_DIR / "../target/debug/framecast").resolve()
+    if not path.exists():
+        raise RuntimeError(
+            f"framecast binary not found at {path} (build it with cargo, or set FRAMECAST_BIN)"
+        )
+    return str(path)
+
+
+class Server:
+    """A framecast process on 127.0.0.1 (port 0 unless ``listen`` is given)."""
+
+    def __init__(self, config: str = "", args: list[str] | None = None, listen: str = "127.0.0.1:0"):
+        self.config = config
+        self.args = args or []
+        self.listen = listen
+        self.proc: asyncio.subprocess.Process | None = None
+        self.addr = ""
+        self.logs: list[str] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.addr.rsplit(":", 1)[1])
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.addr}/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.addr}"
+
+    async def start(self) -> Server:
+        fd, cfg = tempfile.mkstemp(prefix="framecast-py-", suffix=".toml")
+        with os.fdopen(fd, "w") as f:
+            f.write(self.config)
+        self.proc = await asyncio.create_subprocess_exec(
+            framecast_bin(),
+            "--listen",
+            self.listen,
+            "--shards",
+            "1",
+            "--pin-cores",
+            "false",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+            "--config",
+            cfg,
+            *self.args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.get_running_loop().create_task(self._read_logs(listening))
+        try:
+            self.addr = await asyncio.wait_for(listening, 30)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            raise
+        return self
+
+    async def _read_logs(self, listening: asyncio.Future[str]) -> None:
+        assert self.proc and self.proc.stderr
+        while line := await self.proc.stderr.readline():
+            text = line.decode(errors="replace").rstrip()
+            self.logs.append(text)
+            with contextlib.suppress(ValueError):
+                v = json.loads(text)
+                fields = v.get("fields", {})
+                if fields.get("message") == "framecast listening" and not listening.done():
+                    listening.set_result(fields["addr"])
+        if not listening.done():
+            listening.set_exception(
+                RuntimeError("framecast exited before listening:\n" + "\n".join(self.logs))
+            )
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.proc is None or self.proc.returncode is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._reader:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._reader, 5)
+        return self.proc.returncode
+
+    async def restart(self, between: Callable[[], Awaitable[None]] | None = None) -> Server:
+        """SIGTERM, wait, then a new process on the same address (new epochs)."""
+        await self.stop()
+        if between:
+            await between()
+        last: BaseException | None = None
+        for _ in range(50):
+            try:
+                return await Server(self.config, self.args, self.addr).start()
+            except RuntimeError as e:
+                last = e
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"restart failed: {last}")
+
+
+class Proxy:
+    """TCP proxy with real faults: cut, blackhole (half-open), pause reads from the server, refuse."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.accepted = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._blackhole = False
+        self._refuse = False
+        self._reads = asyncio.Event()
+        self._reads.set()
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def connections(self) -> int:
+        return len(self._pairs)
+
+    async def start(self) -> Proxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _accept(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        if self._refuse:
+            cw.transport.abort()
+            return
+        try:
+            ur, uw = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            cw.transport.abort()
+            return
+        pair = (cw, uw)
+        self._pairs.add(pair)
+
+        async def pump(r: asyncio.StreamReader, w: asyncio.StreamWriter, from_server: bool) -> None:
+            with contextlib.suppress(Exception):
+                while True:
+                    if from_server:
+                        await self._reads.wait()
+                    data = await r.read(65536)
+                    if not data:
+                        break
+                    if not self._blackhole:
+                        w.write(data)
+                        await w.drain()
+
+        await asyncio.wait(
+            [asyncio.create_task(pump(cr, uw, False)), asyncio.create_task(pump(ur, cw, True))],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        self._drop(pair)
+
+    def _drop(self, pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter]) -> None:
+        self._pairs.discard(pair)
+        for w in pair:
+            w.transport.abort()
+
+    def cut(self) -> None:
+        for pair in list(self._pairs):
+            self._drop(pair)
+
+    def blackhole(self, on: bool = True) -> None:
+        self._blackhole = on
+
+    def pause_server_reads(self, on: bool = True) -> None:
+        if on:
+            self._reads.clear()
+        else:
+            self._reads.set()
+
+    def refuse(self, on: bool = True) -> None:
+        self._refuse = on
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+
+async def http(method: str, url: str, body: Any = None) -> tuple[int, bytes]:
+    """A minimal HTTP/1.1 request (Connection: close)."""
+    m = re.match(r"http://([^/:]+):(\d+)(/.*)", url)
+    assert m, url
+    host, port, path = m.group(1), int(m.group(2)), m.group(3)
+    payload = b"" if body is None else json.dumps(body).encode()
+    r, w = await asyncio.open_connection(host, port)
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {len(payload)}\r\n"
+    )
+    if body is not None:
+        head += "Content-Type: application/json\r\n"
+    w.write(head.encode() + b"\r\n" + payload)
+    await w.drain()
+    raw = await r.read()
+    w.close()
+    status = int(raw.split(b" ", 2)[1])
+    return status, raw.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in raw else b""
+
+
+async def publish(
+    server: Server, channel: str, data: Any, *, key: str | None = None, event_type: str = "message"
+) -> None:
+    body: dict[str, Any] = {"channel": channel, "data": data, "event_type": event_type}
+    if key is not None:
+        body["key"] = key
+    status, text = await http("POST", f"{server.http_url}/api/v1/broadcast", body)
+    assert status == 202, (status, text)
+
+
+async def channel_info(server: Server, channel: str) -> dict[str, Any] | None:
+    from urllib.parse import quote
+
+    status, body = await http("GET", f"{server.http_url}/api/v1/channels/{quote(channel, safe='')}")
+    return json.loads(body) if status == 200 else None
+
+
+async def metrics(server: Server) -> dict[str, float]:
+    _, body = await http("GET", f"{server.http_url}/metrics")
+    out: dict[str, float] = {}
+    for line in body.decode().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)", line)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
+    return out
+
+
+async def wait_for(
+    cond: Callable[[], Any], message: str | Callable[[], str], timeout: float = 20, interval: float = 0.02
+) -> Any:
+    """Polls ``cond`` (sync or async) until truthy; fails with ``message`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if asyncio.iscoroutine(v):
+            v = await v
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout} s: {message() if callable(message) else message}"
+            )
+        await asyncio.sleep(interval)
+
+
+_counter = itertools.count(1)
+
+
+def fresh(prefix: str) -> str:
+    return f"{prefix}{os.getpid()}-{int(time.time() * 1000) % 10**8}-{next(_counter)}"

@@ -1,0 +1,3 @@
+export * from "./server.js";
+export * from "./proxy.js";
+export * from "./util.js";

@@ -1,0 +1,144 @@
+/** A real framecast process for tests: started on port 0 (or a given address, for restarts) with a
+ * TOML configuration, its address read from the JSON "framecast listening" log line. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const clientsDir = resolve(fileURLToPath(new URL("../..", import.meta.url)));
+
+/** The binary under test: $FRAMECAST_BIN, else ../target/debug/framecast relative to clients/. */
+export function framecastBin(): string {
+  const env = process.env.FRAMECAST_BIN;
+  const bin = env ? resolve(process.cwd(), env) : resolve(clientsDir, "../target/debug/framecast");
+  if (!existsSync(bin)) throw new Error(`framecast binary not found at ${bin} (build it with cargo, or set FRAMECAST_BIN)`);
+  return bin;
+}
+
+const live = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const p of live) p.kill("SIGKILL");
+});
+
+export interface ServerOptions {
+  /** TOML configuration text. */
+  config?: string;
+  /** Extra command-line flags. */
+  args?: string[];
+  /** Address to listen on (default 127.0.0.1:0). */
+  listen?: string;
+}
+
+export class FramecastServer {
+  readonly addr: string;
+  readonly port: number;
+  readonly proc: ChildProcess;
+  readonly options: ServerOptions;
+  readonly logs: string[];
+  #exit: Promise<number | null>;
+
+  private constructor(proc: ChildProcess, addr: string, options: ServerOptions, logs: string[], exit: Promise<number | null>) {
+    this.proc = proc;
+    this.addr = addr;
+    this.port = Number(addr.split(":").pop());
+    this.options = options;
+    this.logs = logs;
+    this.#exit = exit;
+  }
+
+  get wsUrl(): string {
+    return `ws://${this.addr}/ws`;
+  }
+
+  get httpUrl(): string {
+    return `http://${this.addr}`;
+  }
+
+  /** Starts a server and resolves once it listens. */
+  static async start(options: ServerOptions = {}): Promise<FramecastServer> {
+    const dir = mkdtempSync(join(tmpdir(), "framecast-js-"));
+    const cfg = join(dir, "framecast.toml");
+    writeFileSync(cfg, options.config ?? "");
+    const args = [
+      "--listen", options.listen ?? "127.0.0.1:0",
+      "--shards", "1",
+      "--pin-cores", "false",
+      "--log-format", "json",
+      "--log-level", "info",
+      "--config", cfg,
+      ...(options.args ?? []),
+    ];
+    const proc = spawn(framecastBin(), args, { stdio: ["ignore", "ignore", "pipe"] });
+    live.add(proc);
+    const logs: string[] = [];
+    const exit = new Promise<number | null>((res) => proc.once("exit", (code) => {
+      live.delete(proc);
+      res(code);
+    }));
+    const addr = await new Promise<string>((res, rej) => {
+      let buf = "";
+      const timer = setTimeout(() => rej(new Error(`framecast did not start in 30 s:\n${logs.join("\n")}`)), 30_000);
+      proc.stderr!.setEncoding("utf8");
+      proc.stderr!.on("data", (chunk: string) => {
+        buf += chunk;
+        let i;
+        while ((i = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          logs.push(line);
+          try {
+            const v = JSON.parse(line) as { fields?: { message?: string; addr?: string } };
+            if (v.fields?.message === "framecast listening" && v.fields.addr) {
+              clearTimeout(timer);
+              res(v.fields.addr);
+            }
+          } catch {
+            /* not JSON */
+          }
+        }
+      });
+      void exit.then((code) => {
+        clearTimeout(timer);
+        rej(new Error(`framecast exited (${code}) before listening:\n${logs.join("\n")}`));
+      });
+    });
+    return new FramecastServer(proc, addr, options, logs, exit);
+  }
+
+  /** Sends `signal` (SIGTERM: reconnect hints, 1001, drain) and waits for the exit code. */
+  async stop(signal: NodeJS.Signals = "SIGTERM", timeoutMs = 30_000): Promise<number | null> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.#exit;
+    this.proc.kill(signal);
+    const timer = setTimeout(() => this.proc.kill("SIGKILL"), timeoutMs);
+    const code = await this.#exit;
+    clearTimeout(timer);
+    return code;
+  }
+
+  /** Resolves when the process has exited. */
+  exited(): Promise<number | null> {
+    return this.#exit;
+  }
+
+  /** A new process on the same address (a new epoch for every channel). */
+  static async startOn(addr: string, options: ServerOptions): Promise<FramecastServer> {
+    let last: unknown;
+    for (let i = 0; i < 50; i++) {
+      try {
+        return await FramecastServer.start({ ...options, listen: addr });
+      } catch (err) {
+        last = err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    throw last;
+  }
+
+  /** SIGTERM, wait for the exit, start again on the same address. */
+  async restart(between?: () => Promise<void>): Promise<FramecastServer> {
+    await this.stop("SIGTERM");
+    await between?.();
+    return FramecastServer.startOn(this.addr, this.options);
+  }
+}
