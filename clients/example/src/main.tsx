@@ -106,6 +106,7 @@ function EnergyField() {
     e.frames++;
     // Every seq must follow the previous one unless the server announced a gap or a resync.
     const explained = view.gaps !== e.gaps || view.resyncs !== e.resyncs;
+    if (view.resyncs !== e.resyncs) e.lastSeq = 0; // a new stream (restart): start over
     for (const ev of view.events) {
       if (e.lastSeq && ev.seq !== e.lastSeq + 1 && !explained) e.unexplained++;
       e.lastSeq = ev.seq;

@@ -135,8 +135,8 @@ describe("example in Chromium", { timeout: 180_000 }, () => {
       const e0 = (await probe()).energy.events;
       await waitFor(async () => (await probe()).energy.events > e0 + 60, "energy flows again");
       const e = (await probe()).energy;
-      assert.equal(e.unexplained, 0);
-      assert.equal(e.violations, 0);
+      assert.equal(e.unexplained, 0, JSON.stringify(e));
+      assert.equal(e.violations, 0, JSON.stringify(e));
       assert.equal(proxy.accepted, 2, "one reconnection");
     });
   });

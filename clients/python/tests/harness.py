@@ -20,8 +20,8 @@ CLIENTS_DIR = Path(__file__).resolve().parents[2]
 
 
 def framecast_bin() -> str:
-    env = os.environ.get("FRAMECAST_BIN")
-    path = Path(env).resolve() if env else (CLIENTS_DIR / "../target/debug/framecast").resolve()
+    # A relative FRAMECAST_BIN is relative to clients/, like the default.
+    path = (CLIENTS_DIR / os.environ.get("FRAMECAST_BIN", "../target/debug/framecast")).resolve()
     if not path.exists():
         raise RuntimeError(
             f"framecast binary not found at {path} (build it with cargo, or set FRAMECAST_BIN)"

@@ -8,10 +8,10 @@ import { fileURLToPath } from "node:url";
 
 const clientsDir = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 
-/** The binary under test: $FRAMECAST_BIN, else ../target/debug/framecast relative to clients/. */
+/** The binary under test: $FRAMECAST_BIN (a relative path is relative to clients/), else
+ * ../target/debug/framecast relative to clients/. */
 export function framecastBin(): string {
-  const env = process.env.FRAMECAST_BIN;
-  const bin = env ? resolve(process.cwd(), env) : resolve(clientsDir, "../target/debug/framecast");
+  const bin = resolve(clientsDir, process.env.FRAMECAST_BIN ?? "../target/debug/framecast");
   if (!existsSync(bin)) throw new Error(`framecast binary not found at ${bin} (build it with cargo, or set FRAMECAST_BIN)`);
   return bin;
 }

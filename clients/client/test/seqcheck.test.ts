@@ -1,0 +1,87 @@
+/** The seq checker, fed by a scripted socket (the real server never misbehaves on purpose). */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { FramecastClient, type WebSocketLike } from "@framecast/client/browser";
+
+class ScriptedSocket implements WebSocketLike {
+  static last: ScriptedSocket;
+  readyState = 0;
+  sent: Record<string, unknown>[] = [];
+  onopen: ((ev: unknown) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  onerror: ((ev: unknown) => void) | null = null;
+  constructor(readonly url: string) {
+    ScriptedSocket.last = this;
+    setTimeout(() => {
+      this.readyState = 1;
+      this.onopen?.({});
+      this.recv({ type: "connected", client_id: "c1", user_id: null, timestamp: new Date().toISOString(), server_time_ms: Date.now(), tick_hz: 60 });
+    });
+  }
+  send(data: string): void {
+    this.sent.push(JSON.parse(data) as Record<string, unknown>);
+  }
+  close(): void {
+    this.readyState = 3;
+  }
+  recv(m: Record<string, unknown>): void {
+    this.onmessage?.({ data: JSON.stringify(m) });
+  }
+  event(seq: number, extra: Record<string, unknown> = {}): void {
+    this.recv({ type: "event", channel: "a", seq, frame: seq, timestamp: new Date().toISOString(), event_type: "x", data: seq, ...extra });
+  }
+}
+
+describe("seq checker", () => {
+  test("jumps without a gap and repeats are violations; a gap explains seqs up to its to_seq", async () => {
+    const c = new FramecastClient({ url: "ws://scripted/ws", WebSocket: ScriptedSocket as never, heartbeat: false });
+    await c.connect();
+    const ch = c.channel<number>("a");
+    const seen: number[] = [];
+    const violations: string[] = [];
+    ch.on("event", (e) => seen.push(e.seq));
+    ch.on("violation", (v) => violations.push(`${v.kind}:${v.expected}->${v.got}`));
+    let caughtUp = 0;
+    ch.on("caughtUp", () => caughtUp++);
+    ch.subscribe();
+    const ws = ScriptedSocket.last;
+    const sub = ws.sent.find((m) => m.type === "subscribe")!;
+    await new Promise((r) => setTimeout(r)); // the sync ping goes out after this turn
+    const ping = ws.sent.find((m) => m.type === "ping")!;
+    ws.recv({ type: "subscribed", channels: ["a"], positions: { a: { seq: 0, epoch: "e1" } }, timestamp: "", id: sub.id });
+    ws.event(1, { snapshot: true }); // snapshot events carry old seqs and are not checked
+    assert.equal(caughtUp, 0, "the snapshot may still be arriving");
+    ws.recv({ type: "pong", ping_id: "sync", timestamp: "", server_time_ms: Date.now(), id: ping.id });
+    assert.equal(caughtUp, 1, "the pong behind the subscribe ends the snapshot");
+    ws.event(1);
+    ws.event(2);
+    ws.event(4); // 3 missing, no gap
+    ws.event(4); // repeat: dropped
+    ws.recv({ type: "gap", channel: "a", skipped: 3, from_seq: 5, to_seq: 9 });
+    ws.event(7); // newest per key inside the gap's range
+    ws.event(10);
+    ws.event(12); // 11 missing
+    assert.deepEqual(seen, [1, 1, 2, 4, 7, 10, 12]);
+    assert.deepEqual(violations, ["seq-jump:3->4", "duplicate:5->4", "seq-jump:11->12"]);
+    assert.deepEqual(ch.position, { seq: 12, epoch: "e1" });
+    c.close();
+  });
+
+  test("a reconnect resubscribes with since = the last delivered event", async () => {
+    const c = new FramecastClient({ url: "ws://scripted/ws", WebSocket: ScriptedSocket as never, heartbeat: false, reconnect: { baseMs: 1, capMs: 2 } });
+    await c.connect();
+    c.subscribe("a");
+    let ws = ScriptedSocket.last;
+    const sub = ws.sent.find((m) => m.type === "subscribe")!;
+    ws.recv({ type: "subscribed", channels: ["a"], positions: { a: { seq: 5, epoch: "e1" } }, timestamp: "", id: sub.id });
+    ws.event(6);
+    ws.event(7);
+    ws.onclose?.({ code: 1006, reason: "" });
+    await new Promise((r) => setTimeout(r, 50));
+    ws = ScriptedSocket.last;
+    const again = ws.sent.find((m) => m.type === "subscribe")!;
+    assert.deepEqual(again.since, { a: { seq: 7, epoch: "e1" } });
+    c.close();
+  });
+});

@@ -1,0 +1,13 @@
+import { chromium } from "playwright-core";
+import { FramecastServer } from "@framecast/testkit";
+import { DEMO_CONFIG, publishPositions, serveStatic, startFeeder } from "./dist-test/demo.js";
+const server = await FramecastServer.start({ config: DEMO_CONFIG });
+const web = await serveStatic();
+await publishPositions(server.httpUrl, 1);
+const feeder = startFeeder(() => server.httpUrl);
+const ctx = await chromium.launchPersistentContext("/tmp/fcprobe/prof-" + Date.now(), { executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox", "--disable-gpu"], viewport: { width: 1100, height: 700 } });
+const page = ctx.pages()[0] ?? await ctx.newPage();
+await page.goto(`${web.url}?ws=${encodeURIComponent(server.wsUrl)}`);
+await new Promise(r => setTimeout(r, 4000));
+await page.screenshot({ path: "/tmp/fcprobe/dashboard.png" });
+feeder.stop(); await ctx.close(); web.server.close(); await server.stop();

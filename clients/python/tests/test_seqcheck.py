@@ -1,0 +1,82 @@
+"""The seq checker, fed by a scripted WebSocket server (the real one never misbehaves on purpose)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from conftest import Recorder
+from harness import wait_for
+from websockets.asyncio.server import ServerConnection, serve
+
+from framecast import Client
+
+
+def event(seq: int, **extra: object) -> str:
+    msg = {"type": "event", "channel": "a", "seq": seq, "frame": seq, "timestamp": "2026-12-02T00:00:00.000Z"}
+    return json.dumps({**msg, "event_type": "x", "data": seq, **extra})
+
+
+async def test_jumps_repeats_and_gap_ranges():
+    async def script(ws: ServerConnection) -> None:
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "connected",
+                    "client_id": "c1",
+                    "user_id": None,
+                    "timestamp": "",
+                    "server_time_ms": int(time.time() * 1000),
+                    "tick_hz": 60,
+                }
+            )
+        )
+        sub = json.loads(await ws.recv())
+        assert sub["type"] == "subscribe"
+        ping = json.loads(await ws.recv())
+        assert ping["type"] == "ping"
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "subscribed",
+                    "channels": ["a"],
+                    "positions": {"a": {"seq": 0, "epoch": "e1"}},
+                    "timestamp": "",
+                    "id": sub["id"],
+                }
+            )
+        )
+        await ws.send(event(1, snapshot=True))
+        await ws.send(
+            json.dumps(
+                {"type": "pong", "ping_id": "sync", "timestamp": "", "server_time_ms": 0, "id": ping["id"]}
+            )
+        )
+        for s in (1, 2, 4, 4):
+            await ws.send(event(s))
+        await ws.send(json.dumps({"type": "gap", "channel": "a", "skipped": 3, "from_seq": 5, "to_seq": 9}))
+        for s in (7, 10, 12):
+            await ws.send(event(s))
+        await ws.wait_closed()
+
+    async with serve(script, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        c = Client(f"ws://127.0.0.1:{port}/ws", heartbeat=None)
+        try:
+            await c.connect()
+            sub = await c.subscribe("a")
+            rec = Recorder(sub)
+            await wait_for(lambda: rec.events and rec.events[-1].seq == 12, rec.log)
+            assert [e.seq for e in rec.events] == [1, 1, 2, 4, 7, 10, 12]
+            assert rec.events[0].snapshot
+            assert [(v.kind, v.expected, v.got) for v in rec.violations] == [
+                ("seq-jump", 3, 4),
+                ("duplicate", 5, 4),
+                ("seq-jump", 11, 12),
+            ]
+            assert [(g.from_seq, g.to_seq) for g in rec.gaps] == [(5, 9)]
+            assert sub.position is not None and (sub.position.seq, sub.position.epoch) == (12, "e1")
+        finally:
+            await c.close()
+        await asyncio.sleep(0)
