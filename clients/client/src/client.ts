@@ -628,8 +628,16 @@ export class FramecastClient extends Emitter<ClientEvents> {
       this.#attempt++;
     }
     this.#setState({ to: "reconnecting", code, reason, retryInMs: delay, attempt: this.#attempt });
+    // Timers count from the event loop's cached time, which lags the wall clock while a busy turn
+    // runs: re-arm until the wall clock has really reached the target (never early for a hint).
+    const at = Date.now() + delay;
+    const fire = (): void => {
+      const left = at - Date.now();
+      if (left > 0) this.#timer = setTimeout(fire, left);
+      else void this.#connectNow(true);
+    };
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#connectNow(true), delay);
+    this.#timer = setTimeout(fire, delay);
   }
 
   // ---- liveness and token refresh -----------------------------------------------------------

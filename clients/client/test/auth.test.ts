@@ -24,7 +24,7 @@ before(async () => {
 });
 after(async () => {
   for (const f of cleanup.reverse()) await f();
-  await server.stop();
+  await server?.stop();
 });
 
 async function proxied(): Promise<FaultProxy> {

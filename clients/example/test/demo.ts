@@ -41,7 +41,7 @@ export async function serveStatic(port = 0): Promise<{ server: Server; url: stri
   return { server, url: `http://127.0.0.1:${addr.port}/` };
 }
 
-const WORDS = "the frame clock carries every event in order so a reconnecting client misses nothing ".split(" ");
+const WORDS = "the frame clock carries every event in order so a reconnecting client misses nothing".split(" ");
 
 /** Publishes energy frames at ~60 Hz and a token every 50 ms until stopped. `httpUrl()` is read
  * on every publish (the server may restart). Publish errors while it is down are ignored. */

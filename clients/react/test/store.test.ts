@@ -15,7 +15,7 @@ before(async () => {
 });
 after(async () => {
   for (const f of cleanup.reverse()) await f();
-  await server.stop();
+  await server?.stop();
 });
 
 describe("stores", { timeout: 60_000 }, () => {
