@@ -68,7 +68,18 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
   #checkContinuity = false;
   #gapUntil = 0;
   #head: number | undefined;
-  #ownPublishes = 0;
+  // Snapshot + replay events still to come after `subscribed` (when the server says how many).
+  #expect = -1;
+  // A default channel: joined by the server on every connection (stays joined when released).
+  #pinned = false;
+  #joinedByServer = false;
+  // Own publications, for `echo = false` channels whose seqs this client never sees: seqs the
+  // server acknowledged (`published.seq`), publishes not yet acknowledged, jumps forgiven on their
+  // credit, and (servers without `published.seq`) a plain count.
+  #ownSeqs = new Set<number>();
+  #unacked = 0;
+  #credit = 0;
+  #legacyOwn = 0;
 
   /** @internal */
   constructor(name: string, host: ChannelHost, options: ChannelOptions = {}) {
@@ -88,10 +99,16 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
     return this.#position ? { ...this.#position } : null;
   }
 
-  /** Whether the server can recover this channel with `since` (false for default channels,
-   * which today's server reports without a position); null until known. */
+  /** Whether the server can recover this channel with `since` (false for default channels on
+   * servers that report them without a position); null until known. */
   get recoverable(): boolean | null {
     return this.#recoverable;
+  }
+
+  /** Whether this is one of the server's `default_channels` (joined by the server on every
+   * connection, recovered with `since` on the upgrade or in `auth`; releasing it keeps it joined). */
+  get isDefault(): boolean {
+    return this.#pinned;
   }
 
   /** Number of holders (subscribe calls not yet released). */
@@ -122,7 +139,7 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
   /** Drops every reference and unsubscribes on the server. */
   unsubscribe(): void {
     this.#refs = 0;
-    this.#desired = false;
+    this.#desired = this.#pinned; // a default channel stays joined (its events still reach client "event")
     this._sync();
   }
 
@@ -142,6 +159,8 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
       return;
     }
     if (this.#desired && !this.#onServer && this.#state !== "failed") {
+      // Nobody holds a default channel: the server joins it on connect, nothing to ask.
+      if (this.#pinned && this.#refs === 0) return;
       const since = this.#position && this.#recoverable !== false && this.#position.epoch !== ""
         ? this.#position
         : !this.#position && this.options.since
@@ -163,22 +182,44 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
     if (this.#state === "closed") return;
     this.#position = null;
     this.#recoverable = null;
-    this.#ownPublishes = 0;
+    this.#resetOwn();
     this.#setState("closed");
     this.#host.released(this as Channel<unknown>);
   }
 
-  /** @internal */
+  /** The reply to this channel's `subscribe`. @internal */
   _subscribed(msg: ServerMessage): void {
     this.#inflight = null;
     this.#onServer = true;
-    this.#gapUntil = 0;
     if (!this.#desired) return this._sync();
     const positions = (msg.positions ?? {}) as Record<string, Record<string, unknown>>;
     const p = positions[this.name];
-    const resubscribe = this.#sentSince || this.#position !== null;
+    if (this.#joinedByServer && !p) return; // a default channel the server joined first: confirmed
+    this.#gapUntil = 0;
+    this.#apply(p, this.#sentSince);
+  }
+
+  /** The server joined this default channel (`subscribed` with `"default":true`); `sentSince`:
+   * whether this connection's upgrade or `auth` carried its position. @internal */
+  _joinedAsDefault(msg: ServerMessage, sentSince: boolean): void {
+    const positions = (msg.positions ?? {}) as Record<string, Record<string, unknown>>;
+    this.#pinned = true;
+    this.#joinedByServer = true;
+    this.#onServer = true;
+    this.#desired = true;
+    this.#gapUntil = 0;
+    if (this.#state === "closed" || this.#state === "pending" || this.#state === "failed") {
+      this.#setState(sentSince ? "recovering" : "subscribing");
+    }
+    this.#apply(positions[this.name], sentSince);
+  }
+
+  /** The position the server reported, for a (re)join with or without `since`. */
+  #apply(p: Record<string, unknown> | undefined, sentSince: boolean): void {
+    const resubscribe = sentSince || this.#position !== null;
+    this.#expect = -1;
     if (!p || typeof p.seq !== "number" || typeof p.epoch !== "string") {
-      // Already joined by the server (a default channel): no position, no `since`.
+      // Already joined by a server that reports default channels without a position: no `since`.
       if (this.#position) this.#checkContinuity = true;
       this.#recoverable = false;
       this.emit("subscribed", { channel: this.name, position: null, resubscribe, traits: {} });
@@ -187,17 +228,18 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
       return;
     }
     this.#recoverable = true;
-    const { seq, epoch, recovered, ...traits } = p as { seq: number; epoch: string; recovered?: boolean };
+    const { seq, epoch, recovered, ...traits } = p as { seq: number; epoch: string; recovered?: boolean } & Record<string, unknown>;
     const fresh = { seq, epoch };
     let info: SubscribedInfo;
-    if (this.#sentSince && recovered === true) {
+    if (sentSince && recovered === true) {
+      // positions.seq is the channel head at join time: replay runs since.seq+1..seq, then live.
       this.#head = seq;
       if (!this.#position) this.#position = { seq: this.options.since?.seq ?? seq, epoch };
       info = { channel: this.name, position: fresh, recovered: true, resubscribe, traits };
-    } else if (this.#sentSince) {
+    } else if (sentSince) {
       this.#position = fresh;
       this.#head = undefined;
-      this.#ownPublishes = 0;
+      this.#resetOwn();
       this.emit("resync", { channel: this.name, reason: "recovered-false", position: { ...fresh } });
       info = { channel: this.name, position: fresh, recovered: false, resubscribe, traits };
     } else {
@@ -205,6 +247,14 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
       info = { channel: this.name, position: fresh, resubscribe, traits };
     }
     this.emit("subscribed", info);
+    const snap = traits.snapshot_events;
+    const replay = traits.replay_events;
+    if (typeof snap === "number" && typeof replay === "number") {
+      // The server says how many snapshot and replayed events follow: complete after that many.
+      this.#expect = snap + replay;
+      if (this.#expect === 0) return this._caughtUp();
+    }
+    // Otherwise (older servers) the reply to a later command marks the end.
     this.#host.awaitEnd(this as Channel<unknown>);
   }
 
@@ -212,6 +262,7 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
   _caughtUp(): void {
     if (this.#state !== "subscribing" && this.#state !== "recovering") return;
     this.#head = undefined;
+    this.#expect = -1;
     this.#setState("live");
     this.emit("caughtUp", { channel: this.name, position: this.position });
   }
@@ -235,6 +286,8 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
   /** The connection is gone: everything per connection is forgotten, the position is kept. @internal */
   _connectionLost(): void {
     this.#onServer = false;
+    this.#joinedByServer = false;
+    this.#expect = -1;
     this.#inflight = null;
     this.#gapUntil = 0;
     this.#head = undefined;
@@ -243,9 +296,53 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
     if (this.#state !== "failed") this.#setState("pending");
   }
 
-  /** Counts a publication of this client (an `echo = false` namespace skips its seq). @internal */
-  _published(): void {
-    if (this.#ownPublishes < 1e6) this.#ownPublishes++;
+  #resetOwn(): void {
+    this.#ownSeqs.clear();
+    this.#credit = 0;
+    this.#legacyOwn = 0;
+  }
+
+  /** A publication of this client to this channel went out. @internal */
+  _publishSent(): void {
+    this.#unacked++;
+  }
+
+  /** Its outcome: the server's `published` (with the `seq` it got, on servers that say), or
+   * null (refused or unknown). On an `echo = false` channel that seq is never delivered here, so
+   * the seq checker skips it; any other missing seq is still a violation. @internal */
+  _publishSettled(ack: ServerMessage | null): void {
+    if (this.#unacked > 0) this.#unacked--;
+    if (this.#credit > this.#unacked) this.#credit = this.#unacked;
+    if (!ack) return;
+    if (typeof ack.seq === "number") {
+      const pos = this.#position;
+      if (pos && ack.seq <= pos.seq) {
+        if (this.#credit > 0) this.#credit--; // its jump was already forgiven on credit
+      } else if (this.#ownSeqs.size < 100_000) {
+        this.#ownSeqs.add(ack.seq);
+      }
+    } else if (ack.superseded !== true && this.#legacyOwn < 1e6) {
+      this.#legacyOwn++; // a server without `published.seq`: forgive as many jumps
+    }
+  }
+
+  /** How many of the seqs after `last` and before `seq` no own publication explains. */
+  #unexplained(last: number, seq: number): number {
+    let missing = seq - last - 1;
+    for (const s of this.#ownSeqs) {
+      if (s > last && s < seq) {
+        this.#ownSeqs.delete(s);
+        missing--;
+      } else if (s <= last) this.#ownSeqs.delete(s);
+    }
+    const onCredit = Math.min(missing, this.#unacked - this.#credit);
+    if (onCredit > 0) {
+      this.#credit += onCredit;
+      missing -= onCredit;
+    }
+    const legacy = Math.min(missing, this.#legacyOwn);
+    this.#legacyOwn -= legacy;
+    return missing - legacy;
   }
 
   /** @internal */
@@ -285,15 +382,15 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
           this.emit("violation", { channel: this.name, kind: "duplicate", expected: last + 1, got: seq });
           return;
         }
-        const missing = seq - last - 1;
-        if (missing > 0 && seq > this.#gapUntil + 1) {
-          if (this.#ownPublishes >= missing) this.#ownPublishes -= missing;
-          else this.emit("violation", { channel: this.name, kind: "seq-jump", expected: last + 1, got: seq });
+        if (seq - last > 1 && seq > this.#gapUntil + 1 && this.#unexplained(last, seq) > 0) {
+          this.emit("violation", { channel: this.name, kind: "seq-jump", expected: last + 1, got: seq });
         }
+        this.#ownSeqs.delete(seq);
         pos.seq = seq;
       }
       replay = this.#head !== undefined && seq <= this.#head;
     }
+    const completes = this.#expect > 0 && --this.#expect === 0;
     const timestamp = String(msg.timestamp ?? "");
     const serverTimeMs = Date.parse(timestamp);
     const eventType = typeof msg.event_type === "string" ? msg.event_type : "message";
@@ -313,5 +410,6 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
     if (typeof msg.key === "string") e.key = msg.key;
     this.emit("event", e);
     this.#host.delivered(e as FramecastEvent<unknown>);
+    if (completes) this._caughtUp();
   }
 }

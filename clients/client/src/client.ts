@@ -60,8 +60,9 @@ export interface ClientEvents {
   connected: ConnectedInfo;
   /** The connection was lost or closed. */
   disconnected: { code: number; reason: string; willReconnect: boolean };
-  /** The server announced it is going away and when to come back. */
-  draining: { afterMs: number; reason: string };
+  /** The server announced it is going away (or is full) and when to come back: the next attempt
+   * starts no earlier than `receivedAt + afterMs` (`receivedAt`: `Date.now()` when the hint was read). */
+  draining: { afterMs: number; reason: string; receivedAt: number };
   /** A new identity was accepted on the live connection (token refresh). */
   authenticated: { userId: string; tokenExpiresAt: number | null };
   /** Every delivered event of every channel, including default channels nobody subscribed. */
@@ -254,11 +255,14 @@ export class FramecastClient extends Emitter<ClientEvents> {
     if (options.eventType !== undefined) msg.event_type = options.eventType;
     if (options.key !== undefined) msg.key = options.key;
     const ch = this.#channels.get(channel);
-    const p = this.#request(msg, { kind: "publish" }) as Promise<ServerMessage>;
-    ch?._published();
+    const p = this.#request(msg, ch ? { kind: "publish", channel: ch } : { kind: "publish" }) as Promise<ServerMessage>;
+    if (ch && this.#pendingChannel === ch) ch._publishSent();
+    this.#pendingChannel = null;
     return p.then((m) => {
       const ack: PublishAck = { channel: String(m.channel ?? channel) };
       if (typeof m.seq === "number") ack.seq = m.seq;
+      if (typeof m.frame === "number") ack.frame = m.frame;
+      if (m.superseded === true) ack.superseded = true;
       return ack;
     });
   }
@@ -314,6 +318,12 @@ export class FramecastClient extends Emitter<ClientEvents> {
     }
     let url = this.url;
     let headers: Record<string, string> | undefined;
+    // Default channels are joined by the server at once: their positions travel with the upgrade
+    // (or, when the token goes in an `auth` message, with it).
+    const since = this.#sinceForDefaults();
+    const sinceInAuth = Boolean(token && this.#auth === "message");
+    this.#defaultsSince = new Set(since ? Object.keys(since) : []);
+    if (since && !sinceInAuth) url += (url.includes("?") ? "&" : "?") + "since=" + encodeURIComponent(JSON.stringify(since));
     if (token && this.#auth === "query") url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
     if (token && this.#auth === "header") headers = { Authorization: `Bearer ${token}` };
     let ws: WebSocketLike;
@@ -339,7 +349,9 @@ export class FramecastClient extends Emitter<ClientEvents> {
       if (token && this.#auth === "message") {
         this.#authPending = true;
         this.#setState({ to: "authenticating" });
-        this.#request({ type: "auth", token }, { kind: "auth" }).catch(() => {});
+        const auth: Record<string, unknown> = { type: "auth", token };
+        if (since) auth.since = since;
+        this.#request(auth, { kind: "auth" }).catch(() => {});
       }
       // Pipelined behind `auth`: the server checks it before reading the next message.
       for (const ch of this.#channels.values()) ch._sync();
@@ -388,6 +400,20 @@ export class FramecastClient extends Emitter<ClientEvents> {
   }
 
   #authUser: string | null = null;
+  /** The channel of the request just put on the wire (a publish counts only if it was sent). */
+  #pendingChannel: Channel<unknown> | null = null;
+  /** Default channels whose position this connection's upgrade or `auth` carried. */
+  #defaultsSince = new Set<string>();
+
+  /** Positions of the default channels (joined by the server) to resume from. */
+  #sinceForDefaults(): Record<string, Position> | null {
+    let out: Record<string, Position> | null = null;
+    for (const ch of this.#channels.values()) {
+      const pos = ch.position;
+      if (ch.isDefault && pos && pos.epoch !== "" && ch.recoverable !== false) (out ??= {})[ch.name] = pos;
+    }
+    return out;
+  }
 
   #onMessage(data: unknown, wall0: number, reconnecting: boolean): void {
     this.#alive();
@@ -420,9 +446,10 @@ export class FramecastClient extends Emitter<ClientEvents> {
     }
     if (type === "reconnect") {
       const afterMs = Math.max(0, Number(msg.after_ms) || 0);
-      this.#hint = { at: Date.now(), afterMs };
+      const receivedAt = Date.now();
+      this.#hint = { at: receivedAt, afterMs };
       this.#setState({ to: "draining", reason: String(msg.reason ?? "") });
-      this.emit("draining", { afterMs, reason: String(msg.reason ?? "") });
+      this.emit("draining", { afterMs, reason: String(msg.reason ?? ""), receivedAt });
       return;
     }
     if (type === "notification") {
@@ -442,6 +469,7 @@ export class FramecastClient extends Emitter<ClientEvents> {
     switch (type) {
       case "subscribed":
         this.#flushAwaiting();
+        if (!req && msg.default === true) return this.#joinedDefaults(msg);
         if (req?.channel) req.channel._subscribed(msg);
         req?.resolve(msg);
         return;
@@ -477,6 +505,9 @@ export class FramecastClient extends Emitter<ClientEvents> {
         return;
       }
       case "published":
+        req?.channel?._publishSettled(msg);
+        req?.resolve(msg);
+        return;
       case "subscriptions":
         req?.resolve(msg);
         return;
@@ -485,12 +516,26 @@ export class FramecastClient extends Emitter<ClientEvents> {
         if (!req) return this.emit("error", err);
         if (req.kind === "subscribe" && req.channel) req.channel._refused(err);
         else if (req.kind === "unsubscribe" && req.channel) req.channel._unsubscribed();
+        else if (req.kind === "publish" && req.channel) req.channel._publishSettled(null);
         req.reject(err);
         return;
       }
       default:
         req?.resolve(msg);
         this.emit("message", msg);
+    }
+  }
+
+  /** The server joined its `default_channels` (a `subscribed` without `id`, `"default":true`). */
+  #joinedDefaults(msg: ServerMessage): void {
+    const names = Array.isArray(msg.channels) ? (msg.channels as unknown[]).map(String) : Object.keys(msg.positions ?? {});
+    for (const name of names) {
+      let ch = this.#channels.get(name);
+      if (!ch) {
+        ch = new Channel<unknown>(name, this.#host);
+        this.#channels.set(name, ch);
+      }
+      ch._joinedAsDefault(msg, this.#defaultsSince.has(name));
     }
   }
 
@@ -515,6 +560,7 @@ export class FramecastClient extends Emitter<ClientEvents> {
   }
 
   #request(msg: Record<string, unknown>, p: Omit<Pending, "resolve" | "reject">, timeoutMs?: number): Promise<unknown> {
+    this.#pendingChannel = null;
     return new Promise((resolve, reject) => {
       const ws = this.#ws;
       if (!ws || !this.#open || ws.readyState !== 1) {
@@ -527,12 +573,14 @@ export class FramecastClient extends Emitter<ClientEvents> {
         pending.timer = setTimeout(() => {
           if (this.#pending.get(id) !== pending) return;
           this.#pending.delete(id);
+          if (pending.kind === "publish") pending.channel?._publishSettled(null);
           reject(clientError("TIMEOUT", `no reply to ${String(msg.type)} within ${t} ms`));
         }, t);
       }
       this.#pending.set(id, pending);
       try {
         ws.send(JSON.stringify({ ...msg, id }));
+        this.#pendingChannel = p.channel ?? null;
       } catch (err) {
         this.#pending.delete(id);
         clearTimeout(pending.timer);
@@ -572,6 +620,7 @@ export class FramecastClient extends Emitter<ClientEvents> {
     this.#pending.clear();
     for (const p of pending) {
       clearTimeout(p.timer);
+      if (p.kind === "publish") p.channel?._publishSettled(null);
       p.reject(clientError(final ? "CLOSED" : "CONNECTION_LOST", `connection closed (${code} ${reason})`));
     }
     for (const ch of [...this.#channels.values()]) ch._connectionLost();

@@ -121,8 +121,12 @@ export interface SubscribedInfo {
 /** Acknowledgement of a publish. */
 export interface PublishAck {
   channel: string;
-  /** The seq the event got, when the server says (a server change; undefined today). */
+  /** The seq the event got (servers from 2026-12 say; undefined on older ones or when superseded). */
   seq?: number;
+  /** The tick (frame) that numbered it. */
+  frame?: number;
+  /** On a conflated channel: a newer event with the same key replaced it within the tick (no seq). */
+  superseded?: boolean;
 }
 
 /** A minimal W3C WebSocket as browsers, `ws` and Node ≥ 22 provide it. */

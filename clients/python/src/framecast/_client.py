@@ -25,6 +25,7 @@ from ._types import (
     ConnectedInfo,
     ConnectionState,
     Delivery,
+    Draining,
     Event,
     Position,
     PublishAck,
@@ -142,6 +143,7 @@ class Client:
         self._refresh_task: asyncio.Task[None] | None = None
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
         self._failure: FramecastError | None = None
+        self._defaults_since: set[str] = set()
         self.rtt: float | None = None
         """The last measured round trip, seconds."""
 
@@ -161,7 +163,7 @@ class Client:
 
     def on(self, event: str, listener: Callable[[Any], Any]) -> Callable[[], None]:
         """Listens to ``state`` (StateChange), ``connected`` (ConnectedInfo), ``disconnected``
-        (code, reason), ``draining`` (after_ms), ``authenticated`` (user id), ``event`` (every Event,
+        (code, reason), ``draining`` (Draining), ``authenticated`` (user id), ``event`` (every Event,
         also of default channels nobody subscribed), ``notification`` (dict), ``error``. Listeners run
         in the reader: keep them short (coroutine listeners are scheduled as tasks)."""
         self._listeners.setdefault(event, []).append(listener)
@@ -272,6 +274,14 @@ class Client:
                     reason = "get_token failed"
             if fetched:
                 url, headers = self.url, {}
+                # Default channels are joined by the server at once: their positions travel with
+                # the upgrade (or, when the token goes in an `auth` message, with it).
+                since = self._since_for_defaults()
+                since_in_auth = bool(token and self._auth == "message")
+                self._defaults_since = set(since)
+                if since and not since_in_auth:
+                    encoded = quote(json.dumps(since, separators=(",", ":")))
+                    url += ("&" if "?" in url else "?") + "since=" + encoded
                 if token and self._auth == "query":
                     url += ("&" if "?" in url else "?") + "token=" + quote(token)
                 if token and self._auth == "header":
@@ -297,7 +307,9 @@ class Client:
                     if self._closing:
                         await ws.close()
                         break
-                    code, reason = await self._session(ws, gen, wall0, reconnected, token)
+                    code, reason = await self._session(
+                        ws, gen, wall0, reconnected, token, since=since if since_in_auth else None
+                    )
             if self._closing:
                 break
             delay = self._after_loss(code, reason, status)
@@ -309,7 +321,14 @@ class Client:
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _session(
-        self, ws: ClientConnection, gen: int, wall0: float, reconnected: bool, token: str | None
+        self,
+        ws: ClientConnection,
+        gen: int,
+        wall0: float,
+        reconnected: bool,
+        token: str | None,
+        *,
+        since: dict[str, dict[str, Any]] | None,
     ) -> tuple[int, str]:
         self._ws = ws
         self._online = True
@@ -326,7 +345,10 @@ class Client:
         if token and self._auth == "message":
             self._auth_pending = True
             self._set_state("authenticating")
-            self._request({"type": "auth", "token": token}, "auth")
+            auth: dict[str, Any] = {"type": "auth", "token": token}
+            if since:
+                auth["since"] = since
+            self._request(auth, "auth")
         for sub in list(self._subs.values()):
             sub._sync()
         reason_override = ""
@@ -367,6 +389,8 @@ class Client:
         for p in pending.values():
             if p.timer:
                 p.timer.cancel()
+            if p.kind == "publish" and p.sub:
+                p.sub._publish_settled(None)
             if not p.future.done():
                 p.future.set_exception(
                     FramecastError(
@@ -500,9 +524,10 @@ class Client:
             return
         if kind == "reconnect":
             after = max(0.0, float(msg.get("after_ms") or 0) / 1000)
-            self._hint = (time.monotonic(), after)
+            received_at = time.monotonic()
+            self._hint = (received_at, after)
             self._set_state("draining", reason=str(msg.get("reason", "")))
-            self._emit("draining", after * 1000)
+            self._emit("draining", Draining(after * 1000, str(msg.get("reason", "")), received_at))
             return
         if kind == "notification":
             self._emit("notification", msg.get("data") or {})
@@ -516,8 +541,13 @@ class Client:
             req.timer.cancel()
         result: Any = msg
         if kind == "subscribed":
-            if req and req.sub:
+            if req is None and msg.get("default") is True:
+                self._joined_defaults(msg)
+            elif req and req.sub:
                 req.sub._subscribed(msg)
+        elif kind == "published":
+            if req and req.sub:
+                req.sub._publish_settled(msg)
         elif kind == "unsubscribed":
             if req and req.sub:
                 req.sub._unsubscribed()
@@ -549,6 +579,8 @@ class Client:
                 return
             if req.kind == "subscribe" and req.sub:
                 req.sub._refused(err)
+            elif req.kind == "publish" and req.sub:
+                req.sub._publish_settled(None)
             elif req.kind == "unsubscribe" and req.sub:
                 req.sub._unsubscribed()
             if not req.future.done():
@@ -557,6 +589,28 @@ class Client:
             return
         if req and not req.future.done():
             req.future.set_result(result)
+
+    def _joined_defaults(self, msg: dict[str, Any]) -> None:
+        """The server joined its ``default_channels`` (``subscribed`` without ``id``)."""
+        names = msg.get("channels")
+        if not isinstance(names, list):
+            names = list((msg.get("positions") or {}).keys())
+        for name in map(str, names):
+            sub = self._subs.get(name)
+            if sub is None:
+                sub = Subscription(
+                    self, name, max_hz=None, since=None, queue_size=self.queue_size, delivery=None, user=False
+                )
+                self._subs[name] = sub
+            sub._joined_as_default(msg, name in self._defaults_since)
+
+    def _since_for_defaults(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for sub in self._subs.values():
+            pos = sub.position
+            if sub.is_default and pos and pos.epoch and sub.recoverable is not False:
+                out[sub.channel] = {"seq": pos.seq, "epoch": pos.epoch}
+        return out
 
     def _flush_awaiting(self) -> None:
         done, self._awaiting = self._awaiting, []
@@ -592,6 +646,8 @@ class Client:
             def expire() -> None:
                 if self._pending.get(rid) is p:
                     del self._pending[rid]
+                    if p.kind == "publish" and p.sub:
+                        p.sub._publish_settled(None)
                     if not fut.done():
                         fut.set_exception(FramecastError("TIMEOUT", f"no reply to {msg['type']} in {t} s"))
 
@@ -682,13 +738,18 @@ class Client:
             msg["event_type"] = event_type
         if key is not None:
             msg["key"] = key
-        fut = self._request(msg, "publish")
         sub = self._subs.get(channel)
+        fut = self._request(msg, "publish", sub)
         if sub and not fut.done():
-            sub._published()
+            sub._publish_sent()
         reply = await fut
-        seq = reply.get("seq")
-        return PublishAck(str(reply.get("channel", channel)), seq if isinstance(seq, int) else None)
+        seq, frame = reply.get("seq"), reply.get("frame")
+        return PublishAck(
+            str(reply.get("channel", channel)),
+            seq if isinstance(seq, int) else None,
+            frame if isinstance(frame, int) else None,
+            reply.get("superseded") is True,
+        )
 
     async def ping(self) -> float:
         """Round-trip time in seconds (also a clock sample)."""

@@ -97,6 +97,7 @@ class Subscription:
         since: Position | None,
         queue_size: int,
         delivery: Delivery | None,
+        user: bool = True,
     ) -> None:
         self.channel = channel
         self.max_hz = max_hz
@@ -114,7 +115,20 @@ class Subscription:
         self._check_continuity = False
         self._gap_until = 0
         self._head: int | None = None
-        self._own = 0
+        # Snapshot + replay events still to come after `subscribed` (when the server says).
+        self._expect = -1
+        # A default channel: joined by the server on every connection; `_user` is whether anyone
+        # subscribed to it here (nothing is queued for a default channel nobody asked for).
+        self._pinned = False
+        self._joined_by_server = False
+        self._user = user
+        # Own publications (``echo = false``): acknowledged seqs, unacknowledged publishes, jumps
+        # forgiven on their credit, and a plain count for servers without ``published.seq``.
+        self._own_seqs: set[int] = set()
+        self._unacked = 0
+        self._credit = 0
+        self._legacy_own = 0
+        self._queue_size = queue_size
         self._queue = _Queue(queue_size)
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed = asyncio.Event()
@@ -137,6 +151,12 @@ class Subscription:
         """The last delivered position (``epoch`` is "" when the server never stated it)."""
         p = self._position
         return Position(p.seq, p.epoch) if p else None
+
+    @property
+    def is_default(self) -> bool:
+        """One of the server's ``default_channels``: joined by the server on every connection
+        (recovered with ``since`` on the upgrade or in ``auth``); unsubscribing keeps it joined."""
+        return self._pinned
 
     @property
     def recoverable(self) -> bool | None:
@@ -173,7 +193,13 @@ class Subscription:
 
     def unsubscribe(self) -> asyncio.Future[None]:
         """Unsubscribes now; the returned future (await it or not) resolves once the server confirmed
-        (or at once while offline)."""
+        (or at once while offline). A default channel stays joined: its iterators end."""
+        if self._pinned:
+            self._user = False
+            self._queue.force(_END)
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
         self._desired = False
         self._sync()
         return asyncio.ensure_future(self._wait_closed())
@@ -210,6 +236,11 @@ class Subscription:
                     log.exception("framecast: callback for %s failed", self.channel)
 
     def _want(self) -> None:
+        if not self._user:
+            self._user = True
+            self._queue = _Queue(self._queue_size)
+            if self._state == "live":
+                self._queue.force(CaughtUp(self.channel, self.position, self._recovered))
         if not self._desired or self._state in ("failed", "closed"):
             self._desired = True
             if self._state in ("failed", "closed"):
@@ -235,6 +266,8 @@ class Subscription:
                 self._close()
             return
         if self._desired and not self._on_server and self._state != "failed":
+            if self._pinned and not self._user:
+                return  # the server joins its default channels on connect
             since: Position | None = None
             if self._position and self._recoverable is not False and self._position.epoch:
                 since = self._position
@@ -255,7 +288,7 @@ class Subscription:
             return
         self._position = None
         self._recoverable = None
-        self._own = 0
+        self._reset_own()
         self._set_state("closed")
         self._closed.set()
         if not self._ready.done():
@@ -265,14 +298,33 @@ class Subscription:
         self._client._released(self)
 
     def _subscribed(self, msg: dict[str, Any]) -> None:
+        """The reply to this subscription's ``subscribe``."""
         self._inflight = None
         self._on_server = True
-        self._gap_until = 0
         if not self._desired:
             self._sync()
             return
         positions = msg.get("positions") or {}
         p = positions.get(self.channel) if isinstance(positions, dict) else None
+        if self._joined_by_server and p is None:
+            return  # a default channel the server joined first: confirmed
+        self._gap_until = 0
+        self._apply(p, self._sent_since)
+
+    def _joined_as_default(self, msg: dict[str, Any], sent_since: bool) -> None:
+        """The server joined this default channel (``subscribed`` with ``"default": true``)."""
+        positions = msg.get("positions") or {}
+        self._pinned = True
+        self._joined_by_server = True
+        self._on_server = True
+        self._desired = True
+        self._gap_until = 0
+        if self._state in ("closed", "pending", "failed"):
+            self._set_state("recovering" if sent_since else "subscribing")
+        self._apply(positions.get(self.channel) if isinstance(positions, dict) else None, sent_since)
+
+    def _apply(self, p: Any, sent_since: bool) -> None:
+        self._expect = -1
         valid = isinstance(p, dict) and isinstance(p.get("seq"), int) and isinstance(p.get("epoch"), str)
         if not valid or not isinstance(p, dict):
             if self._position:
@@ -286,25 +338,39 @@ class Subscription:
         if not self._delivery_given and self.traits.get("delivery") in ("reliable", "conflated", "volatile"):
             self.delivery = self.traits["delivery"]
         self._recovered = None
-        if self._sent_since and recovered is True:
+        if sent_since and recovered is True:
+            # positions.seq is the channel head at join time: replay runs since.seq+1..seq, then live.
             self._head = seq
             if not self._position:
                 self._position = Position(self.since.seq if self.since else seq, epoch)
             self._recovered = True
-        elif self._sent_since:
+        elif sent_since:
             self._position = Position(seq, epoch)
             self._head = None
-            self._own = 0
+            self._reset_own()
             self._recovered = False
-            self._queue.force(Resync(self.channel, "recovered-false", Position(seq, epoch)))
+            self._queue_notice(Resync(self.channel, "recovered-false", Position(seq, epoch)))
         else:
             self._position = Position(seq, epoch)
+        snap, replay = self.traits.get("snapshot_events"), self.traits.get("replay_events")
+        if isinstance(snap, int) and isinstance(replay, int):
+            # The server says how many snapshot and replayed events follow.
+            self._expect = snap + replay
+            if self._expect == 0:
+                self._caught_up()
+                return
+        # Otherwise (older servers) the reply to a later command marks the end.
         self._client._await_end(self)
+
+    def _queue_notice(self, item: Item) -> None:
+        if self._user:
+            self._queue.force(item)
 
     def _set_live(self, recovered: bool | None) -> None:
         self._head = None
+        self._expect = -1
         self._set_state("live")
-        self._queue.force(CaughtUp(self.channel, self.position, recovered))
+        self._queue_notice(CaughtUp(self.channel, self.position, recovered))
         if not self._ready.done():
             self._ready.set_result(None)
 
@@ -332,6 +398,8 @@ class Subscription:
 
     def _connection_lost(self) -> None:
         self._on_server = False
+        self._joined_by_server = False
+        self._expect = -1
         self._inflight = None
         self._gap_until = 0
         self._head = None
@@ -348,9 +416,48 @@ class Subscription:
         self._inflight = None
         self._close()
 
-    def _published(self) -> None:
-        if self._own < 1_000_000:
-            self._own += 1
+    def _reset_own(self) -> None:
+        self._own_seqs.clear()
+        self._credit = 0
+        self._legacy_own = 0
+
+    def _publish_sent(self) -> None:
+        self._unacked += 1
+
+    def _publish_settled(self, ack: dict[str, Any] | None) -> None:
+        """A publication's outcome: ``published`` (with the ``seq`` it got, on servers that say) or
+        None (refused or unknown). On an ``echo = false`` channel that seq never arrives here, so the
+        seq checker skips it; any other missing seq is still a violation."""
+        self._unacked = max(0, self._unacked - 1)
+        self._credit = min(self._credit, self._unacked)
+        if ack is None:
+            return
+        seq = ack.get("seq")
+        if isinstance(seq, int):
+            pos = self._position
+            if pos and seq <= pos.seq:
+                if self._credit > 0:
+                    self._credit -= 1  # its jump was already forgiven on credit
+            elif len(self._own_seqs) < 100_000:
+                self._own_seqs.add(seq)
+        elif ack.get("superseded") is not True and self._legacy_own < 1_000_000:
+            self._legacy_own += 1  # a server without ``published.seq``: forgive as many jumps
+
+    def _unexplained(self, last: int, seq: int) -> int:
+        missing = seq - last - 1
+        for s in list(self._own_seqs):
+            if last < s < seq:
+                self._own_seqs.discard(s)
+                missing -= 1
+            elif s <= last:
+                self._own_seqs.discard(s)
+        on_credit = min(missing, self._unacked - self._credit)
+        if on_credit > 0:
+            self._credit += on_credit
+            missing -= on_credit
+        legacy = min(missing, self._legacy_own)
+        self._legacy_own -= legacy
+        return missing - legacy
 
     async def _gap(self, msg: dict[str, Any]) -> None:
         if not self._desired:
@@ -379,19 +486,24 @@ class Subscription:
                 if seq <= last:
                     await self._put(Violation(self.channel, "duplicate", last + 1, seq))
                     return None
-                missing = seq - last - 1
-                if missing > 0 and seq > self._gap_until + 1:
-                    if self._own >= missing:
-                        self._own -= missing
-                    else:
-                        await self._put(Violation(self.channel, "seq-jump", last + 1, seq))
+                if seq - last > 1 and seq > self._gap_until + 1 and self._unexplained(last, seq) > 0:
+                    await self._put(Violation(self.channel, "seq-jump", last + 1, seq))
+                self._own_seqs.discard(seq)
                 pos.seq = seq
             replay = self._head is not None and seq <= self._head
+        completes = self._expect > 0
+        if completes:
+            self._expect -= 1
+            completes = self._expect == 0
         event = self._client._make_event(msg, snapshot, replay)
         await self._put(event)
+        if completes:
+            self._caught_up()
         return event
 
     async def _put(self, item: Item) -> None:
+        if not self._user:
+            return  # a default channel nobody subscribed to here: client "event" listeners only
         if self.delivery == "reliable":
             await self._queue.put(item)  # full: the reader waits, TCP pushes back on the server
             return

@@ -129,11 +129,25 @@ class StateChange:
 
 
 @dataclass(frozen=True, slots=True)
+class Draining:
+    """A ``reconnect`` hint: the server is going away (or is full). The next attempt starts no
+    earlier than ``received_at + after_ms / 1000`` (``received_at``: ``time.monotonic()`` when the
+    client read the hint)."""
+
+    after_ms: float
+    reason: str
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class PublishAck:
-    """A ``published`` reply. ``seq`` is set when the server says (a server change; None today)."""
+    """A ``published`` reply: the ``seq`` and ``frame`` the event got (servers from 2026-12; None on
+    older ones), or ``superseded`` (conflated: a newer event of the same key replaced it, no seq)."""
 
     channel: str
     seq: int | None = None
+    frame: int | None = None
+    superseded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
