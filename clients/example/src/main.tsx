@@ -6,6 +6,7 @@ import { createRoot } from "react-dom/client";
 import {
   FramecastProvider,
   useConnectionState,
+  useChannel,
   useFrame,
   useLatest,
   useLatestByKey,
@@ -31,9 +32,12 @@ interface Pos {
 interface Probe {
   states: string[];
   energy: { frames: number; events: number; unexplained: number; violations: number; gaps: number; resyncs: number; lastSeq: number };
+  /** What `useChannel`'s handler saw on the token stream (every event once, in seq order). */
+  tokens: { events: number; repeats: number; jumps: number; lastSeq: number };
 }
 const probe: Probe = {
   states: [],
+  tokens: { events: 0, repeats: 0, jumps: 0, lastSeq: 0 },
   energy: { frames: 0, events: 0, unexplained: 0, violations: 0, gaps: 0, resyncs: 0, lastSeq: 0 },
 };
 (globalThis as { __framecast?: Probe }).__framecast = probe;
@@ -73,6 +77,16 @@ function Gauges() {
 
 function Tokens() {
   const toks = useStream<{ t: string }>("tokens:demo", { limit: 500 });
+  // The same channel through useChannel (one store, one subscription): the handler sees each
+  // event once, in order, StrictMode's double effects notwithstanding.
+  useChannel<{ t: string }>("tokens:demo", (e) => {
+    const t = probe.tokens;
+    if (e.snapshot) return;
+    if (t.lastSeq && e.seq <= t.lastSeq) t.repeats++;
+    else if (t.lastSeq && e.seq !== t.lastSeq + 1) t.jumps++;
+    t.lastSeq = e.seq;
+    t.events++;
+  });
   return (
     <section>
       <h2>AI token stream</h2>

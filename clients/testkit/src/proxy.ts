@@ -12,8 +12,10 @@ export class FaultProxy {
   readonly server: net.Server;
   readonly port: number;
   targetPort: number;
-  /** Connections accepted so far. */
+  /** Connections accepted so far (refused ones included). */
   accepted = 0;
+  /** Connections relayed to the server so far (not refused). */
+  relayed = 0;
   #pairs = new Set<Pair>();
   #blackhole = false;
   #paused = false;
@@ -44,6 +46,7 @@ export class FaultProxy {
       client.destroy();
       return;
     }
+    this.relayed++;
     const upstream = net.connect(this.targetPort, "127.0.0.1");
     const pair = { client, upstream };
     this.#pairs.add(pair);
