@@ -374,8 +374,8 @@ export class FramecastClient extends Emitter<ClientEvents> {
   #becomeConnected(reconnected: boolean): void {
     const hello = this.#hello ?? {};
     clearTimeout(this.#connectTimer);
-    const serverExp = typeof hello.expires_at_ms === "number" ? hello.expires_at_ms : null;
-    this.#tokenExpiresAt = serverExp ?? tokenExpiry(this.#token);
+    const said = this.#authExpires !== undefined ? this.#authExpires : hello.expires_at_ms;
+    this.#tokenExpiresAt = typeof said === "number" ? said : tokenExpiry(this.#token);
     const userId = (this.#authUser ?? hello.user_id ?? null) as string | null;
     const info: ConnectedInfo = {
       clientId: String(hello.client_id ?? ""),
@@ -400,6 +400,8 @@ export class FramecastClient extends Emitter<ClientEvents> {
   }
 
   #authUser: string | null = null;
+  /** `expires_at_ms` of the last `authenticated` on this connection (undefined: none yet). */
+  #authExpires: unknown = undefined;
   /** The channel of the request just put on the wire (a publish counts only if it was sent). */
   #pendingChannel: Channel<unknown> | null = null;
   /** Default channels whose position this connection's upgrade or `auth` carried. */
@@ -491,6 +493,7 @@ export class FramecastClient extends Emitter<ClientEvents> {
       }
       case "authenticated": {
         this.#authUser = typeof msg.user_id === "string" ? msg.user_id : null;
+        this.#authExpires = msg.expires_at_ms;
         if (this.#authPending) {
           this.#authPending = false;
           if (this.#hello) this.#becomeConnected(reconnecting || this.#everConnected);
@@ -609,6 +612,7 @@ export class FramecastClient extends Emitter<ClientEvents> {
     this.#open = false;
     this.#authPending = false;
     this.#authUser = null;
+    this.#authExpires = undefined;
     this.#hello = null;
     this.#info = null;
     this.#awaiting = [];

@@ -68,6 +68,40 @@ describe("seq checker", () => {
     c.close();
   });
 
+  test("published.seq: an echo = false publisher's own seqs are skipped silently, any other jump is a violation", async () => {
+    const c = new FramecastClient({ url: "ws://scripted/ws", WebSocket: ScriptedSocket as never, heartbeat: false });
+    await c.connect();
+    const ch = c.channel<number>("a");
+    const violations: string[] = [];
+    ch.on("violation", (v) => violations.push(`${v.kind}:${v.expected}->${v.got}`));
+    ch.subscribe();
+    const ws = ScriptedSocket.last;
+    const sub = ws.sent.find((m) => m.type === "subscribe")!;
+    ws.recv({ type: "subscribed", channels: ["a"], positions: { a: { seq: 0, epoch: "e1", echo: false, snapshot_events: 0, replay_events: 0 } }, id: sub.id });
+    assert.equal(ch.state, "live", "no snapshot or replay follows (counts): live at once");
+    const sentPublish = (): Record<string, unknown> => ws.sent.filter((m) => m.type === "publish").at(-1)!;
+    // Acknowledged before the next event: seq 1 is ours.
+    const p1 = c.publish("a", "x");
+    ws.recv({ type: "published", channel: "a", seq: 1, frame: 1, id: sentPublish().id });
+    assert.equal((await p1).seq, 1);
+    ws.event(2);
+    // The next event overtakes the acknowledgement: forgiven on the in-flight publish's credit…
+    const p2 = c.publish("a", "y");
+    ws.event(4);
+    ws.recv({ type: "published", channel: "a", seq: 3, frame: 3, id: sentPublish().id });
+    await p2;
+    // …which the acknowledgement then uses up: a later jump with nothing in flight is a loss.
+    ws.event(6);
+    assert.deepEqual(violations, ["seq-jump:5->6"]);
+    // A refused publish explains nothing.
+    const p3 = c.publish("a", "z");
+    ws.recv({ type: "error", code: "RATE_LIMITED", message: "slow down", id: sentPublish().id });
+    await assert.rejects(p3);
+    ws.event(8);
+    assert.deepEqual(violations, ["seq-jump:5->6", "seq-jump:7->8"]);
+    c.close();
+  });
+
   test("a reconnect resubscribes with since = the last delivered event", async () => {
     const c = new FramecastClient({ url: "ws://scripted/ws", WebSocket: ScriptedSocket as never, heartbeat: false, reconnect: { baseMs: 1, capMs: 2 } });
     await c.connect();

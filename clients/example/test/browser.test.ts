@@ -109,10 +109,10 @@ describe("example in Chromium", { timeout: 180_000 }, () => {
       const start = words.indexOf(shown[0]!);
       assert.ok(start >= 0, shown[0]);
       shown.forEach((w, i) => assert.equal(w, words[(start + i) % words.length], `token ${i} in order`));
-      const t = (await probe()).tokens;
-      assert.ok(t.events > 10, `useChannel's handler got the tokens (${t.events})`);
-      assert.equal(t.repeats, 0, "useChannel: no event twice under StrictMode");
-      assert.equal(t.jumps, 0, "useChannel: no event missing");
+      const tk = (await probe()).tokens;
+      assert.ok(tk.events > 10, `useChannel's handler got the tokens (${tk.events})`);
+      assert.equal(tk.repeats, 0, "useChannel: no event twice under StrictMode");
+      assert.equal(tk.jumps, 0, "useChannel: no event missing");
       await waitFor(async () => /connections/.test(await text("status-connections")), "system.status gauges", 15_000);
       await waitFor(async () => /RTT \d/.test(await text("rtt")), "RTT shown", 15_000);
     });

@@ -289,3 +289,57 @@ _counter = itertools.count(1)
 
 def fresh(prefix: str) -> str:
     return f"{prefix}{os.getpid()}-{int(time.time() * 1000) % 10**8}-{next(_counter)}"
+
+
+LANDED: frozenset[str] = frozenset()
+"""Protocol additions of issue 14 the repository's server has (per /work/bin/CHANGES.md): their
+tests fail instead of skipping when the server under test lacks them. Keep in step with
+testkit/src/probe.ts."""
+
+
+async def probe_features(server: Server, channel: str = "probe.features") -> dict[str, bool]:
+    """Which additions the server sends, found by asking (replies come in command order)."""
+    from websockets.asyncio.client import connect
+
+    msgs: list[dict[str, Any]] = []
+    async with connect(server.ws_url) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "channels": [channel], "id": 1}))
+        await ws.send(json.dumps({"type": "publish", "channel": channel, "data": 0, "id": 2}))
+        await ws.send(json.dumps({"type": "ping", "id": 3}))
+        while True:
+            m = json.loads(await ws.recv())
+            msgs.append(m)
+            if m.get("type") == "pong":
+                break
+    hello = next((m for m in msgs if m.get("type") == "connected"), {})
+    sub = next((m for m in msgs if m.get("type") == "subscribed" and m.get("id") == 1), {})
+    pos = (sub.get("positions") or {}).get(channel) or {}
+    published = next((m for m in msgs if m.get("type") == "published"), {})
+    return {
+        "expires_at_ms": "expires_at_ms" in hello,
+        "traits": "delivery" in pos and "snapshot_events" in pos,
+        "defaults": any(m.get("type") == "subscribed" and m.get("default") is True for m in msgs),
+        "published_seq": isinstance(published.get("seq"), int),
+    }
+
+
+async def full_server_upgrades(server: Server) -> bool:
+    """Whether a server at max_connections completes the upgrade (then 1013) instead of 503."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    try:
+        async with connect(server.ws_url):
+            return True
+    except InvalidStatus:
+        return False
+
+
+def need(features: dict[str, bool], what: str) -> None:
+    """Skips (saying so) a test of an addition the server lacks, unless it has landed."""
+    import pytest
+
+    if features.get(what):
+        return
+    assert what not in LANDED, f"the server lacks {what}, which has landed"
+    pytest.skip(f"the server does not send {what} yet")

@@ -135,6 +135,7 @@ class Client:
         self._hello: dict[str, Any] | None = None
         self._auth_pending = False
         self._auth_user: str | None = None
+        self._auth_expires: Any = None
         self._ever_connected = False
         self._waiters: list[asyncio.Future[ConnectedInfo]] = []
         self._task: asyncio.Task[None] | None = None
@@ -379,6 +380,7 @@ class Client:
         self._online = False
         self._auth_pending = False
         self._auth_user = None
+        self._auth_expires = None
         self._hello = None
         self._info = None
         self._awaiting = []
@@ -450,7 +452,7 @@ class Client:
 
     def _become_connected(self, reconnected: bool) -> None:
         hello = self._hello or {}
-        server_exp = hello.get("expires_at_ms")
+        server_exp = self._auth_expires if self._auth_expires is not None else hello.get("expires_at_ms")
         self._token_expires_at = (
             server_exp / 1000 if isinstance(server_exp, int) else token_expiry(self._token)
         )
@@ -561,6 +563,7 @@ class Client:
         elif kind == "authenticated":
             user = msg.get("user_id")
             self._auth_user = user if isinstance(user, str) else None
+            self._auth_expires = msg.get("expires_at_ms")
             if self._auth_pending:
                 self._auth_pending = False
                 if self._hello is not None:
