@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use framecast::conn::{AppEvent, Conn, ConnSettings, SendBatch};
+use framecast::conn::{Admission, AppEvent, Conn, ConnSettings, SendBatch};
 use framecast::distributor::channels::ChannelRegistry;
 use framecast::distributor::tick::{encode_tick, TickInput};
 use framecast::distributor::{ChannelFrames, Publication, TickBatch};
@@ -27,6 +27,7 @@ fn publication(channel: &Arc<str>) -> Publication {
         event_type: Bytes::from_static(b"\"tick\""),
         data: Bytes::from_static(br#"{"t":1732245600123456789,"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}"#),
         key: None,
+        ack: None,
     }
 }
 
@@ -143,7 +144,7 @@ fn open_table(conns: usize, settings: &ConnSettings) -> (ConnTable, Topics) {
     let mut table = ConnTable::default();
     let mut topics = Topics::default();
     for _ in 0..conns {
-        let mut conn = Conn::new(now, false);
+        let mut conn = Conn::new(now, Admission::Admit);
         conn.handle_input(&mut UPGRADE.to_vec(), now, settings, &mut |_,
                                                                       _: AppEvent<
             '_,
@@ -173,6 +174,7 @@ fn shard_fanout(c: &mut Criterion) {
             delivery: framecast::config::Delivery::Reliable,
             variants: None,
         }],
+        acks: Vec::new(),
     };
     for conns in [1_000usize, 10_000] {
         let (mut table, mut topics) = open_table(conns, &settings);

@@ -128,6 +128,9 @@ struct Cli {
     /// Comma-separated browser origins allowed to connect [default: any].
     #[arg(long, env = "FRAMECAST_ALLOWED_ORIGINS")]
     allowed_origins: Option<String>,
+    /// Comma-separated browser origins that may call the HTTP API (CORS; * = any) [default: none].
+    #[arg(long, env = "FRAMECAST_CORS_ORIGINS")]
+    cors_origins: Option<String>,
     /// Subscriptions per connection [default: 1000].
     #[arg(long, env = "FRAMECAST_MAX_SUBSCRIPTIONS")]
     max_subscriptions: Option<String>,
@@ -143,7 +146,7 @@ struct Cli {
 }
 
 impl Cli {
-    fn overrides(&self) -> [(&'static str, &Option<String>); 27] {
+    fn overrides(&self) -> [(&'static str, &Option<String>); 28] {
         [
             ("listen", &self.listen),
             ("shards", &self.shards),
@@ -170,6 +173,7 @@ impl Cli {
             ("allow_anonymous", &self.allow_anonymous),
             ("auth_timeout", &self.auth_timeout),
             ("allowed_origins", &self.allowed_origins),
+            ("cors_origins", &self.cors_origins),
             ("max_subscriptions", &self.max_subscriptions),
             ("max_channels", &self.max_channels),
         ]

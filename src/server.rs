@@ -145,6 +145,7 @@ impl Server {
             channels: Default::default(),
             draining: Default::default(),
             api_key: config.api_key.clone(),
+            cors_origins: config.cors_origins.clone(),
             rates: Default::default(),
         });
         let cores = if config.pin_cores {

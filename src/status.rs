@@ -100,6 +100,8 @@ pub struct ServerState {
     pub draining: AtomicBool,
     /// Bearer key for the API, if any.
     pub api_key: Option<String>,
+    /// Browser origins that may call the HTTP API (`*` = any; empty = no CORS headers).
+    pub cors_origins: Vec<String>,
     /// Per-second rates.
     pub rates: Rates,
 }

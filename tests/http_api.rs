@@ -483,6 +483,10 @@ async fn default_channels_and_welcome_need_no_request(io: IoBackend) {
     let welcome = recv(&mut ws).await;
     assert_eq!(welcome["type"], "notification");
     assert_eq!(welcome["data"]["message"], "Welcome to framecast");
+    let joined = recv(&mut ws).await;
+    assert_eq!(joined["type"], "subscribed");
+    assert_eq!(joined["default"], true);
+    assert_eq!(joined["positions"]["news"]["seq"], 0);
     send(&mut ws, json!({"type":"get_subscriptions"})).await;
     assert_eq!(
         recv(&mut ws).await["channels"],

@@ -30,16 +30,17 @@ async fn shutdown_stops_accepting(io: IoBackend) {
     assert!(tokio_tungstenite::connect_async(url(addr)).await.is_err());
 }
 
-async fn connections_beyond_the_cap_get_http_503(io: IoBackend) {
+async fn connections_beyond_the_cap_are_told_to_come_back_and_closed_1013(io: IoBackend) {
     let mut cfg = config(io);
     cfg.max_connections = 2;
     let server = start(cfg);
     let (_a, _) = connect(server.local_addr()).await;
     let (_b, _) = connect(server.local_addr()).await;
-    match tokio_tungstenite::connect_async(url(server.local_addr())).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
-        other => panic!("expected HTTP 503, got {other:?}"),
-    }
+    let (mut c, _) = tokio_tungstenite::connect_async(url(server.local_addr()))
+        .await
+        .expect("the upgrade completes");
+    assert_eq!(recv(&mut c).await["type"], "reconnect");
+    assert_eq!(close_code(&mut c).await, 1013);
 }
 
 async fn slot_frees_when_a_client_leaves(io: IoBackend) {
@@ -51,10 +52,10 @@ async fn slot_frees_when_a_client_leaves(io: IoBackend) {
     drop(a);
     let deadline = Instant::now() + DEADLINE;
     loop {
-        if tokio_tungstenite::connect_async(url(server.local_addr()))
+        let (mut ws, _) = tokio_tungstenite::connect_async(url(server.local_addr()))
             .await
-            .is_ok()
-        {
+            .expect("a full server still upgrades");
+        if recv(&mut ws).await["type"] == "connected" {
             break;
         }
         assert!(
@@ -115,7 +116,7 @@ async fn client_that_answers_pings_stays_connected(io: IoBackend) {
 both_backends!(
     shutdown_sends_1001_to_every_client,
     shutdown_stops_accepting,
-    connections_beyond_the_cap_get_http_503,
+    connections_beyond_the_cap_are_told_to_come_back_and_closed_1013,
     slot_frees_when_a_client_leaves,
     silent_connection_is_dropped_after_handshake_timeout,
     client_that_ignores_pings_is_closed_after_pong_timeout,

@@ -79,6 +79,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("allow_anonymous", "true without a key, else false"),
     ("auth_timeout", "5s"),
     ("allowed_origins", "(any)"),
+    ("cors_origins", "(none)"),
     ("max_subscriptions", "1000"),
     ("max_channels", "100000"),
 ];
@@ -136,6 +137,8 @@ pub struct Config {
     pub auth_timeout: Duration,
     /// Browser origins allowed to connect (empty = any); others get HTTP 403.
     pub allowed_origins: Vec<String>,
+    /// Browser origins that may call the HTTP API (CORS; `*` = any; empty = no CORS headers).
+    pub cors_origins: Vec<String>,
     /// Subscriptions per connection.
     pub max_subscriptions: usize,
     /// Channels server-wide that clients may create by subscribing.
@@ -174,6 +177,7 @@ impl Default for Config {
             allow_anonymous: None,
             auth_timeout: Duration::from_secs(5),
             allowed_origins: Vec::new(),
+            cors_origins: Vec::new(),
             max_subscriptions: 1000,
             max_channels: 100_000,
             namespaces: Namespaces::default(),
@@ -272,13 +276,15 @@ impl Config {
                 self.allow_anonymous = Some(parse_bool_flag(value).map_err(invalid)?)
             }
             "auth_timeout" => self.auth_timeout = parse_duration(value).map_err(invalid)?,
-            "allowed_origins" => {
-                self.allowed_origins = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|o| !o.is_empty())
-                    .map(str::to_string)
-                    .collect()
+            "allowed_origins" => self.allowed_origins = origin_list(value),
+            "cors_origins" => {
+                let list = origin_list(value);
+                if let Some(bad) = list.iter().find(|o| !is_origin_pattern(o)) {
+                    return Err(invalid(format!(
+                        "`{bad}` is not an origin (scheme://host[:port], or * for any)"
+                    )));
+                }
+                self.cors_origins = list
             }
             "max_subscriptions" => {
                 self.max_subscriptions = parse_number(value, 1, 1_000_000).map_err(invalid)?
@@ -425,3 +431,26 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// A comma-separated list of origins, blanks dropped.
+fn origin_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `*`, or an origin as browsers send it: `scheme://host[:port]` with no path.
+fn is_origin_pattern(o: &str) -> bool {
+    o == "*"
+        || o.split_once("://").is_some_and(|(scheme, rest)| {
+            !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                && !rest.is_empty()
+                && !rest.contains(['/', '?', '#', ' '])
+        })
+}

@@ -164,7 +164,7 @@ pub struct Conn {
     opened_at: Instant,
     next_ping: Instant,
     ping_sent_at: Option<Instant>,
-    reject_upgrade: bool,
+    admission: Admission,
     /// Set after a protocol violation: the byte stream can no longer be framed, so further
     /// input is discarded while the close frame goes out.
     input_poisoned: bool,
@@ -175,10 +175,23 @@ pub struct Conn {
     reason: Option<CloseReason>,
 }
 
+/// Whether a new connection may stay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// It may.
+    Admit,
+    /// The server is at `max_connections`: a valid upgrade completes (a browser could not see
+    /// an HTTP refusal, only 1006), then `goodbye` (a native-protocol `reconnect` hint) is sent
+    /// and the connection closes with 1013 (try again later).
+    Full {
+        /// The message sent before the close, on native connections.
+        goodbye: Bytes,
+    },
+}
+
 impl Conn {
-    /// A freshly accepted connection, waiting for its upgrade request. With `reject_upgrade`
-    /// (server full) a valid upgrade is answered with HTTP 503.
-    pub fn new(now: Instant, reject_upgrade: bool) -> Conn {
+    /// A freshly accepted connection, waiting for its upgrade request.
+    pub fn new(now: Instant, admission: Admission) -> Conn {
         Conn {
             phase: Phase::Http { head: Vec::new() },
             endpoint: Endpoint::Native,
@@ -187,7 +200,7 @@ impl Conn {
             opened_at: now,
             next_ping: now,
             ping_sent_at: None,
-            reject_upgrade,
+            admission,
             input_poisoned: false,
             native: false,
             served_http: false,
@@ -265,9 +278,6 @@ impl Conn {
                     }
                 }
                 RequestOutcome::Reject { response, .. } => return self.reject(response),
-                RequestOutcome::Upgrade { .. } if self.reject_upgrade => {
-                    return self.reject(error_response(503, "server is at max_connections"))
-                }
                 RequestOutcome::Upgrade {
                     endpoint,
                     response,
@@ -276,6 +286,20 @@ impl Conn {
                     authorization,
                     origin,
                 } => {
+                    if let Admission::Full { goodbye } = &self.admission {
+                        self.outbox.push_unchecked(response);
+                        if endpoint == Endpoint::Native {
+                            self.outbox.push_unchecked(goodbye.clone());
+                        }
+                        self.phase = Phase::Open;
+                        self.endpoint = endpoint;
+                        return self.close(
+                            CloseCode::TRY_AGAIN_LATER,
+                            "server is at max_connections",
+                            CloseReason::Rejected,
+                            now,
+                        );
+                    }
                     if endpoint == Endpoint::Native {
                         let mut request = UpgradeRequest {
                             query: query.clone(),

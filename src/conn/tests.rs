@@ -48,7 +48,7 @@ fn feed(conn: &mut Conn, bytes: &[u8], now: Instant) -> Vec<String> {
 }
 
 fn open(now: Instant) -> Conn {
-    let mut c = Conn::new(now, false);
+    let mut c = Conn::new(now, Admission::Admit);
     assert_eq!(feed(&mut c, UPGRADE.as_bytes(), now), vec!["opened"]);
     let resp = drain(&mut c);
     assert!(resp.starts_with(b"HTTP/1.1 101"));
@@ -58,7 +58,7 @@ fn open(now: Instant) -> Conn {
 #[test]
 fn upgrade_then_message_in_the_same_read_both_arrive() {
     let now = Instant::now();
-    let mut c = Conn::new(now, false);
+    let mut c = Conn::new(now, Admission::Admit);
     let mut bytes = UPGRADE.as_bytes().to_vec();
     bytes.extend(client_frame(0x81, b"{\"type\":\"ping\"}"));
     assert_eq!(
@@ -112,23 +112,47 @@ fn pong_resets_the_deadline() {
 #[test]
 fn handshake_timeout_ends_a_silent_connection() {
     let t0 = Instant::now();
-    let mut c = Conn::new(t0, false);
+    let mut c = Conn::new(t0, Admission::Admit);
     c.handle_timeout(t0 + Duration::from_secs(11), &settings());
     assert!(c.is_done());
     assert_eq!(c.close_reason(), Some(CloseReason::HandshakeTimeout));
 }
 
 #[test]
-fn full_server_answers_upgrade_with_503() {
+fn full_server_upgrades_then_sends_its_goodbye_and_closes_1013() {
     let now = Instant::now();
-    let mut c = Conn::new(now, true);
-    feed(&mut c, UPGRADE.as_bytes(), now);
-    assert!(drain(&mut c).starts_with(b"HTTP/1.1 503"));
-    assert!(c.wants_write_shutdown());
+    let goodbye = server_frame(Kind::Text, br#"{"type":"reconnect","after_ms":1500}"#);
+    let mut c = Conn::new(
+        now,
+        Admission::Full {
+            goodbye: goodbye.clone(),
+        },
+    );
+    let mut opened = false;
+    c.handle_input(
+        &mut UPGRADE.as_bytes().to_vec(),
+        now,
+        &settings(),
+        &mut |_, e| {
+            opened |= matches!(e, AppEvent::Opened { .. } | AppEvent::Upgrade(_));
+        },
+    );
+    assert!(
+        !opened,
+        "the application never sees a connection it has no room for"
+    );
+    let out = drain(&mut c);
+    assert!(out.starts_with(b"HTTP/1.1 101"));
+    let frames = &out[out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    assert!(frames.starts_with(&goodbye));
+    let close = &frames[goodbye.len()..];
+    assert_eq!(close[0], 0x88);
+    assert_eq!(u16::from_be_bytes([close[2], close[3]]), 1013);
+    assert_eq!(c.close_reason(), Some(CloseReason::Rejected));
     c.handle_timeout(now + Duration::from_secs(3), &settings());
     assert!(
         c.is_done(),
-        "a peer that never closes is dropped at the linger deadline"
+        "a peer that never answers the close is dropped"
     );
 }
 
@@ -158,7 +182,7 @@ fn slow_consumer_is_closed_with_1008_behind_what_was_queued() {
 #[test]
 fn echo_endpoint_returns_messages() {
     let now = Instant::now();
-    let mut c = Conn::new(now, false);
+    let mut c = Conn::new(now, Admission::Admit);
     feed(&mut c, UPGRADE.replace("/ws", "/echo").as_bytes(), now);
     drain(&mut c);
     feed(&mut c, &client_frame(0x82, &[1, 2, 3]), now);
@@ -178,7 +202,7 @@ fn protocol_violation_closes_with_its_code() {
 #[test]
 fn pipelined_http_requests_are_each_handed_up_in_order() {
     let now = Instant::now();
-    let mut c = Conn::new(now, false);
+    let mut c = Conn::new(now, Admission::Admit);
     let two = "GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /c";
     assert_eq!(feed(&mut c, two.as_bytes(), now), vec!["GET /a", "POST /b"]);
     assert_eq!(
@@ -199,7 +223,7 @@ fn pipelined_http_requests_are_each_handed_up_in_order() {
 #[test]
 fn idle_keep_alive_http_connection_ends_after_the_request_timeout() {
     let t0 = Instant::now();
-    let mut c = Conn::new(t0, false);
+    let mut c = Conn::new(t0, Admission::Admit);
     feed(&mut c, b"GET /a HTTP/1.1\r\n\r\n", t0);
     let s = settings();
     c.handle_timeout(t0 + s.handshake_timeout - Duration::from_millis(1), &s);
@@ -211,7 +235,7 @@ fn idle_keep_alive_http_connection_ends_after_the_request_timeout() {
 #[test]
 fn application_can_refuse_an_upgrade_before_the_101() {
     let now = Instant::now();
-    let mut c = Conn::new(now, false);
+    let mut c = Conn::new(now, Admission::Admit);
     let mut data = UPGRADE.as_bytes().to_vec();
     c.handle_input(&mut data, now, &settings(), &mut |_, ev| {
         if let AppEvent::Upgrade(r) = ev {

@@ -179,6 +179,8 @@ pub struct ChannelRegistry {
     pub(crate) levelled: Vec<Arc<str>>,
     /// Publications dropped because the registry was full.
     pub dropped_full: u64,
+    /// `published` replies due, drained by the distributor after each tick.
+    pub(crate) acks: Vec<super::PublishAck>,
 }
 
 impl Default for ChannelRegistry {
@@ -198,6 +200,7 @@ impl ChannelRegistry {
             dirty: Vec::new(),
             levelled: Vec::new(),
             dropped_full: 0,
+            acks: Vec::new(),
         }
     }
 
@@ -297,6 +300,8 @@ impl ChannelRegistry {
     pub fn queue(&mut self, p: Publication) -> bool {
         if !self.ensure(&p.channel, p.origin.is_some()) {
             self.dropped_full += 1;
+            self.acks
+                .extend(super::PublishAck::of(&p, super::AckOutcome::ChannelLimit));
             return false;
         }
         let state = self.map.get_mut(&p.channel).expect("ensured");
@@ -390,6 +395,7 @@ mod tests {
             event_type: bytes::Bytes::from_static(b"\"e\""),
             data: bytes::Bytes::from_static(b"1"),
             key: None,
+            ack: None,
         });
         let _ = crate::distributor::tick::encode_tick(
             &mut reg,

@@ -17,14 +17,23 @@ use crate::config::limits::MAX_RATE_LEVEL;
 use crate::wire::reply;
 
 /// Keeps, in order, only the publications that survive conflation: the last one per key.
-pub fn retain_newest_per_key(pending: &mut Vec<Publication>) {
+pub fn retain_newest_per_key(
+    pending: &mut Vec<Publication>,
+    mut superseded: impl FnMut(&Publication),
+) {
     let mut survives = vec![false; pending.len()];
     let mut seen: HashSet<&[u8]> = HashSet::with_capacity(pending.len().min(64));
     for (i, p) in pending.iter().enumerate().rev() {
         survives[i] = seen.insert(p.key.as_deref().unwrap_or_default());
     }
     let mut survivors = survives.into_iter();
-    pending.retain(|_| survivors.next().unwrap_or(false));
+    pending.retain(|p| {
+        let keep = survivors.next().unwrap_or(false);
+        if !keep {
+            superseded(p);
+        }
+        keep
+    });
 }
 
 /// Bit `L` (1..=MAX_RATE_LEVEL) is set when moving from frame `prev` to `frame` crosses a
@@ -154,6 +163,7 @@ mod tests {
             event_type: Bytes::from_static(b"\"t\""),
             data: Bytes::from_static(b"1"),
             key: key.map(|k| Bytes::from(format!("\"{k}\""))),
+            ack: None,
         }
     }
 
@@ -162,7 +172,7 @@ mod tests {
         let mut pending = vec![p(Some("a")), p(Some("b")), p(Some("a")), p(None), p(None)];
         pending[2].data = Bytes::from_static(b"2");
         pending[4].data = Bytes::from_static(b"4");
-        retain_newest_per_key(&mut pending);
+        retain_newest_per_key(&mut pending, |_| {});
         let keys: Vec<_> = pending.iter().map(|p| p.key.clone()).collect();
         assert_eq!(
             keys,

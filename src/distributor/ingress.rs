@@ -37,6 +37,8 @@ pub struct Publication {
     pub data: Bytes,
     /// Conflation / snapshot key as a JSON string literal (quotes included), if any.
     pub key: Option<Bytes>,
+    /// Where to send the `published` reply (a client `publish` with an `id`).
+    pub ack: Option<Box<super::ack::AckTo>>,
 }
 
 impl Publication {
@@ -62,12 +64,21 @@ pub struct JoinRequest {
     pub serial: u64,
     /// The request's `id` (raw JSON) to echo.
     pub id: Option<String>,
-    /// Whether the client is sent `subscribed` (false for default channels).
-    pub reply: bool,
+    /// Which `subscribed` the client is sent (`None`: no reply).
+    pub reply: Option<JoinReply>,
     /// Every channel the request named (for the reply), including ones already subscribed.
     pub names: Vec<String>,
     /// The channels to join now, each with where the client left it.
     pub channels: Vec<(Arc<str>, Option<StreamPosition>)>,
+}
+
+/// The `subscribed` a join is answered with on the client's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinReply {
+    /// A client's `subscribe` (the reply carries its `id`).
+    Subscribe,
+    /// The server's `default_channels` (`"default":true`).
+    Defaults,
 }
 
 /// The distributor's answer to a [`JoinRequest`].
@@ -92,6 +103,8 @@ pub struct JoinedChannel {
     pub recovered: Option<bool>,
     /// Frames to send first: the missed events, or the snapshot.
     pub frames: Vec<Bytes>,
+    /// How many events `frames` holds (a snapshot is one buffer of many events).
+    pub events: usize,
     /// The channel did not exist and clients may create no more (`max_channels`): not joined.
     pub refused: bool,
 }
@@ -201,6 +214,7 @@ impl Ingress {
             event_type: Bytes::from(event_type),
             data: Bytes::from(data),
             key: key.map(json_key),
+            ack: None,
         })
     }
 
@@ -227,6 +241,7 @@ impl Ingress {
                 event_type: event_type.clone(),
                 data: data.clone(),
                 key: key.clone(),
+                ack: None,
             })
             .collect();
         let cost: usize = publications.iter().map(Publication::cost).sum();

@@ -27,6 +27,7 @@ pub fn answer(
                 epoch: "".into(),
                 recovered: None,
                 frames: Vec::new(),
+                events: 0,
                 refused: true,
             });
             continue;
@@ -40,21 +41,17 @@ pub fn answer(
             replay_room = replay_room.checked_sub(bytes)?;
             Some(missed)
         });
-        let (recovered, frames) = match recovered {
-            Some(Some(missed)) => (Some(true), missed),
-            other => (
-                other.map(|_| false),
-                if ns.snapshot {
-                    state
-                        .snapshot
-                        .get_mut()
-                        .and_then(|s| s.frames())
-                        .into_iter()
-                        .collect()
-                } else {
-                    Vec::new()
-                },
-            ),
+        let (recovered, frames, events) = match recovered {
+            Some(Some(missed)) => {
+                let n = missed.len();
+                (Some(true), missed, n)
+            }
+            other => {
+                let snapshot = state.snapshot.get_mut().filter(|_| ns.snapshot);
+                let events = snapshot.as_ref().map_or(0, |s| s.len());
+                let frames = snapshot.and_then(|s| s.frames()).into_iter().collect();
+                (other.map(|_| false), frames, events)
+            }
         };
         channels.push(JoinedChannel {
             name: name.clone(),
@@ -62,6 +59,7 @@ pub fn answer(
             epoch: state.epoch.clone(),
             recovered,
             frames,
+            events,
             refused: false,
         });
     }

@@ -5,6 +5,7 @@
 //! reference to it. Shards never share a lock or a map with it.
 #![forbid(unsafe_code)]
 
+mod ack;
 pub mod channels;
 pub mod conflate;
 pub mod history;
@@ -25,10 +26,13 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySen
 use crate::clock::FrameClock;
 use crate::driver::EventFd;
 use crate::status::ServerState;
+pub use ack::{AckOutcome, AckTo, PublishAck};
 use channels::ChannelRegistry;
 pub use conflate::{Variant, Variants};
 use host_level::{HostLevel, LogLimiter};
-pub use ingress::{Ingress, JoinRequest, Joined, JoinedChannel, Origin, Publication, PublishError};
+pub use ingress::{
+    Ingress, JoinReply, JoinRequest, Joined, JoinedChannel, Origin, Publication, PublishError,
+};
 use ingress::{IngressMsg, IngressRx};
 
 use crate::config::limits::SHARD_BACKLOG_BATCHES;
@@ -76,6 +80,8 @@ pub struct TickBatch {
     pub boundaries: u8,
     /// Channels in dispatch order.
     pub items: Vec<ChannelFrames>,
+    /// `published` replies for this shard's publishers, applied before `items`.
+    pub acks: Vec<PublishAck>,
 }
 
 /// What the distributor sends a shard, in one ordered inbox.
@@ -373,7 +379,7 @@ impl Distributor {
             };
             let work = Instant::now();
             let running = first.is_none() || self.collect(first);
-            if self.registry.has_pending() {
+            if self.registry.has_pending() || !self.registry.acks.is_empty() {
                 frame += 1;
                 self.dispatch(frame);
             }
@@ -456,7 +462,10 @@ impl Distributor {
             0
         };
         self.last_frame = frame;
-        if !self.registry.has_pending() && (boundaries == 0 || self.registry.levelled.is_empty()) {
+        if !self.registry.has_pending()
+            && self.registry.acks.is_empty()
+            && (boundaries == 0 || self.registry.levelled.is_empty())
+        {
             return;
         }
         self.stats.busy_ticks.fetch_add(1, Ordering::Relaxed);
@@ -471,15 +480,22 @@ impl Distributor {
             levels,
         };
         let per_shard = tick::encode_tick(&mut self.registry, &input, &self.namespaces);
+        let mut acks: Vec<Vec<PublishAck>> = (0..self.links.len()).map(|_| Vec::new()).collect();
+        for ack in self.registry.acks.drain(..) {
+            if let Some(list) = acks.get_mut(ack.shard as usize) {
+                list.push(ack);
+            }
+        }
         let mut dropped = 0;
-        for (link, items) in self.links.iter_mut().zip(per_shard) {
-            if items.is_empty() && link.backlog.is_empty() {
+        for ((link, items), acks) in self.links.iter_mut().zip(per_shard).zip(acks) {
+            if items.is_empty() && acks.is_empty() && link.backlog.is_empty() {
                 continue;
             }
             dropped += link.send(ShardMsg::Tick(TickBatch {
                 frame,
                 boundaries,
                 items,
+                acks,
             }));
         }
         self.count_dropped(dropped);

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::channels::ChannelRegistry;
 use super::conflate::{crossed, retain_newest_per_key};
-use super::{ChannelFrames, Exclusion, Publication};
+use super::{AckOutcome, ChannelFrames, Exclusion, Publication, PublishAck};
 use crate::config::{Delivery, Namespaces};
 use crate::wire::event::{put_event_frame, EventFields};
 
@@ -71,7 +71,13 @@ fn event_fields<'a>(
     }
 }
 
-/// Encodes every pending publication; returns each shard's items (index = shard).
+/// The `published` reply to `p` (if it asked for one): numbered `seq` in tick `frame`.
+fn numbered(p: &Publication, seq: u64, frame: u64) -> Option<PublishAck> {
+    PublishAck::of(p, AckOutcome::Numbered { seq, frame })
+}
+
+/// Encodes every pending publication; returns each shard's items (index = shard). Replies to
+/// acknowledged publications are left in the registry's `acks`.
 pub fn encode_tick(
     registry: &mut ChannelRegistry,
     input: &TickInput<'_>,
@@ -79,6 +85,7 @@ pub fn encode_tick(
 ) -> Vec<Vec<ChannelFrames>> {
     let mut per_shard: Vec<Vec<ChannelFrames>> = (0..input.shards).map(|_| Vec::new()).collect();
     let dirty = registry.take_dirty();
+    let mut acks = Vec::new();
     let mut deferred = Vec::new();
     let mut levelled = Vec::new();
     for name in &dirty {
@@ -93,7 +100,10 @@ pub fn encode_tick(
         };
         let mut pending = std::mem::take(&mut state.pending);
         if conflated {
-            retain_newest_per_key(&mut pending);
+            retain_newest_per_key(&mut pending, |p| {
+                let outcome = AckOutcome::Superseded { frame: input.frame };
+                acks.extend(PublishAck::of(p, outcome));
+            });
         }
         if ns.snapshot {
             for (i, p) in pending.iter().enumerate() {
@@ -104,7 +114,10 @@ pub fn encode_tick(
         let subscribed = !state.shards.is_empty();
         let history_cap = ns.history_size as usize;
         if !subscribed && history_cap == 0 {
-            state.last_seq += pending.len() as u64;
+            for p in &pending {
+                state.last_seq += 1;
+                acks.extend(numbered(p, state.last_seq, input.frame));
+            }
             continue;
         }
         let size: usize = pending
@@ -120,6 +133,7 @@ pub fn encode_tick(
         let first_seq = state.last_seq + 1;
         for p in &pending {
             state.last_seq += 1;
+            acks.extend(numbered(p, state.last_seq, input.frame));
             let start = out.len();
             put_event_frame(&mut out, &event_fields(name, state.last_seq, input, p));
             if track {
@@ -177,6 +191,7 @@ pub fn encode_tick(
         }
     }
     registry.return_dirty(dirty);
+    registry.acks.extend(acks);
     registry.defer(deferred);
     emit_level_windows(registry, input, &mut per_shard, levelled);
     per_shard
@@ -241,6 +256,7 @@ mod tests {
             event_type: Bytes::from_static(b"\"t\""),
             data: Bytes::from(n.to_string()),
             key: None,
+            ack: None,
         }
     }
 

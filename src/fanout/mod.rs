@@ -198,21 +198,38 @@ fn push_shared(
         ex.iter()
             .any(|x| x.origin.shard == shard && x.origin.serial == entry.session.serial)
     });
+    let push = |entry: &mut Entry, frame: Bytes| push_frame(entry, frame, lossy, settings, now);
     match own {
-        None => entry
-            .conn
-            .push_broadcast(shared.bytes.clone(), settings, now),
-        Some(ex) => push_without_own(entry, shared.bytes, ex, shard, settings, now),
+        None => push(entry, shared.bytes.clone()),
+        Some(ex) => push_without_own(entry, shared.bytes, ex, shard, push),
     }
+}
+
+/// Queues one shared frame. A lossy push had its room checked (gap notice included) by
+/// [`announce_or_miss`], so it must not fail here: an empty queue takes any frame, and the
+/// notice just queued must not turn that into a slow-consumer close.
+fn push_frame(
+    entry: &mut Entry,
+    frame: Bytes,
+    lossy: bool,
+    settings: &ConnSettings,
+    now: Instant,
+) -> Result<(), Full> {
+    if !lossy {
+        return entry.conn.push_broadcast(frame, settings, now);
+    }
+    if entry.conn.is_open() {
+        entry.conn.outbox.push_unchecked(frame);
+    }
+    Ok(())
 }
 
 fn push_without_own(
     entry: &mut Entry,
-    frames: &bytes::Bytes,
+    frames: &Bytes,
     exclusions: &[Exclusion],
     shard: u32,
-    settings: &ConnSettings,
-    now: Instant,
+    mut push: impl FnMut(&mut Entry, Bytes) -> Result<(), Full>,
 ) -> Result<(), Full> {
     let mut at = 0usize;
     for x in exclusions {
@@ -220,16 +237,15 @@ fn push_without_own(
             continue;
         }
         if x.start as usize > at {
-            entry
-                .conn
-                .push_broadcast(frames.slice(at..x.start as usize), settings, now)?;
+            push(entry, frames.slice(at..x.start as usize))?;
         }
         at = x.end as usize;
     }
     if at < frames.len() {
-        entry
-            .conn
-            .push_broadcast(frames.slice(at..), settings, now)?;
+        push(entry, frames.slice(at..))?;
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

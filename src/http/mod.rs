@@ -4,6 +4,7 @@
 //! Routes, bodies and errors are documented in docs/http-api.md and docs/openapi.yaml.
 #![forbid(unsafe_code)]
 
+pub mod cors;
 pub mod metrics;
 pub mod routes;
 
@@ -80,6 +81,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         202 => "Accepted",
+        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
@@ -93,7 +95,11 @@ fn reason(status: u16) -> &'static str {
 /// Answers one request; the result is one complete response (written in one piece, so no
 /// Nagle/delayed-ACK stall between head and body).
 pub fn handle(req: &HttpRequest, ctx: &HttpContext<'_>) -> Bytes {
-    route(req, ctx).encode(req.keep_alive)
+    let mut response = route(req, ctx);
+    if let Some(origin) = cors::allowed(req, &ctx.state.cors_origins) {
+        cors::allow(&mut response, origin, req.method == "OPTIONS");
+    }
+    response.encode(req.keep_alive)
 }
 
 fn route(req: &HttpRequest, ctx: &HttpContext<'_>) -> Response {
@@ -104,6 +110,16 @@ fn route(req: &HttpRequest, ctx: &HttpContext<'_>) -> Response {
     let protected = path == "/metrics" || path.starts_with("/api/v1/");
     if !protected {
         return Response::error(404, "not_found", &format!("no route for {path}"));
+    }
+    if req.method == "OPTIONS" {
+        // A CORS preflight carries no credentials: it is answered before the key check (the
+        // CORS headers are added by `handle` when the origin is allowed).
+        return Response {
+            status: 204,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
     }
     if let Some(key) = &ctx.state.api_key {
         if !authorized(req.authorization.as_deref(), key) {

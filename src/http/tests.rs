@@ -17,6 +17,7 @@ fn state(api_key: Option<&str>) -> ServerState {
         channels: Default::default(),
         draining: Default::default(),
         api_key: api_key.map(str::to_string),
+        cors_origins: Vec::new(),
         rates: Default::default(),
     }
 }
@@ -27,6 +28,7 @@ fn req(method: &str, path: &str, auth: Option<&str>) -> HttpRequest {
         path: path.into(),
         query: None,
         authorization: auth.map(str::to_string),
+        origin: None,
         body: Vec::new(),
         keep_alive: true,
         consumed: 0,
@@ -108,4 +110,46 @@ fn channel_names_in_paths_are_percent_decoded() {
     );
     assert_eq!(routes::percent_decode("bad%zz"), None);
     assert_eq!(routes::percent_decode("cut%4"), None);
+}
+
+fn answer(state: &ServerState, r: &HttpRequest) -> String {
+    let (ingress, _rx) = Ingress::new();
+    let ctx = HttpContext {
+        state,
+        ingress: &ingress,
+    };
+    String::from_utf8(handle(r, &ctx).to_vec()).unwrap()
+}
+
+#[test]
+fn cors_preflight_from_an_allowed_origin_is_answered_without_the_api_key() {
+    let mut s = state(Some("secret"));
+    s.cors_origins = vec!["https://app.example".into()];
+    let mut r = req("OPTIONS", "/api/v1/broadcast", None);
+    r.origin = Some("https://app.example".into());
+    let out = answer(&s, &r);
+    assert!(out.starts_with("HTTP/1.1 204 No Content\r\n"), "{out}");
+    assert!(out.contains("\r\nAccess-Control-Allow-Origin: https://app.example\r\n"));
+    assert!(out.contains("\r\nAccess-Control-Allow-Headers: Authorization, Content-Type\r\n"));
+    assert!(out.contains("\r\nAccess-Control-Allow-Methods: GET, POST, OPTIONS\r\n"));
+    assert!(out.contains("\r\nVary: Origin\r\n"));
+    // The real request still needs the key, and its answer (even a 401) carries the header
+    // so the browser lets the app read the error.
+    let mut get = req("GET", "/api/v1/status", None);
+    get.origin = Some("https://app.example".into());
+    let out = answer(&s, &get);
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    assert!(out.contains("\r\nAccess-Control-Allow-Origin: https://app.example\r\n"));
+}
+
+#[test]
+fn cors_headers_are_absent_for_other_origins_and_by_default() {
+    let mut r = req("GET", "/api/v1/status", None);
+    r.origin = Some("https://evil.example".into());
+    assert!(!answer(&state(None), &r).contains("Access-Control"));
+    let mut s = state(None);
+    s.cors_origins = vec!["https://app.example".into()];
+    assert!(!answer(&s, &r).contains("Access-Control"));
+    s.cors_origins = vec!["*".into()];
+    assert!(answer(&s, &r).contains("\r\nAccess-Control-Allow-Origin: https://evil.example\r\n"));
 }

@@ -38,6 +38,8 @@ pub struct HttpRequest {
     pub query: Option<String>,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The `Origin` header, if any (for CORS).
+    pub origin: Option<String>,
     /// The body (by `Content-Length`).
     pub body: Vec<u8>,
     /// Whether the connection stays open after the response.
@@ -281,6 +283,7 @@ fn plain_request(
         path: path.to_string(),
         query,
         authorization: header("authorization").map(str::to_string),
+        origin: header("origin").map(str::to_string),
         body: buf[head_len..head_len + length].to_vec(),
         keep_alive,
         consumed: head_len + length,

@@ -26,6 +26,8 @@ impl CloseCode {
     pub const TOO_BIG: CloseCode = CloseCode(1009);
     /// 1011: internal error.
     pub const INTERNAL: CloseCode = CloseCode(1011);
+    /// 1013: the server is overloaded (at `max_connections`); reconnect later.
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
     /// 4001 (application range): authentication failed or the token expired.
     pub const UNAUTHORIZED: CloseCode = CloseCode(4001);
 

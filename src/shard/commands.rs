@@ -10,14 +10,14 @@ use crate::auth::Policy;
 use crate::config::limits::MAX_RATE_LEVEL;
 use crate::conn::Outbox;
 use crate::conn::{CloseReason, UpgradeRequest};
-use crate::distributor::JoinRequest;
+use crate::distributor::{AckTo, JoinReply, JoinRequest};
 use crate::distributor::{Ingress, Origin, Publication, PublishError};
 use crate::driver::Slot;
 use crate::fanout::Topics;
 use crate::protocol::message::CloseCode;
 use crate::shard::table::RateBucket;
-use crate::wire::command::SubscribeArgs;
 use crate::wire::command::{self, Command, ErrorCode};
+use crate::wire::command::{StreamPosition, SubscribeArgs};
 use crate::wire::reply;
 
 /// Everything a message handler may touch.
@@ -66,8 +66,22 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn query_token(query: &str) -> Option<&str> {
-    query.split('&').find_map(|kv| kv.strip_prefix("token="))
+/// The value of `name` in an upgrade URL's query string, as sent (still percent-encoded).
+fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// `?since=` on the upgrade: percent-encoded JSON `{channel: {seq, epoch}}`, where a
+/// reconnecting client left its default channels.
+fn query_since(query: &str) -> Result<Vec<(String, StreamPosition)>, String> {
+    let Some(raw) = query_param(query, "since") else {
+        return Ok(Vec::new());
+    };
+    let text = crate::http::routes::percent_decode(raw)
+        .ok_or_else(|| "query parameter `since` is not valid percent-encoding".to_string())?;
+    command::since_from_json(text.as_bytes()).map_err(|(_, message)| message)
 }
 
 /// Checks an upgrade before the 101: browser origin, then a token from `?token=` or
@@ -78,12 +92,24 @@ pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
         req.refuse = Some((403, "origin not allowed".into()));
         return;
     }
-    let token = req.query.as_deref().and_then(query_token).or_else(|| {
-        req.authorization
-            .as_deref()
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .map(str::trim)
-    });
+    match req.query.as_deref().map(query_since) {
+        Some(Err(message)) => {
+            req.refuse = Some((400, message));
+            return;
+        }
+        Some(Ok(since)) if !since.is_empty() => ctx.session.defaults_since = Some(since.into()),
+        _ => {}
+    }
+    let token = req
+        .query
+        .as_deref()
+        .and_then(|q| query_param(q, "token"))
+        .or_else(|| {
+            req.authorization
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .map(str::trim)
+        });
     match token.map(|t| ctx.policy.verify(t, unix_now())) {
         Some(Ok(identity)) => ctx.session.identity = Some(Box::new(identity)),
         Some(Err(crate::auth::AuthError::NoKey)) if ctx.policy.anonymous => {}
@@ -98,14 +124,47 @@ pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
 /// The built-in channel carrying connect and disconnect events.
 pub const CONNECTIONS_CHANNEL: &str = "connections";
 
+/// The token's expiry in Unix milliseconds, as `connected` and `authenticated` report it.
+fn expires_at_ms(identity: Option<&crate::auth::Identity>) -> Option<u64> {
+    identity?.expires_at.map(|s| s.saturating_mul(1000))
+}
+
 /// Greets a freshly upgraded connection: `connected`, the optional welcome notification, the
-/// default subscriptions, and a `connect` event on the `connections` channel.
+/// default subscriptions (now, or after the first `auth` if the connection must authenticate),
+/// and a `connect` event on the `connections` channel.
 pub fn on_open(ctx: &mut Context<'_>, outbox: &mut Outbox) {
     let id = ctx.session.client_id.to_string();
-    let user = ctx.session.identity.as_ref().map(|i| i.user_id.clone());
-    outbox.push_unchecked(reply::connected(&id, user.as_deref(), ctx.tick_hz));
+    let identity = ctx.session.identity.as_deref();
+    let user = identity.map(|i| i.user_id.clone());
+    outbox.push_unchecked(reply::connected(
+        &id,
+        user.as_deref(),
+        ctx.tick_hz,
+        expires_at_ms(identity),
+    ));
     if let Some(text) = ctx.welcome {
         outbox.push_unchecked(reply::notification(text, "info"));
+    }
+    if ctx.session.identity.is_some() || ctx.policy.anonymous {
+        let since = ctx.session.defaults_since.take().map(Vec::from);
+        join_defaults(ctx, since.unwrap_or_default());
+    }
+    let client_id = ctx.session.client_id;
+    connection_event(
+        ctx.ingress,
+        ctx.shard,
+        &client_id,
+        user.as_deref(),
+        "connect",
+        None,
+    );
+}
+
+/// Joins the `default_channels` the connection may subscribe to, once per connection, resuming
+/// from `since` where given; answered with `subscribed` marked `"default":true`.
+fn join_defaults(ctx: &mut Context<'_>, since: Vec<(String, StreamPosition)>) {
+    if std::mem::replace(&mut ctx.session.defaults_joined, true) {
+        return;
     }
     let defaults: Vec<String> = ctx
         .default_channels
@@ -117,18 +176,13 @@ pub fn on_open(ctx: &mut Context<'_>, outbox: &mut Outbox) {
         .cloned()
         .collect();
     if !defaults.is_empty() {
-        let args = SubscribeArgs::channels(defaults);
-        join(ctx, &args, None, false);
+        let args = SubscribeArgs {
+            channels: defaults,
+            since,
+            max_hz: None,
+        };
+        join(ctx, &args, None, JoinReply::Defaults);
     }
-    let client_id = ctx.session.client_id;
-    connection_event(
-        ctx.ingress,
-        ctx.shard,
-        &client_id,
-        user.as_deref(),
-        "connect",
-        None,
-    );
 }
 
 /// Publishes a `connect`/`disconnect` event on the `connections` channel.
@@ -158,12 +212,20 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
     let id = request.id.as_deref();
     let unauthenticated = ctx.session.identity.is_none() && !ctx.policy.anonymous;
     let frame = match request.command {
-        Command::Auth { token } => match ctx.policy.verify(&token, unix_now()) {
+        Command::Auth { token, since } => match ctx.policy.verify(&token, unix_now()) {
             Ok(identity) => {
-                let user = identity.user_id.clone();
+                let frame =
+                    reply::authenticated(&identity.user_id, expires_at_ms(Some(&identity)), id);
                 ctx.session.identity = Some(Box::new(identity));
                 ctx.session.auth_deadline = None;
-                reply::authenticated(&user, id)
+                push_reply(ctx, outbox, frame);
+                // The first successful auth admits the connection to its default channels.
+                let since = match since.is_empty() {
+                    true => ctx.session.defaults_since.take().map(Vec::from),
+                    false => Some(since),
+                };
+                join_defaults(ctx, since.unwrap_or_default());
+                return;
             }
             Err(e) => {
                 *ctx.close = Some(CloseOrder {
@@ -200,9 +262,8 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
             event_type,
             data,
             key,
-        } => match publish(ctx, &channel, &event_type, data, key.as_deref()) {
-            Ok(()) if id.is_some() => reply::published(&channel, id),
-            Ok(()) => return,
+        } => match publish(ctx, &channel, &event_type, data, key.as_deref(), id) {
+            Ok(()) => return, // with an `id`, `published` comes with the tick that numbers it
             Err((code, message)) => reply::error(code, &message, id),
         },
         Command::GetSubscriptions => {
@@ -226,6 +287,7 @@ fn publish(
     event_type: &str,
     data: Vec<u8>,
     key: Option<&str>,
+    id: Option<&str>,
 ) -> Result<(), (ErrorCode, String)> {
     if !ctx
         .policy
@@ -249,6 +311,12 @@ fn publish(
         event_type: Bytes::from(serde_json::to_vec(event_type).expect("a str serializes")),
         data: Bytes::from(data),
         key: key.map(crate::distributor::ingress::json_key),
+        ack: id.map(|id| {
+            Box::new(AckTo {
+                slot: ctx.slot,
+                id: id.into(),
+            })
+        }),
     };
     match ctx.ingress.publish(publication) {
         Ok(()) => Ok(()),
@@ -332,7 +400,7 @@ fn subscribe(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>) -> O
     }
     // max_channels is enforced by the distributor, which owns the registry (exact under any
     // load): a refused join comes back as LIMIT_EXCEEDED.
-    join(ctx, args, id, true);
+    join(ctx, args, id, JoinReply::Subscribe);
     None
 }
 
@@ -346,8 +414,9 @@ pub fn rate_floor(tick_hz: u32, max_hz: Option<u32>) -> u8 {
         .unwrap_or(MAX_RATE_LEVEL)
 }
 
-/// Records the channels not yet subscribed as joining and asks the distributor for them.
-fn join(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>, reply: bool) {
+/// Records the channels not yet subscribed as joining and asks the distributor for them; the
+/// answer is a `subscribed` of kind `reply`, and replies to later commands wait behind it.
+fn join(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>, reply: JoinReply) {
     let floor = rate_floor(ctx.tick_hz, args.max_hz);
     let mut channels = Vec::new();
     for name in &args.channels {
@@ -367,15 +436,13 @@ fn join(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>, reply: bo
             .map(|(_, pos)| pos.clone());
         channels.push((interned, since));
     }
-    if reply {
-        ctx.session.expect_join();
-    }
+    ctx.session.expect_join();
     ctx.ingress.join(JoinRequest {
         shard: ctx.shard,
         slot: ctx.slot,
         serial: ctx.session.serial,
         id: id.map(str::to_string),
-        reply,
+        reply: Some(reply),
         names: args.channels.clone(),
         channels,
     });

@@ -4,6 +4,7 @@
 //! one per connection with output, oldest first → close finished connections. Nothing here is
 //! shared with another shard.
 
+pub mod acks;
 pub mod commands;
 pub mod joined;
 pub mod listen;
@@ -18,13 +19,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::config::limits::{SENDS_PER_TURN, SWEEP_INTERVAL_MS};
-use crate::conn::{AppEvent, CloseReason, Conn, ConnSettings};
+use crate::conn::{Admission, AppEvent, CloseReason, Conn, ConnSettings};
 use crate::distributor::{Ingress, ShardMsg};
 use crate::driver::{Driver, Event, SendStatus, Slot};
 use crate::fanout::{self, Topics};
 use crate::http::{self, HttpContext};
 use crate::protocol::message::CloseCode;
 use crate::status::ServerState;
+use crate::wire::reply;
 use commands::Context;
 use send_queue::wait_bucket;
 pub use send_queue::SendQueue;
@@ -217,15 +219,23 @@ impl<D: Driver> Shard<D> {
             self.st.p.connections.fetch_sub(1, Ordering::Relaxed);
         }
         self.st.next_serial += 1;
+        let client_id = uuid::Uuid::new_v4();
+        let admission = if reject {
+            // Spread the returning clients over 1-5 s (the id's random bits are at hand).
+            let after_ms = 1000 + (client_id.as_u128() % 4001) as u64;
+            Admission::Full {
+                goodbye: reply::reconnect(after_ms, "server full"),
+            }
+        } else {
+            Admission::Admit
+        };
         let session = Session {
-            client_id: uuid::Uuid::new_v4(),
+            client_id,
             serial: self.st.next_serial,
             ..Session::default()
         };
-        let slot =
-            self.st
-                .table
-                .insert(Entry::new(Conn::new(self.st.now, reject), session, !reject));
+        let conn = Conn::new(self.st.now, admission);
+        let slot = self.st.table.insert(Entry::new(conn, session, !reject));
         ShardStats::add(&self.st.p.stats.accepted, 1);
         ShardStats::add(&self.st.p.stats.connections, 1);
         if let Err(e) = self.driver.register(slot, fd) {
@@ -324,20 +334,28 @@ impl<D: Driver> Shard<D> {
             let batch = match msg {
                 ShardMsg::Tick(batch) => batch,
                 ShardMsg::Joined(joined) => {
-                    let applied = joined::apply(
-                        *joined,
-                        &mut st.table,
-                        &mut st.topics,
-                        &st.p.ingress,
-                        st.p.id,
-                        st.p.policy.max_channels,
-                    );
+                    let view = joined::ShardView {
+                        shard: st.p.id,
+                        policy: &st.p.policy,
+                        tick_hz: st.p.tick_hz,
+                    };
+                    let applied =
+                        joined::apply(*joined, &mut st.table, &mut st.topics, &st.p.ingress, view);
                     if let Some(slot) = applied {
                         self.after_change(slot);
                     }
                     continue;
                 }
             };
+            if !batch.acks.is_empty() {
+                let answered: Vec<_> = (batch.acks.iter())
+                    .filter_map(|ack| acks::apply(ack, &mut self.st.table))
+                    .collect();
+                for slot in answered {
+                    self.after_change(slot);
+                }
+            }
+            let st = &mut self.st;
             let d = fanout::deliver(
                 st.p.id as u32,
                 &batch,

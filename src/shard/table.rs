@@ -28,6 +28,11 @@ pub struct Session {
     /// Replies waiting behind a `subscribe` the distributor has not answered yet (allocated
     /// only while one is pending).
     pub held: Option<Box<HeldReplies>>,
+    /// Where the client left its default channels (`?since=` on the upgrade), kept until they
+    /// are joined.
+    pub defaults_since: Option<Box<[(String, crate::wire::command::StreamPosition)]>>,
+    /// The default channels were joined (once per connection).
+    pub defaults_joined: bool,
 }
 
 impl Session {

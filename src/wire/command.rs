@@ -134,6 +134,8 @@ pub enum Command {
     Auth {
         /// The JWT.
         token: String,
+        /// Where the client left its default channels (read on the first `auth` only).
+        since: Vec<(String, StreamPosition)>,
     },
 }
 
@@ -215,6 +217,7 @@ pub fn parse(message: &[u8]) -> Result<Request, CommandError> {
             }
             Some(t) => Command::Auth {
                 token: string(t, "token").map_err(fail)?.into_owned(),
+                since: since_list(&fields).map_err(fail)?,
             },
         },
         other => {
@@ -325,9 +328,29 @@ fn channel_list(fields: &Fields<'_>) -> Result<Vec<String>, FieldError> {
 
 /// Reads `since: {"channel": {"seq": n, "epoch": "..."}}`.
 fn since_list(fields: &Fields<'_>) -> Result<Vec<(String, StreamPosition)>, FieldError> {
-    let Some(since) = fields.get("since") else {
-        return Ok(Vec::new());
+    match fields.get("since") {
+        None => Ok(Vec::new()),
+        Some(since) => since_positions(since),
+    }
+}
+
+/// Reads a `since` object given on its own (the upgrade URL's `?since=`, percent-decoded).
+pub fn since_from_json(text: &[u8]) -> Result<Vec<(String, StreamPosition)>, FieldError> {
+    let bad = || {
+        (
+            ErrorCode::InvalidField,
+            "`since` must be a JSON object mapping channels to {\"seq\": n, \"epoch\": \"...\"}"
+                .to_string(),
+        )
     };
+    let text = std::str::from_utf8(text).map_err(|_| bad())?;
+    json::check_depth(text.as_bytes()).map_err(|_| bad())?;
+    let raw: &RawValue = serde_json::from_str(text).map_err(|_| bad())?;
+    since_positions(raw)
+}
+
+/// Checks one `since` object.
+fn since_positions(since: &RawValue) -> Result<Vec<(String, StreamPosition)>, FieldError> {
     let bad = || {
         (
             ErrorCode::InvalidField,

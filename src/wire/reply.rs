@@ -52,8 +52,21 @@ impl Obj {
     }
 }
 
+/// `expires_at_ms`: when the connection's token expires (Unix ms), `null` without one.
+fn expiry(o: &mut Obj, expires_at_ms: Option<u64>) {
+    match expires_at_ms {
+        Some(ms) => o.raw("expires_at_ms", &ms.to_string()),
+        None => o.raw("expires_at_ms", "null"),
+    };
+}
+
 /// `connected`: the first message on every native connection.
-pub fn connected(client_id: &str, user_id: Option<&str>, tick_hz: u32) -> Bytes {
+pub fn connected(
+    client_id: &str,
+    user_id: Option<&str>,
+    tick_hz: u32,
+    expires_at_ms: Option<u64>,
+) -> Bytes {
     let mut o = Obj::new("connected");
     o.str("client_id", client_id);
     match user_id {
@@ -62,8 +75,9 @@ pub fn connected(client_id: &str, user_id: Option<&str>, tick_hz: u32) -> Bytes 
     };
     o.str("timestamp", &timestamp())
         .raw("server_time_ms", &unix_ms().to_string())
-        .raw("tick_hz", &tick_hz.to_string())
-        .frame()
+        .raw("tick_hz", &tick_hz.to_string());
+    expiry(&mut o, expires_at_ms);
+    o.frame()
 }
 
 /// Server wall-clock time in milliseconds since the Unix epoch (for clock-offset estimates).
@@ -73,7 +87,8 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// One channel's stream position in a `subscribed` reply.
+/// One channel's stream position in a `subscribed` reply, with what the client needs to know
+/// to follow the channel: how it is delivered and how many events precede the live ones.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Position<'a> {
     /// The channel.
@@ -84,18 +99,67 @@ pub struct Position<'a> {
     pub epoch: &'a str,
     /// With `since`: whether every missed event follows (true) or the client must resync.
     pub recovered: Option<bool>,
+    /// The namespace's options as this subscriber sees them.
+    pub traits: ChannelTraits,
+    /// `"snapshot":true` events that follow the reply for this channel.
+    pub snapshot_events: usize,
+    /// Recovered (missed) events that follow the reply for this channel.
+    pub replay_events: usize,
 }
 
-/// `subscribed` with each channel's position (`seq`, `epoch`, and `recovered` where the
-/// request carried `since`); `recovered` at the top is true only if every asked-for recovery
-/// succeeded.
-pub fn subscribed(channels: &[&str], positions: &[Position<'_>], id: Option<&str>) -> Bytes {
+/// How a channel is delivered to one subscriber, reported in its position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelTraits {
+    /// `reliable`, `conflated` or `volatile`.
+    pub delivery: &'static str,
+    /// Events kept for recovery (0 = none).
+    pub history: u32,
+    /// Whether new subscribers get the newest event per key first.
+    pub snapshot: bool,
+    /// Whether a publisher receives its own events.
+    pub echo: bool,
+    /// Events per second at most this subscriber gets (the frame-clock rate unless stepped
+    /// down with `max_hz`; 0 in immediate mode).
+    pub rate_hz: u32,
+}
+
+/// Which request a `subscribed` answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubscribedTo<'a> {
+    /// A client's `subscribe`, with its `id`.
+    Request(Option<&'a str>),
+    /// The server's `default_channels`, joined on connect (or on the first `auth`).
+    Defaults,
+}
+
+/// `subscribed` with each channel's position (`seq`, `epoch`, traits, and `recovered` where
+/// the request carried `since`); `recovered` at the top is true only if every asked-for
+/// recovery succeeded.
+pub fn subscribed(channels: &[&str], positions: &[Position<'_>], to: SubscribedTo<'_>) -> Bytes {
     let mut o = Obj::new("subscribed");
     o.list("channels", channels);
+    let id = match to {
+        SubscribedTo::Request(id) => id,
+        SubscribedTo::Defaults => {
+            o.raw("default", "true");
+            None
+        }
+    };
     o.key("positions");
     let mut map = serde_json::Map::new();
     for p in positions {
-        let mut v = serde_json::json!({"seq": p.seq, "epoch": p.epoch});
+        let t = &p.traits;
+        let mut v = serde_json::json!({
+            "seq": p.seq,
+            "epoch": p.epoch,
+            "delivery": t.delivery,
+            "history": t.history,
+            "snapshot": t.snapshot,
+            "echo": t.echo,
+            "rate_hz": t.rate_hz,
+            "snapshot_events": p.snapshot_events,
+            "replay_events": p.replay_events,
+        });
         if let Some(r) = p.recovered {
             v["recovered"] = r.into();
         }
@@ -164,18 +228,25 @@ pub fn pong(ping_id: Option<&str>, id: Option<&str>) -> Bytes {
         .frame()
 }
 
-/// `published`: acknowledges a publish that carried an `id`.
-pub fn published(channel: &str, id: Option<&str>) -> Bytes {
-    Obj::new("published").str("channel", channel).id(id).frame()
+/// `published`: acknowledges a publish that carried an `id`, with the `seq` the event got in
+/// tick `frame`, or (`seq` = `None`) that a newer event of the same key replaced it on a
+/// conflated channel.
+pub fn published(channel: &str, seq: Option<u64>, frame: u64, id: Option<&str>) -> Bytes {
+    let mut o = Obj::new("published");
+    o.str("channel", channel);
+    match seq {
+        Some(seq) => o.raw("seq", &seq.to_string()),
+        None => o.raw("superseded", "true"),
+    };
+    o.raw("frame", &frame.to_string()).id(id).frame()
 }
 
 /// `authenticated`: the `auth` message's token was accepted.
-pub fn authenticated(user_id: &str, id: Option<&str>) -> Bytes {
-    Obj::new("authenticated")
-        .str("user_id", user_id)
-        .str("timestamp", &timestamp())
-        .id(id)
-        .frame()
+pub fn authenticated(user_id: &str, expires_at_ms: Option<u64>, id: Option<&str>) -> Bytes {
+    let mut o = Obj::new("authenticated");
+    o.str("user_id", user_id).str("timestamp", &timestamp());
+    expiry(&mut o, expires_at_ms);
+    o.id(id).frame()
 }
 
 /// `notification` (SigmaVault's welcome message form).
@@ -217,7 +288,8 @@ mod tests {
 
     #[test]
     fn connected_has_the_documented_fields() {
-        let v = json(&connected("c-1", None, 60));
+        let v = json(&connected("c-1", None, 60, Some(1_800_000_000_000)));
+        assert_eq!(v["expires_at_ms"], 1_800_000_000_000u64);
         assert_eq!(v["type"], "connected");
         assert_eq!(v["client_id"], "c-1");
         assert!(v["user_id"].is_null());
@@ -235,19 +307,45 @@ mod tests {
                     seq: 5,
                     epoch: "e1",
                     recovered: Some(true),
+                    traits: TRAITS,
+                    snapshot_events: 0,
+                    replay_events: 2,
                 },
                 Position {
                     channel: "b",
                     seq: 0,
                     epoch: "e2",
                     recovered: Some(false),
+                    traits: TRAITS,
+                    snapshot_events: 1,
+                    replay_events: 0,
                 },
             ],
-            None,
+            SubscribedTo::Request(None),
         ));
         assert_eq!(v["positions"]["a"]["seq"], 5);
         assert_eq!(v["positions"]["b"]["epoch"], "e2");
         assert_eq!(v["recovered"], false);
+        assert_eq!(v["positions"]["a"]["replay_events"], 2);
+        assert_eq!(v["positions"]["b"]["snapshot_events"], 1);
+        assert_eq!(v["positions"]["b"]["delivery"], "conflated");
+        assert_eq!(v["positions"]["b"]["rate_hz"], 30);
+        assert!(v.get("default").is_none());
+    }
+
+    const TRAITS: ChannelTraits = ChannelTraits {
+        delivery: "conflated",
+        history: 10,
+        snapshot: true,
+        echo: false,
+        rate_hz: 30,
+    };
+
+    #[test]
+    fn subscribed_to_defaults_says_so_and_has_no_id() {
+        let v = json(&subscribed(&["news"], &[], SubscribedTo::Defaults));
+        assert_eq!(v["default"], true);
+        assert!(v.get("id").is_none());
     }
 
     #[test]

@@ -96,7 +96,12 @@ pub fn url(addr: SocketAddr) -> String {
 
 /// Connects and returns the client with its `connected` message.
 pub async fn connect(addr: SocketAddr) -> (Ws, Value) {
-    let (mut ws, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url(addr)))
+    connect_url(&url(addr)).await
+}
+
+/// Connects to `url` (a query string may follow `/ws`) and returns the `connected` message.
+pub async fn connect_url(url: &str) -> (Ws, Value) {
+    let (mut ws, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
         .await
         .expect("connect in time")
         .expect("upgrade succeeds");

@@ -38,8 +38,10 @@ use std::time::{Duration, Instant};
 use arbitrary::Unstructured;
 use bytes::BytesMut;
 use framecast::config::Delivery;
-use framecast::conn::{AppEvent, CloseReason, Conn, ConnSettings, SendBatch};
-use framecast::distributor::{ChannelFrames, JoinRequest, Joined, JoinedChannel, TickBatch};
+use framecast::conn::{Admission, AppEvent, CloseReason, Conn, ConnSettings, SendBatch};
+use framecast::distributor::{
+    ChannelFrames, JoinReply, JoinRequest, Joined, JoinedChannel, TickBatch,
+};
 use framecast::fanout::{self, Topics};
 use framecast::http::{self, HttpContext};
 use framecast::protocol::message::CloseCode;
@@ -280,6 +282,7 @@ impl Harness {
             frame: self.frame,
             boundaries: 0,
             items,
+            acks: Vec::new(),
         };
         fanout::deliver(
             0,
@@ -314,7 +317,7 @@ impl Harness {
                 slot,
                 serial: e.session.serial,
                 id: Some("7".into()),
-                reply: true,
+                reply: Some(JoinReply::Subscribe),
                 names: waiting.iter().map(|c| c.to_string()).collect(),
                 channels: waiting.iter().map(|c| (c.clone(), None)).collect(),
             },
@@ -327,19 +330,23 @@ impl Harness {
                     epoch: Arc::from("fuzzepoch"),
                     recovered: None,
                     frames: Vec::new(),
+                    events: 0,
                     refused: refuse && i == 0,
                 })
                 .collect(),
         };
         let e = common::embedded();
-        let max_channels = e.open.max_channels;
+        let policy = if self.strict { &e.strict } else { &e.open };
         joined::apply(
             joined,
             &mut self.table,
             &mut self.topics,
             &e.ingress,
-            0,
-            max_channels,
+            joined::ShardView {
+                shard: 0,
+                policy,
+                tick_hz: 60,
+            },
         );
     }
 }
@@ -439,7 +446,14 @@ fuzz_target!(|data: &[u8]| {
         serial: 1,
         ..Session::default()
     };
-    let slot = table.insert(Entry::new(Conn::new(now, flags & 1 != 0), session, true));
+    let admission = if flags & 1 != 0 {
+        Admission::Full {
+            goodbye: framecast::wire::reply::reconnect(2500, "server full"),
+        }
+    } else {
+        Admission::Admit
+    };
+    let slot = table.insert(Entry::new(Conn::new(now, admission), session, true));
     let mut h = Harness {
         settings,
         table,

@@ -52,6 +52,7 @@ fn request(method: &str, path: String, body: Vec<u8>, keep_alive: bool) -> HttpR
         path,
         query: None,
         authorization: None,
+        origin: None,
         body,
         keep_alive,
         consumed: 0,

@@ -54,9 +54,18 @@ fuzz_target!(|data: &[u8]| {
                     seq: p.seq,
                     epoch: &p.epoch,
                     recovered: Some(true),
+                    traits: reply::ChannelTraits {
+                        delivery: "reliable",
+                        history: 0,
+                        snapshot: false,
+                        echo: true,
+                        rate_hz: 60,
+                    },
+                    snapshot_events: 0,
+                    replay_events: 0,
                 })
                 .collect();
-            reply::subscribed(&names, &positions, id)
+            reply::subscribed(&names, &positions, reply::SubscribedTo::Request(id))
         }
         Command::Unsubscribe(list) => {
             for c in list {
@@ -95,7 +104,7 @@ fuzz_target!(|data: &[u8]| {
             );
             assert_eq!(n, out.len());
             assert_text_json_frame("event frame", &out);
-            reply::published(ch, id)
+            reply::published(ch, Some(1), 1, id)
         }
         Command::Ping { ping_id } => {
             if let Some(p) = ping_id {
@@ -104,7 +113,9 @@ fuzz_target!(|data: &[u8]| {
             reply::pong(ping_id.as_deref(), id)
         }
         Command::GetSubscriptions => reply::subscriptions(&[], id),
-        Command::Auth { token } => reply::authenticated(&token.chars().take(50).collect::<String>(), id),
+        Command::Auth { token, .. } => {
+            reply::authenticated(&token.chars().take(50).collect::<String>(), None, id)
+        }
     };
     assert_text_json_frame("reply", &frame);
 });

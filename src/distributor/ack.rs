@@ -1,0 +1,67 @@
+//! The answer to a client's `publish` that carried an `id`: which `seq` (and frame) the frame
+//! clock gave the event, or why it got none. Only the distributor knows, and only at the tick
+//! that numbers the event, so the answer travels back to the publisher's shard inside that
+//! tick's batch, ahead of the tick's events.
+
+use std::sync::Arc;
+
+use super::ingress::Publication;
+use crate::driver::Slot;
+
+/// Where a publication's `published` reply goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AckTo {
+    /// The publishing connection's slot on its shard (the shard and serial are the
+    /// publication's [`super::Origin`]).
+    pub slot: Slot,
+    /// The request's `id` (raw JSON), echoed in the reply.
+    pub id: Box<str>,
+}
+
+/// What became of an acknowledged publication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The event was numbered `seq` in tick `frame`.
+    Numbered {
+        /// Its sequence number in the channel.
+        seq: u64,
+        /// The frame-clock tick that carried it.
+        frame: u64,
+    },
+    /// A conflated channel replaced it with a newer event of the same key in tick `frame`.
+    Superseded {
+        /// The tick that dispatched the newer event.
+        frame: u64,
+    },
+    /// The channel did not exist and clients may create no more (`max_channels`).
+    ChannelLimit,
+}
+
+/// One `published` reply to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishAck {
+    /// The publisher's shard.
+    pub shard: u32,
+    /// The publisher's serial there (a reused slot must not get another connection's reply).
+    pub serial: u64,
+    /// Slot and request id.
+    pub to: AckTo,
+    /// The channel published to.
+    pub channel: Arc<str>,
+    /// What happened.
+    pub outcome: AckOutcome,
+}
+
+impl PublishAck {
+    /// The acknowledgement `p` asked for, if it asked for one.
+    pub fn of(p: &Publication, outcome: AckOutcome) -> Option<PublishAck> {
+        let (origin, to) = (p.origin?, p.ack.as_deref()?);
+        Some(PublishAck {
+            shard: origin.shard,
+            serial: origin.serial,
+            to: to.clone(),
+            channel: p.channel.clone(),
+            outcome,
+        })
+    }
+}
