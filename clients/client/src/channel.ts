@@ -106,7 +106,7 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
   }
 
   /** Whether this is one of the server's `default_channels` (joined by the server on every
-   * connection, recovered with `since` on the upgrade or in `auth`; releasing it keeps it joined). */
+   * connection, recovered with `since` on the upgrade URL; releasing it keeps it joined). */
   get isDefault(): boolean {
     return this.#pinned;
   }

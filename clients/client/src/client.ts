@@ -318,12 +318,12 @@ export class FramecastClient extends Emitter<ClientEvents> {
     }
     let url = this.url;
     let headers: Record<string, string> | undefined;
-    // Default channels are joined by the server at once: their positions travel with the upgrade
-    // (or, when the token goes in an `auth` message, with it).
+    // Default channels are joined by the server as soon as the connection may act (at open when
+    // anonymous connections are allowed, even if a token follows in `auth`; else after the first
+    // `auth`): their positions travel on the upgrade URL, which the server keeps for either case.
     const since = this.#sinceForDefaults();
-    const sinceInAuth = Boolean(token && this.#auth === "message");
     this.#defaultsSince = new Set(since ? Object.keys(since) : []);
-    if (since && !sinceInAuth) url += (url.includes("?") ? "&" : "?") + "since=" + encodeURIComponent(JSON.stringify(since));
+    if (since) url += (url.includes("?") ? "&" : "?") + "since=" + encodeURIComponent(JSON.stringify(since));
     if (token && this.#auth === "query") url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
     if (token && this.#auth === "header") headers = { Authorization: `Bearer ${token}` };
     let ws: WebSocketLike;
@@ -349,9 +349,7 @@ export class FramecastClient extends Emitter<ClientEvents> {
       if (token && this.#auth === "message") {
         this.#authPending = true;
         this.#setState({ to: "authenticating" });
-        const auth: Record<string, unknown> = { type: "auth", token };
-        if (since) auth.since = since;
-        this.#request(auth, { kind: "auth" }).catch(() => {});
+        this.#request({ type: "auth", token }, { kind: "auth" }).catch(() => {});
       }
       // Pipelined behind `auth`: the server checks it before reading the next message.
       for (const ch of this.#channels.values()) ch._sync();
@@ -461,7 +459,8 @@ export class FramecastClient extends Emitter<ClientEvents> {
     }
     // Every other message is a reply; replies come in command order, so any reply proves that
     // the frames following earlier `subscribed` replies (snapshot, replay) are complete.
-    if (type !== "subscribed") this.#flushAwaiting();
+    // (`published` is not ordered with other replies on newer servers: it does not count.)
+    if (type !== "subscribed" && type !== "published") this.#flushAwaiting();
     const id = typeof msg.id === "number" ? msg.id : -1;
     const req = this.#pending.get(id);
     if (req) {

@@ -162,7 +162,7 @@ describe("protocol additions", { timeout: 120_000 }, () => {
   });
 
   for (const auth of ["none", "message"] as const) {
-    test(`default channels are joined with positions and recovered with since (${auth === "none" ? "anonymous: on the upgrade URL" : "in the auth message"})`, async (t) => {
+    test(`default channels are joined with positions and recovered with since (${auth === "none" ? "anonymous" : "token in the auth message"}: since on the upgrade URL)`, async (t) => {
       if (!has(t, "defaults", features.defaults)) return;
       const p = await proxied();
       const c = client(p.wsUrl, auth === "message" ? { auth, token: token("bea", 600) } : {});

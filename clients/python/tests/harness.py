@@ -291,7 +291,10 @@ def fresh(prefix: str) -> str:
     return f"{prefix}{os.getpid()}-{int(time.time() * 1000) % 10**8}-{next(_counter)}"
 
 
-LANDED: frozenset[str] = frozenset()
+LANDED: frozenset[str] = frozenset(
+    # framecast-7d40c37 (2026-12-02 04:00): items 1-7 of PROTOCOL-ADDITIONS.md.
+    {"expires_at_ms", "traits", "defaults", "published_seq", "full1013", "cors"}
+)
 """Protocol additions of issue 14 the repository's server has (per /work/bin/CHANGES.md): their
 tests fail instead of skipping when the server under test lacks them. Keep in step with
 testkit/src/probe.ts."""
@@ -306,11 +309,12 @@ async def probe_features(server: Server, channel: str = "probe.features") -> dic
         await ws.send(json.dumps({"type": "subscribe", "channels": [channel], "id": 1}))
         await ws.send(json.dumps({"type": "publish", "channel": channel, "data": 0, "id": 2}))
         await ws.send(json.dumps({"type": "ping", "id": 3}))
-        while True:
-            m = json.loads(await ws.recv())
-            msgs.append(m)
-            if m.get("type") == "pong":
-                break
+        # `published` is not ordered with other replies (a pong may overtake it): wait for both.
+        while not (
+            any(m.get("type") == "pong" for m in msgs)
+            and any(m.get("type") == "published" or m.get("id") == 2 for m in msgs)
+        ):
+            msgs.append(json.loads(await ws.recv()))
     hello = next((m for m in msgs if m.get("type") == "connected"), {})
     sub = next((m for m in msgs if m.get("type") == "subscribed" and m.get("id") == 1), {})
     pos = (sub.get("positions") or {}).get(channel) or {}

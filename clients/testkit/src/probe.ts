@@ -16,7 +16,15 @@ export interface Features {
 }
 
 /** Additions the repository's server has (per /work/bin/CHANGES.md): their tests must run. */
-export const LANDED: ReadonlySet<keyof Features | "full1013" | "cors"> = new Set([]);
+export const LANDED: ReadonlySet<keyof Features | "full1013" | "cors"> = new Set([
+  // framecast-7d40c37 (2026-12-02 04:00): items 1-7 of PROTOCOL-ADDITIONS.md.
+  "expiresAtMs",
+  "traits",
+  "defaults",
+  "publishedSeq",
+  "full1013",
+  "cors",
+]);
 
 export async function probeFeatures(wsUrl: string, channel = "probe.features"): Promise<Features> {
   const ws = new WebSocket(wsUrl);
@@ -31,7 +39,9 @@ export async function probeFeatures(wsUrl: string, channel = "probe.features"): 
     ws.on("message", (data) => {
       const m = JSON.parse(String(data)) as Record<string, unknown>;
       msgs.push(m);
-      if (m.type === "pong") resolve();
+      // `published` is not ordered with other replies (a pong may overtake it): wait for both.
+      const done = (t: string) => msgs.some((x) => x.type === t || (x.type === "error" && x.id === 2 && t === "published"));
+      if (done("pong") && done("published")) resolve();
     });
   });
   ws.close();

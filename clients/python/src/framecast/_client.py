@@ -275,12 +275,13 @@ class Client:
                     reason = "get_token failed"
             if fetched:
                 url, headers = self.url, {}
-                # Default channels are joined by the server at once: their positions travel with
-                # the upgrade (or, when the token goes in an `auth` message, with it).
+                # Default channels are joined by the server as soon as the connection may act (at
+                # open when anonymous connections are allowed, even if a token follows in `auth`;
+                # else after the first `auth`): their positions travel on the upgrade URL, which the
+                # server keeps for either case.
                 since = self._since_for_defaults()
-                since_in_auth = bool(token and self._auth == "message")
                 self._defaults_since = set(since)
-                if since and not since_in_auth:
+                if since:
                     encoded = quote(json.dumps(since, separators=(",", ":")))
                     url += ("&" if "?" in url else "?") + "since=" + encoded
                 if token and self._auth == "query":
@@ -308,9 +309,7 @@ class Client:
                     if self._closing:
                         await ws.close()
                         break
-                    code, reason = await self._session(
-                        ws, gen, wall0, reconnected, token, since=since if since_in_auth else None
-                    )
+                    code, reason = await self._session(ws, gen, wall0, reconnected, token)
             if self._closing:
                 break
             delay = self._after_loss(code, reason, status)
@@ -328,8 +327,6 @@ class Client:
         wall0: float,
         reconnected: bool,
         token: str | None,
-        *,
-        since: dict[str, dict[str, Any]] | None,
     ) -> tuple[int, str]:
         self._ws = ws
         self._online = True
@@ -346,10 +343,7 @@ class Client:
         if token and self._auth == "message":
             self._auth_pending = True
             self._set_state("authenticating")
-            auth: dict[str, Any] = {"type": "auth", "token": token}
-            if since:
-                auth["since"] = since
-            self._request(auth, "auth")
+            self._request({"type": "auth", "token": token}, "auth")
         for sub in list(self._subs.values()):
             sub._sync()
         reason_override = ""
@@ -535,8 +529,10 @@ class Client:
             self._emit("notification", msg.get("data") or {})
             return
         # Replies come in command order: any reply proves the frames that followed earlier
-        # `subscribed` replies (snapshot, replay) have all arrived.
-        self._flush_awaiting()
+        # `subscribed` replies (snapshot, replay) have all arrived (not `published`: newer servers
+        # send it as soon as the event is numbered, out of order with other replies).
+        if kind != "published":
+            self._flush_awaiting()
         rid = msg.get("id")
         req = self._pending.pop(rid, None) if isinstance(rid, int) else None
         if req and req.timer:

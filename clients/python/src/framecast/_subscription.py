@@ -155,7 +155,7 @@ class Subscription:
     @property
     def is_default(self) -> bool:
         """One of the server's ``default_channels``: joined by the server on every connection
-        (recovered with ``since`` on the upgrade or in ``auth``); unsubscribing keeps it joined."""
+        (recovered with ``since`` on the upgrade URL); unsubscribing keeps it joined."""
         return self._pinned
 
     @property
