@@ -25,6 +25,13 @@ if [ ! -x /usr/bin/chromium ]; then
   apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
+if ! python3 -c "import ensurepip" 2>/dev/null; then
+  echo "clients/ci.sh: installing Debian's python3-venv"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
+
 echo "== npm ci, build (tsc strict, esbuild)"
 npm ci --no-audit --no-fund --loglevel=error
 npm run build --silent
