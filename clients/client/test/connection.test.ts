@@ -90,7 +90,7 @@ describe("connection", { timeout: 120_000 }, () => {
     assert.equal(attempts[3], 1, "reset after a long enough connection");
   });
 
-  test("a full server (max_connections): HTTP 503 → backoff, not failure; connects once room frees", async () => {
+  test("a full server (max_connections): turned away (1013 + hint; HTTP 503 on older servers) → retries, never failed; connects once room frees", async () => {
     const full = await FramecastServer.start({ args: ["--max-connections", "1"] });
     cleanup.push(() => full.stop());
     const a = new FramecastClient({ url: full.wsUrl });

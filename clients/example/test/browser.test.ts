@@ -38,9 +38,10 @@ async function positions(): Promise<Record<string, number>> {
 
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} (apt-get install chromium)`);
-  server = await FramecastServer.start({ config: DEMO_CONFIG });
-  proxy = await FaultProxy.start(server.port);
   web = await serveStatic();
+  // The page may call the HTTP API from its own origin (CORS), nobody else's.
+  server = await FramecastServer.start({ config: `cors_origins = ["${new URL(web.url).origin}"]\n${DEMO_CONFIG}` });
+  proxy = await FaultProxy.start(server.port);
   // The snapshot the page must show first.
   await publishPositions(server.httpUrl, 1);
   feeder = startFeeder(() => server.httpUrl);
@@ -115,6 +116,26 @@ describe("example in Chromium", { timeout: 180_000 }, () => {
       assert.equal(tk.jumps, 0, "useChannel: no event missing");
       await waitFor(async () => /connections/.test(await text("status-connections")), "system.status gauges", 15_000);
       await waitFor(async () => /RTT \d/.test(await text("rtt")), "RTT shown", 15_000);
+    });
+    await step("cors", async () => {
+      // The page's origin is allowed: a GET and a JSON POST (preflighted) to /api/v1 from the page.
+      const r = await page.evaluate(async (api) => {
+        const info = await fetch(`${api}/api/v1/channels/pos%3Ademo`);
+        const post = await fetch(`${api}/api/v1/broadcast`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ channel: "pos:demo", data: { x: 0, y: 0, v: 2 }, key: "dave" }),
+        });
+        return { info: info.status, seq: ((await info.json()) as { last_seq: number }).last_seq, post: post.status };
+      }, server.httpUrl);
+      assert.deepEqual([r.info, r.post], [200, 202], JSON.stringify(r));
+      assert.ok(r.seq >= 6);
+      await waitFor(async () => (await positions()).dave === 2, "the page's own broadcast arrives");
+      // Another origin is refused by the browser (no Access-Control-Allow-Origin for it).
+      const other = await fetch(`${server.httpUrl}/api/v1/channels/pos%3Ademo`, { headers: { origin: "http://evil.example" } });
+      assert.equal(other.headers.get("access-control-allow-origin"), null);
+      const mine = await fetch(`${server.httpUrl}/api/v1/channels/pos%3Ademo`, { headers: { origin: new URL(web.url).origin } });
+      assert.equal(mine.headers.get("access-control-allow-origin"), new URL(web.url).origin);
     });
     await step("canvas", async () => {
       await waitFor(async () => (await probe()).energy.events > 120, async () => JSON.stringify((await probe()).energy));

@@ -77,7 +77,7 @@ async def test_attempt_counter_resets_only_after_reset_after(servers, proxies):
         await c.close()
 
 
-async def test_full_server_503_is_backoff_not_failure(servers):
+async def test_full_server_turned_away_retries_not_failure(servers):
     full = await servers("", ["--max-connections", "1"])
     a = Client(full.ws_url)
     await a.connect()
