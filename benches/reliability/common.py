@@ -6,6 +6,7 @@ Loopback only: every address used here is in 127.0.0.0/8.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import math
@@ -302,6 +303,22 @@ def metrics(port: int, timeout: float = 3.0) -> dict[str, float]:
 
 def metric_sum(m: dict[str, float], name: str) -> float:
     return sum(v for k, v in m.items() if k == name or k.startswith(name + "{"))
+
+
+async def shard_of_client(watcher, client_id, shard_of: dict, timeout: float = 2.0):
+    """The shard of client_id, from the `connect` events a WebSocket connection (`watcher`, already
+    subscribed to the built-in `connections` channel) receives; waits up to `timeout` s. shard_of
+    caches every client_id → shard seen. Returns None if the event did not come."""
+    deadline = time.monotonic() + timeout
+    while client_id not in shard_of and time.monotonic() < deadline:
+        try:
+            msg = json.loads(await asyncio.wait_for(watcher.recv(), max(0.01, deadline - time.monotonic())))
+        except asyncio.TimeoutError:
+            break
+        d = msg.get("data") or {}
+        if msg.get("type") == "event" and msg.get("event_type") == "connect":
+            shard_of[d.get("client_id")] = d.get("shard")
+    return shard_of.get(client_id)
 
 
 # ---------------------------------------------------------------------------------- stats

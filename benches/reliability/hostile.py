@@ -345,16 +345,7 @@ class Harness:
                 self.probes.append(p)
                 self.tasks.append(asyncio.ensure_future(p.run()))
                 await asyncio.wait_for(p.connected.wait(), 10)
-                deadline = time.monotonic() + 2
-                while p.client_id not in shard_of and time.monotonic() < deadline:
-                    try:
-                        msg = json.loads(await asyncio.wait_for(watcher.recv(), max(0.01, deadline - time.monotonic())))
-                    except asyncio.TimeoutError:
-                        break
-                    d = msg.get("data") or {}
-                    if msg.get("type") == "event" and msg.get("event_type") == "connect":
-                        shard_of[d.get("client_id")] = d.get("shard")
-                p.shard = shard_of.get(p.client_id)
+                p.shard = await common.shard_of_client(watcher, p.client_id, shard_of)
                 covered.add(p.shard)
                 idx += 1
         return want

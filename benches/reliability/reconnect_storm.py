@@ -533,8 +533,10 @@ def main():
     print(f"# peak RSS: old {result['old_server']['peak_rss_kb']} kB, new {result['new_server']['peak_rss_kb']} kB; "
           f"client CPU during storm: {result['client_cpu']}")
     print(f"# attempts per client: {result['attempts_per_client']}; HTTP rejections {result['http_rejections']}")
+    # conns = the server's connections.total: open TCP connections counted from accept, including
+    # those whose upgrade is not answered or not yet seen by the client (the JSON key says ws_conns)
     print("# storm curve (new server): " + " ".join(
-        f"t={c['t_s']}s:ws={c['server_ws_conns']},subs={c['server_chat_subscriptions']},back={c['back']}" for c in result.get("rss_curve_B", [])[:15]))
+        f"t={c['t_s']}s:conns={c['server_ws_conns']},subs={c['server_chat_subscriptions']},back={c['back']}" for c in result.get("rss_curve_B", [])[:15]))
     print(f"# server logs: A {result['log']['A']['lines']} lines, B {result['log']['B']['lines']} lines")
     for e in result["error_examples"][:10]:
         print(f"# error example: {e}")
