@@ -161,9 +161,29 @@ describe("protocol additions", { timeout: 120_000 }, () => {
     assert.equal(rec.log.at(-1), "caughtUp", "caught up right after the 5th replayed event");
   });
 
-  for (const auth of ["none", "message"] as const) {
-    test(`default channels are joined with positions and recovered with since (${auth === "none" ? "anonymous" : "token in the auth message"}: since on the upgrade URL)`, async (t) => {
+  const variants = [
+    ["none", "anonymous"],
+    ["message", "token in the auth message, anonymous allowed: joined at open"],
+    ["strict", "token in the auth message, anonymous refused: joined after auth"],
+  ] as const;
+  for (const [mode, what] of variants) {
+    test(`default channels are joined with positions and recovered with since on the upgrade URL (${what})`, async (t) => {
       if (!has(t, "defaults", features.defaults)) return;
+      const saved = server;
+      if (mode === "strict") {
+        server = await FramecastServer.start({ config: CONFIG.replace("allow_anonymous = true", "allow_anonymous = false") });
+      }
+      try {
+        await defaultChannelsRecover(mode === "none" ? "none" : "message");
+      } finally {
+        if (server !== saved) await server.stop();
+        server = saved;
+      }
+    });
+  }
+
+  async function defaultChannelsRecover(auth: "none" | "message"): Promise<void> {
+    {
       const p = await proxied();
       const c = client(p.wsUrl, auth === "message" ? { auth, token: token("bea", 600) } : {});
       const news: number[] = [];
@@ -202,7 +222,7 @@ describe("protocol additions", { timeout: 120_000 }, () => {
       await publish(server.httpUrl, "news:all", base + 8);
       await waitFor(() => news.length === 8, "client events continue");
       assert.deepEqual(got, [base + 7]);
-    });
+    }
   }
 
   test("published.seq: an echo = false publisher tells its own skipped seqs from lost ones", async (t) => {

@@ -126,11 +126,15 @@ async def test_replay_events_count(server, proxies, clients):
     assert isinstance(rec.items[-1], type(rec.caught_up[0])), "caught up right after the 5th replayed event"
 
 
-@pytest.mark.parametrize("auth", ["none", "message"])
-async def test_default_channels_recovered_with_since(server, proxies, clients, auth):
+@pytest.mark.parametrize("auth", ["none", "message", "strict"])
+async def test_default_channels_recovered_with_since(server, servers, proxies, clients, auth):
+    """since travels on the upgrade URL: anonymous; a token in ``auth`` on a server that allows
+    anonymous connections (defaults joined at open); and one that does not (joined after auth)."""
     need(server.features, "defaults")
+    if auth == "strict":
+        server = await servers(CONFIG.replace("allow_anonymous = true", "allow_anonymous = false"))
     p = await proxies(server.port)
-    kw = {"auth": "message", "token": token("bea", 600)} if auth == "message" else {}
+    kw = {"auth": "message", "token": token("bea", 600)} if auth != "none" else {}
     c = clients(p.ws_url, **kw)
     news: list[int] = []
 
