@@ -31,11 +31,14 @@ pub mod driver;
 pub mod fanout;
 pub mod http;
 pub mod load;
+pub mod log_limit;
 pub mod observer;
 pub mod protocol;
 pub mod server;
 pub mod shard;
 pub mod status;
+#[cfg(test)]
+mod testing;
 pub mod wire;
 
 pub use config::{Config, ConfigError, IoBackend};

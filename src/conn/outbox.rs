@@ -109,16 +109,6 @@ impl Outbox {
         }
     }
 
-    /// Drops every frame not yet started, keeping a partly written front frame whole.
-    pub fn discard_unsent(&mut self) {
-        self.allowance = 0;
-        self.rest = None;
-        if self.front_sent == 0 {
-            self.head = None;
-        }
-        self.queued = self.head.as_ref().map_or(0, |f| f.len() - self.front_sent);
-    }
-
     /// Fills `batch` with the next frames to send, up to the per-send limits.
     pub fn fill(&self, batch: &mut SendBatch) {
         batch.clear();
@@ -213,18 +203,6 @@ mod tests {
         assert!(!o.over(8));
         o.advance(10);
         assert_eq!(o.push(b("defghij"), 8), Err(Full), "allowance spent");
-    }
-
-    #[test]
-    fn discard_keeps_a_partly_written_frame_whole() {
-        let mut o = Outbox::default();
-        o.push_unchecked(b("abcdef"));
-        o.push_unchecked(b("ghi"));
-        o.advance(2);
-        o.discard_unsent();
-        assert_eq!(o.queued(), 4);
-        o.advance(4);
-        assert!(o.is_empty());
     }
 
     #[test]

@@ -177,8 +177,6 @@ pub struct ChannelRegistry {
     dirty: Vec<Arc<str>>,
     /// Conflated channels whose rate-level windows hold events.
     pub(crate) levelled: Vec<Arc<str>>,
-    /// Publications dropped because the registry was full.
-    pub dropped_full: u64,
     /// `published` replies due, drained by the distributor after each tick.
     pub(crate) acks: Vec<super::PublishAck>,
 }
@@ -199,24 +197,24 @@ impl ChannelRegistry {
             client_channels: 0,
             dirty: Vec::new(),
             levelled: Vec::new(),
-            dropped_full: 0,
             acks: Vec::new(),
         }
+    }
+
+    /// Whether a client may create one more channel.
+    pub fn has_room_for_clients(&self) -> bool {
+        self.client_room() > 0
+    }
+
+    /// How many more channels clients may create.
+    pub fn client_room(&self) -> usize {
+        (self.client_limit.saturating_sub(self.client_channels))
+            .min(MAX_CHANNELS.saturating_sub(self.map.len()))
     }
 
     /// Whether `channel` exists now.
     pub fn contains(&self, channel: &str) -> bool {
         self.map.contains_key(channel)
-    }
-
-    /// Whether a client may create one more channel.
-    pub fn has_room_for_clients(&self) -> bool {
-        self.client_channels < self.client_limit && self.map.len() < MAX_CHANNELS
-    }
-
-    /// Channels created by clients that exist now (what `max_channels` bounds).
-    pub fn client_channels(&self) -> usize {
-        self.client_channels
     }
 
     /// Makes sure `channel` exists, creating it on behalf of a client (`client`) or the
@@ -236,7 +234,18 @@ impl ChannelRegistry {
     /// Counts a subscriber in on `shard`; `None` if the channel is new and clients may create
     /// no more channels (`max_channels`).
     pub fn join(&mut self, shard: usize, channel: Arc<str>) -> Option<&mut ChannelState> {
-        if !self.ensure(&channel, true) {
+        self.join_as(shard, channel, true)
+    }
+
+    /// Counts a subscriber in; `by_client` false for the server's own channels (its
+    /// `default_channels`), which never count toward nor hit the clients' `max_channels`.
+    pub fn join_as(
+        &mut self,
+        shard: usize,
+        channel: Arc<str>,
+        by_client: bool,
+    ) -> Option<&mut ChannelState> {
+        if !self.ensure(&channel, by_client) {
             return None;
         }
         let state = self.map.get_mut(&channel).expect("ensured");
@@ -299,7 +308,6 @@ impl ChannelRegistry {
     /// Queues a publication for this tick; false if the registry is full.
     pub fn queue(&mut self, p: Publication) -> bool {
         if !self.ensure(&p.channel, p.origin.is_some()) {
-            self.dropped_full += 1;
             self.acks
                 .extend(super::PublishAck::of(&p, super::AckOutcome::ChannelLimit));
             return false;
@@ -413,6 +421,23 @@ mod tests {
             "`left` had no subscribers and no events"
         );
         assert_eq!(names(reg.snapshot(1.0)), vec!["kept"], "`busy` went idle");
+    }
+
+    #[test]
+    fn clients_create_at_most_their_limit_but_the_servers_own_channels_always_join() {
+        let mut reg = ChannelRegistry::with_client_limit(1);
+        assert!(reg.join(0, Arc::from("c1")).is_some());
+        assert!(reg.join(0, Arc::from("c2")).is_none(), "the limit is exact");
+        assert!(
+            reg.join(1, Arc::from("c1")).is_some(),
+            "existing channels stay joinable"
+        );
+        assert!(
+            reg.join_as(0, Arc::from("news"), false).is_some(),
+            "a default channel is the server's, not a client's"
+        );
+        assert!(reg.join(0, Arc::from("news")).is_some());
+        assert!(reg.join(0, Arc::from("c3")).is_none());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! On a saturated core the level can change every few ticks, so changes are logged sparingly
 //! (see [`LogLimiter`]); the current level is always in the metrics and status.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::limits::MAX_RATE_LEVEL;
 
@@ -78,39 +78,6 @@ impl HostLevel {
     }
 }
 
-/// Lets a warning through at most once per `every`, counting the ones held back meanwhile.
-#[derive(Debug)]
-pub struct LogLimiter {
-    every: Duration,
-    last: Option<Instant>,
-    held_back: u32,
-}
-
-impl LogLimiter {
-    /// A limiter passing one warning per `every`.
-    pub fn new(every: Duration) -> LogLimiter {
-        LogLimiter {
-            every,
-            last: None,
-            held_back: 0,
-        }
-    }
-
-    /// Whether to log now; if so, also how many warnings were held back since the last one.
-    pub fn admit(&mut self, now: Instant) -> Option<u32> {
-        match self.last {
-            Some(last) if now.saturating_duration_since(last) < self.every => {
-                self.held_back += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.held_back))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,15 +127,5 @@ mod tests {
             h.observe(CALM, true);
         }
         assert_eq!(h.level(), MAX_RATE_LEVEL);
-    }
-
-    #[test]
-    fn warnings_within_the_interval_are_held_back_and_counted() {
-        let t0 = Instant::now();
-        let mut limit = LogLimiter::new(Duration::from_secs(10));
-        assert_eq!(limit.admit(t0), Some(0));
-        assert_eq!(limit.admit(t0 + Duration::from_secs(1)), None);
-        assert_eq!(limit.admit(t0 + Duration::from_secs(2)), None);
-        assert_eq!(limit.admit(t0 + Duration::from_secs(11)), Some(2));
     }
 }

@@ -105,7 +105,8 @@ pub struct JoinedChannel {
     pub frames: Vec<Bytes>,
     /// How many events `frames` holds (a snapshot is one buffer of many events).
     pub events: usize,
-    /// The channel did not exist and clients may create no more (`max_channels`): not joined.
+    /// Not joined, nothing counted: the request would have created more channels than
+    /// clients may still create (`max_channels`), so none of its channels was joined.
     pub refused: bool,
 }
 

@@ -4,7 +4,7 @@
 //! inbox ahead of the next tick, so replayed and live events meet without gap or repeat.
 
 use super::channels::ChannelRegistry;
-use super::ingress::{JoinRequest, Joined, JoinedChannel};
+use super::ingress::{JoinReply, JoinRequest, Joined, JoinedChannel};
 use crate::config::limits::MAX_RECOVERY_BYTES;
 use crate::config::Namespaces;
 
@@ -17,10 +17,20 @@ pub fn answer(
     let asked = std::mem::take(&mut request.channels);
     let mut channels = Vec::with_capacity(asked.len());
     let mut replay_room = MAX_RECOVERY_BYTES;
+    // The server's default channels are its own: they never hit the clients' max_channels.
+    let by_client = request.reply != Some(JoinReply::Defaults);
+    // All or nothing: a request that would create more channels than clients may still create
+    // joins none of them (creating some first would hold room other requests could use).
+    let creates = asked.iter().filter(|(n, _)| !registry.contains(n)).count();
+    let refuse_all = by_client && creates > registry.client_room();
     for (name, since) in &asked {
         let ns = namespaces.of(name);
-        let Some(state) = registry.join(request.shard, name.clone()) else {
-            // At max_channels: the channel is not created and nothing was counted.
+        let state = match refuse_all {
+            true => None,
+            false => registry.join_as(request.shard, name.clone(), by_client),
+        };
+        let Some(state) = state else {
+            // At max_channels: nothing was created or counted.
             channels.push(JoinedChannel {
                 name: name.clone(),
                 seq: 0,

@@ -25,11 +25,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySen
 
 use crate::clock::FrameClock;
 use crate::driver::EventFd;
+use crate::log_limit::LogLimiter;
 use crate::status::ServerState;
 pub use ack::{AckOutcome, AckTo, PublishAck};
 use channels::ChannelRegistry;
 pub use conflate::{Variant, Variants};
-use host_level::{HostLevel, LogLimiter};
+use host_level::HostLevel;
 pub use ingress::{
     Ingress, JoinReply, JoinRequest, Joined, JoinedChannel, Origin, Publication, PublishError,
 };
@@ -218,6 +219,8 @@ pub struct Distributor {
     host: HostLevel,
     /// Keeps level changes on a saturated core from flooding the log.
     host_log: LogLimiter,
+    /// The host level as of the last change (to tell a step down from a step back up).
+    host_level_logged: u8,
 }
 
 impl Distributor {
@@ -244,6 +247,7 @@ impl Distributor {
             last_frame: 0,
             host: HostLevel::new(period.unwrap_or(Duration::from_secs(1))),
             host_log: LogLimiter::new(Duration::from_secs(10)),
+            host_level_logged: 0,
         }
     }
 
@@ -314,12 +318,15 @@ impl Distributor {
         let every = 1u32 << level;
         let tick_us = took.as_micros() as u64;
         let cause = HostLevel::cause(took, self.period.unwrap_or(Duration::from_secs(1)));
-        // Without a conflated namespace the level changes nothing anyone receives: no warning.
+        // Without a conflated namespace the level changes nothing anyone receives, and a step
+        // back up is good news: neither is a warning.
         let any_conflated = self
             .namespaces
             .iter()
             .any(|(_, ns)| ns.delivery == crate::config::Delivery::Conflated);
-        match any_conflated
+        let stepped_down = level > self.host_level_logged;
+        self.host_level_logged = level;
+        match (any_conflated && stepped_down)
             .then(|| self.host_log.admit(Instant::now()))
             .flatten()
         {

@@ -9,7 +9,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::distributor::host_level::LogLimiter;
+use crate::log_limit::LogLimiter;
 
 /// First pause after a resource failure.
 pub const FIRST_PAUSE: Duration = Duration::from_millis(100);

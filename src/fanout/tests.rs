@@ -1,47 +1,22 @@
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::*;
-use crate::conn::{Admission, AppEvent, Conn, SendBatch};
 use crate::protocol::frame::{server_frame, Kind};
-use crate::protocol::handshake::Routes;
 use crate::shard::table::{PendingGap, Session};
 
 const CAP: usize = 1000;
 
 fn settings() -> ConnSettings {
-    ConnSettings {
-        max_message_bytes: 64 * 1024,
-        max_queued_bytes: CAP,
-        ping_interval: Duration::from_secs(30),
-        pong_timeout: Duration::from_secs(10),
-        handshake_timeout: Duration::from_secs(10),
-        routes: Routes {
-            ws_path: "/ws".into(),
-            echo_path: None,
-            max_body: 1024,
-        },
-    }
+    crate::testing::settings(CAP)
 }
-
-const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
 /// One open connection subscribed to `channel`, its queue empty.
 fn one_subscriber(channel: &str, now: Instant) -> (ConnTable, Topics, crate::driver::Slot) {
-    let mut conn = Conn::new(now, Admission::Admit);
-    conn.handle_input(
-        &mut UPGRADE.to_vec(),
-        now,
-        &settings(),
-        &mut |_, _: AppEvent<'_>| {},
-    );
-    let mut batch = SendBatch::default();
-    conn.outbox.fill(&mut batch);
-    conn.handle_sent(batch.len);
     let mut table = ConnTable::default();
-    let slot = table.insert(Entry::new(conn, Session::default(), true));
+    let slot = crate::testing::open_entry(&mut table, Session::default(), now);
     let mut topics = Topics::default();
     topics.subscribe(channel, slot, 0);
     (table, topics, slot)
@@ -93,8 +68,6 @@ fn a_gap_notice_never_turns_a_lossy_push_into_a_slow_consumer_close() {
     );
     assert_eq!((d.slow, d.gaps, d.dropped), (0, 1, 0));
     assert!(entry.gaps.is_empty());
-    let mut out = SendBatch::default();
-    entry.conn.outbox.fill(&mut out);
-    let sent: Vec<u8> = out.slices().flatten().copied().collect();
+    let sent = crate::testing::drain(&mut table, slot);
     assert!(sent.ends_with(&frames), "the event follows its gap notice");
 }

@@ -140,17 +140,10 @@ pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>) -> Response {
             Err((code, message)) => return field_error(code, &message),
         },
         (None, Some(list)) => match json::value::<Vec<&RawValue>>(list) {
-            Some(items) if !items.is_empty() => {
-                let mut names: Vec<String> = Vec::with_capacity(items.len());
-                for item in items {
-                    match command::checked_channel(item) {
-                        Ok(name) if names.contains(&name) => {}
-                        Ok(name) => names.push(name),
-                        Err((code, message)) => return field_error(code, &message),
-                    }
-                }
-                names
-            }
+            Some(items) if !items.is_empty() => match command::checked_channels(&items) {
+                Ok(names) => names,
+                Err((code, message)) => return field_error(code, &message),
+            },
             _ => {
                 return Response::error(
                     400,
@@ -175,15 +168,16 @@ pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>) -> Response {
         Err((code, message)) => return field_error(code, &message),
     };
     let data = body.data.get().as_bytes();
-    let work = data.len().saturating_mul(names.len());
+    // Everything encoded into each channel's frame counts, not only `data`.
+    let per_channel = data.len() + body.event_type.len() + body.key.as_ref().map_or(0, String::len);
+    let work = per_channel.saturating_mul(names.len());
     if work > MAX_BROADCAST_BYTES {
         return Response::error(
             413,
             "too_large",
             &format!(
-                "{} channels × {} bytes of data = {work} bytes to encode, more than the {MAX_BROADCAST_BYTES} one request may cause; split the broadcast",
+                "{} channels × {per_channel} bytes (data, event_type and key) = {work} bytes to encode, more than the {MAX_BROADCAST_BYTES} one request may cause; split the broadcast",
                 names.len(),
-                data.len()
             ),
         );
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::table::{Session, Subscription};
+use super::table::{Session, SubState, Subscription};
 use crate::auth::Policy;
 use crate::config::limits::MAX_RATE_LEVEL;
 use crate::conn::Outbox;
@@ -266,10 +266,7 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
             Ok(()) => return, // with an `id`, `published` comes with the tick that numbers it
             Err((code, message)) => reply::error(code, &message, id),
         },
-        Command::GetSubscriptions => {
-            let names: Vec<&str> = ctx.session.channels.iter().map(|c| &*c.name).collect();
-            reply::subscriptions(&names, id)
-        }
+        Command::GetSubscriptions => reply::subscriptions(&ctx.session.held_names(), id),
     };
     push_reply(ctx, outbox, frame);
 }
@@ -386,12 +383,16 @@ fn subscribe(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>) -> O
             id,
         ));
     }
-    let new: Vec<&String> = channels
-        .iter()
-        .filter(|c| !ctx.session.channels.iter().any(|s| *s.name == ***c))
-        .collect();
+    let held = |name: &str| {
+        ctx.session
+            .channels
+            .iter()
+            .any(|s| s.held() && *s.name == *name)
+    };
+    let new = channels.iter().filter(|c| !held(c)).count();
     let max = ctx.policy.max_subscriptions;
-    if ctx.session.channels.len() + new.len() > max {
+    let holding = ctx.session.channels.iter().filter(|s| s.held()).count();
+    if holding + new > max {
         return Some(reply::error(
             ErrorCode::LimitExceeded,
             &format!("at most {max} subscriptions per connection"),
@@ -420,13 +421,13 @@ fn join(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>, reply: Jo
     let floor = rate_floor(ctx.tick_hz, args.max_hz);
     let mut channels = Vec::new();
     for name in &args.channels {
-        if ctx.session.channels.iter().any(|s| *s.name == **name) {
+        if (ctx.session.channels.iter()).any(|s| s.held() && *s.name == **name) {
             continue;
         }
         let interned: Arc<str> = Arc::from(name.as_str());
         ctx.session.channels.push(Subscription {
             name: interned.clone(),
-            live: false,
+            state: SubState::Joining,
             floor,
         });
         let since = args
@@ -448,15 +449,19 @@ fn join(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>, reply: Jo
     });
 }
 
-/// Removes one subscription of the connection (no-op if absent).
+/// Removes one subscription of the connection (no-op if absent). One still joining is marked
+/// cancelled: the distributor's answer sends its `leave` (see [`SubState`]).
 pub fn unsubscribe(ctx: &mut Context<'_>, name: &str) {
-    let Some(i) = ctx.session.channels.iter().position(|s| &*s.name == name) else {
+    let session = &mut ctx.session;
+    let Some(i) = (session.channels.iter()).position(|s| s.held() && &*s.name == name) else {
         return;
     };
-    let sub = ctx.session.channels.swap_remove(i);
-    if sub.live {
-        ctx.topics.unsubscribe(name, ctx.slot);
+    if session.channels[i].state == SubState::Joining {
+        session.channels[i].state = SubState::Cancelled;
+        return;
     }
+    let sub = session.channels.remove(i);
+    ctx.topics.unsubscribe(name, ctx.slot);
     ctx.ingress.leave(ctx.shard, sub.name);
 }
 
@@ -469,9 +474,10 @@ pub fn unsubscribe_all(
     ingress: &Ingress,
 ) {
     for sub in session.channels.drain(..) {
-        if sub.live {
+        // Channels still joining are settled by the distributor's answer (see [`SubState`]).
+        if sub.state == SubState::Live {
             topics.unsubscribe(&sub.name, slot);
+            ingress.leave(shard, sub.name);
         }
-        ingress.leave(shard, sub.name);
     }
 }

@@ -10,7 +10,7 @@ use crate::config::Delivery;
 use crate::distributor::{Ingress, JoinReply, Joined};
 use crate::driver::Slot;
 use crate::fanout::Topics;
-use crate::shard::table::ConnTable;
+use crate::shard::table::{ConnTable, SubState};
 use crate::wire::command::ErrorCode;
 use crate::wire::reply::{self, ChannelTraits, Position, SubscribedTo};
 
@@ -54,24 +54,26 @@ pub fn apply(
     view: ShardView<'_>,
 ) -> Option<Slot> {
     let (shard, max_channels) = (view.shard, view.policy.max_channels);
-    let entry = table.get_mut(joined.request.slot)?;
-    if entry.session.serial != joined.request.serial || entry.closing || !entry.conn.is_open() {
-        return None; // the connection is gone (its leave messages balance the counts)
-    }
+    let serial = joined.request.serial;
+    let entry = match table.get_mut(joined.request.slot) {
+        Some(e) if e.session.serial == serial && !e.closing && e.conn.is_open() => e,
+        _ => {
+            // The connection is gone; its close sent no `leave` for channels still joining.
+            for channel in joined.channels.iter().filter(|c| !c.refused) {
+                ingress.leave(shard, channel.name.clone());
+            }
+            return None;
+        }
+    };
     let request = &joined.request;
     let replied = request.reply.is_some();
     if joined.channels.iter().any(|c| c.refused) {
         for channel in &joined.channels {
-            let pending = entry
-                .session
-                .channels
-                .iter()
-                .position(|s| !s.live && s.name == channel.name);
-            if let Some(i) = pending {
-                let sub = entry.session.channels.swap_remove(i);
-                if !channel.refused {
-                    ingress.leave(shard, sub.name); // the distributor counted this one in
-                }
+            if let Some(i) = entry.session.waiting(&channel.name) {
+                entry.session.channels.remove(i);
+            }
+            if !channel.refused {
+                ingress.leave(shard, channel.name.clone()); // the distributor counted it in
             }
         }
         if replied {
@@ -121,15 +123,18 @@ pub fn apply(
             .push_unchecked(reply::subscribed(&names, &positions, to));
     }
     for channel in joined.channels {
-        let Some(sub) = entry
-            .session
-            .channels
-            .iter_mut()
-            .find(|s| !s.live && s.name == channel.name)
+        let waiting = entry.session.waiting(&channel.name);
+        let Some(sub) = waiting.filter(|&i| entry.session.channels[i].state == SubState::Joining)
         else {
-            continue; // unsubscribed meanwhile
+            // Unsubscribed meanwhile: the counted-in subscriber leaves now.
+            if let Some(i) = waiting {
+                entry.session.channels.remove(i);
+            }
+            ingress.leave(shard, channel.name);
+            continue;
         };
-        sub.live = true;
+        let sub = &mut entry.session.channels[sub];
+        sub.state = SubState::Live;
         topics.subscribe(&channel.name, request.slot, sub.floor);
         for frame in channel.frames {
             entry.conn.outbox.push_replay(frame);
@@ -143,4 +148,134 @@ pub fn apply(
             .release_held(|frame| outbox.push_unchecked(frame));
     }
     (!entry.conn.outbox.is_empty()).then_some(joined.request.slot)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::distributor::{JoinRequest, JoinedChannel};
+    use crate::shard::table::{Session, Subscription};
+
+    fn policy() -> Policy {
+        Policy::from_config(&crate::Config::default()).unwrap()
+    }
+
+    fn answer(slot: Slot, serial: u64, channel: &str, refused: bool) -> Joined {
+        Joined {
+            request: JoinRequest {
+                shard: 0,
+                slot,
+                serial,
+                id: None,
+                reply: Some(JoinReply::Subscribe),
+                names: vec![channel.into()],
+                channels: vec![(Arc::from(channel), None)],
+            },
+            channels: vec![JoinedChannel {
+                name: Arc::from(channel),
+                seq: 0,
+                epoch: Arc::from("e"),
+                recovered: None,
+                frames: Vec::new(),
+                events: 0,
+                refused,
+            }],
+        }
+    }
+
+    /// A connection whose subscribe to `channel` waits for the distributor, then was cancelled.
+    fn cancelled_join(table: &mut ConnTable, channel: &str) -> Slot {
+        let mut session = Session {
+            serial: 7,
+            ..Session::default()
+        };
+        session.channels.push(Subscription {
+            name: Arc::from(channel),
+            state: SubState::Cancelled,
+            floor: 0,
+        });
+        session.expect_join();
+        crate::testing::open_entry(table, session, Instant::now())
+    }
+
+    fn leaves(rx: &crate::distributor::ingress::IngressRx) -> Vec<String> {
+        rx.msgs
+            .try_iter()
+            .filter_map(|m| match m {
+                crate::distributor::ingress::IngressMsg::Leave { channel, .. } => {
+                    Some(channel.to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn view(policy: &Policy) -> ShardView<'_> {
+        ShardView {
+            shard: 0,
+            policy,
+            tick_hz: 60,
+        }
+    }
+
+    #[test]
+    fn a_refused_join_that_was_cancelled_meanwhile_sends_no_leave() {
+        let (ingress, rx) = Ingress::new();
+        let (mut table, mut topics, policy) = (ConnTable::default(), Topics::default(), policy());
+        let slot = cancelled_join(&mut table, "a");
+        apply(
+            answer(slot, 7, "a", true),
+            &mut table,
+            &mut topics,
+            &ingress,
+            view(&policy),
+        );
+        assert!(
+            leaves(&rx).is_empty(),
+            "the distributor never counted it in: a leave would take another subscriber's count"
+        );
+        assert!(table.get_mut(slot).unwrap().session.channels.is_empty());
+    }
+
+    #[test]
+    fn an_accepted_join_that_was_cancelled_meanwhile_leaves_once() {
+        let (ingress, rx) = Ingress::new();
+        let (mut table, mut topics, policy) = (ConnTable::default(), Topics::default(), policy());
+        let slot = cancelled_join(&mut table, "a");
+        apply(
+            answer(slot, 7, "a", false),
+            &mut table,
+            &mut topics,
+            &ingress,
+            view(&policy),
+        );
+        assert_eq!(leaves(&rx), vec!["a"]);
+        assert!(table.get_mut(slot).unwrap().session.channels.is_empty());
+        assert!(topics.subscribers_mut("a").is_none_or(|m| m.is_empty()));
+    }
+
+    #[test]
+    fn an_answer_for_a_connection_that_is_gone_leaves_what_was_counted_in() {
+        let (ingress, rx) = Ingress::new();
+        let (mut table, mut topics, policy) = (ConnTable::default(), Topics::default(), policy());
+        let slot = cancelled_join(&mut table, "a");
+        apply(
+            answer(slot, 99, "a", false),
+            &mut table,
+            &mut topics,
+            &ingress,
+            view(&policy),
+        );
+        apply(
+            answer(slot, 99, "b", true),
+            &mut table,
+            &mut topics,
+            &ingress,
+            view(&policy),
+        );
+        assert_eq!(leaves(&rx), vec!["a"], "the refused `b` was never counted");
+    }
 }

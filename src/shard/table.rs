@@ -97,13 +97,53 @@ enum Held {
     Reply(Bytes),
 }
 
+/// A subscription's lifecycle. The distributor counts a subscriber in when it answers the
+/// join (unless it refuses the channel), so only the shard side that sees the answer knows
+/// whether a `leave` is owed: an unsubscribe or close while `Joining` sends none, and the
+/// answer settles it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubState {
+    /// Asked of the distributor, not answered yet.
+    Joining,
+    /// In the shard's topics.
+    Live,
+    /// Unsubscribed while joining: the answer sends the `leave` (if the channel was counted in)
+    /// and drops the entry.
+    Cancelled,
+}
+
+impl Subscription {
+    /// Whether the client still holds it (joining or live, not cancelled).
+    pub fn held(&self) -> bool {
+        self.state != SubState::Cancelled
+    }
+}
+
+impl Session {
+    /// The oldest entry for `name` still waiting for the distributor's answer (answers come
+    /// in request order, and entries are kept in request order).
+    pub fn waiting(&self, name: &str) -> Option<usize> {
+        self.channels
+            .iter()
+            .position(|s| s.state != SubState::Live && *s.name == *name)
+    }
+
+    /// Names of the channels the client holds.
+    pub fn held_names(&self) -> Vec<&str> {
+        (self.channels.iter())
+            .filter(|s| s.held())
+            .map(|s| &*s.name)
+            .collect()
+    }
+}
+
 /// One channel of a connection.
 #[derive(Debug, Clone)]
 pub struct Subscription {
     /// The channel name.
     pub name: Arc<str>,
-    /// In the shard's topics (the distributor answered the join).
-    pub live: bool,
+    /// Where the subscription is in its lifecycle.
+    pub state: SubState,
     /// Rate level asked for with `max_hz`.
     pub floor: u8,
 }

@@ -316,10 +316,17 @@ fn channel_list(fields: &Fields<'_>) -> Result<Vec<String>, FieldError> {
             ))
         }
     };
+    checked_channels(&items)
+}
+
+/// Checks a list of channel names; a name given twice counts once (first occurrence kept), in
+/// linear time however long the list.
+pub fn checked_channels(items: &[&RawValue]) -> Result<Vec<String>, FieldError> {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
     let mut names: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
         let name = checked_channel(item)?;
-        if !names.contains(&name) {
+        if seen.insert(name.clone()) {
             names.push(name);
         }
     }

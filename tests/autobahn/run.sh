@@ -139,6 +139,13 @@ for io in $io_list; do
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.1
     done
+    if ! healthy "$port" && [[ $io == uring ]] && grep -q "io_uring is not available" "$log"; then
+        # As the cargo suites do where io_uring is blocked (Docker's default seccomp profile):
+        # one line saying what did not run and why; the epoll run still counts.
+        echo "autobahn (io=uring): skipped: $(grep -o 'io_uring is not available[^;]*' "$log" | head -1)"
+        stop_server
+        continue
+    fi
     if ! healthy "$port"; then
         echo "autobahn (io=$io): error: framecast did not answer /healthz on 127.0.0.1:$port; its log:"
         sed 's/^/  | /' "$log"

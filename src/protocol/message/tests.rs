@@ -135,16 +135,16 @@ fn reader_releases_a_large_partial_buffer_once_the_frame_completes() {
 #[test]
 fn a_continuation_length_near_2_pow_64_is_refused_not_wrapped() {
     // Issue 13 item 2: `so_far + payload_len` wrapped past the 64 KiB check and the reader then
-    // buffered everything that followed. Fragment "2", then a continuation claiming 2^64 - 1.
-    let crafted: [u8; 21] = [
-        0x01, 0x81, 0x80, 0xff, 0xff, 0xff, 0x32, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-        0xff, 0xff, 0x88, 0x8a, 0x8a, 0x7b,
-    ];
-    let (got, result) = read_all(&[&crafted], 65536);
+    // buffered everything that followed. A valid one-byte fragment ("a", zero mask), then a
+    // continuation claiming 2^64 - 1 bytes: refused as a protocol error (RFC 6455 §5.2: the
+    // top bit of a 64-bit length must be 0) before any sum is formed.
+    let mut frame = vec![0x01, 0x81, 0, 0, 0, 0, b'a', 0x80, 0x80 | 127];
+    frame.extend_from_slice(&u64::MAX.to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    let (got, result) = read_all(&[&frame], 65536);
     assert!(got.is_empty());
-    // Its one-byte fragment (0xB2 once unmasked) is not UTF-8 either: refused at once.
-    assert_eq!(result.unwrap_err().code, CloseCode::INVALID_DATA);
-    // With the top bit clear the sum still cannot wrap: it is message too big.
+    assert_eq!(result.unwrap_err().code, CloseCode::PROTOCOL);
+    // With the top bit clear the sum cannot wrap (checked): it is message too big.
     let mut frame = vec![0x01, 0x81, 0, 0, 0, 0, b'a', 0x80, 0x80 | 127];
     frame.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
     frame.extend_from_slice(&[0, 0, 0, 0]);

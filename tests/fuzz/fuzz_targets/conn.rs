@@ -47,7 +47,7 @@ use framecast::http::{self, HttpContext};
 use framecast::protocol::message::CloseCode;
 use framecast::shard::commands::{self, Context};
 use framecast::shard::joined;
-use framecast::shard::table::{ConnTable, Entry, Session};
+use framecast::shard::table::{ConnTable, Entry, Session, SubState};
 use framecast::shard::SendQueue;
 use framecast::wire::event::{put_event_frame, EventFields};
 use libfuzzer_sys::fuzz_target;
@@ -242,7 +242,7 @@ impl Harness {
             .session
             .channels
             .iter()
-            .filter(|s| s.live)
+            .filter(|s| s.state == SubState::Live)
             .map(|s| s.name.clone())
             .take(8)
             .collect();
@@ -308,7 +308,7 @@ impl Harness {
             .session
             .channels
             .iter()
-            .filter(|s| !s.live)
+            .filter(|s| s.state != SubState::Live)
             .map(|s| s.name.clone())
             .collect();
         let joined = Joined {

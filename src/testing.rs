@@ -1,0 +1,52 @@
+//! Helpers for the crate's unit tests: an upgraded connection in a shard's table, the way a
+//! shard holds one, without sockets.
+#![cfg(test)]
+
+use std::time::{Duration, Instant};
+
+use crate::conn::{Admission, AppEvent, Conn, ConnSettings, SendBatch};
+use crate::driver::Slot;
+use crate::protocol::handshake::Routes;
+use crate::shard::table::{ConnTable, Entry, Session};
+
+/// Connection settings with a `max_queued_bytes` of `cap`.
+pub fn settings(cap: usize) -> ConnSettings {
+    ConnSettings {
+        max_message_bytes: 64 * 1024,
+        max_queued_bytes: cap,
+        ping_interval: Duration::from_secs(30),
+        pong_timeout: Duration::from_secs(10),
+        handshake_timeout: Duration::from_secs(10),
+        routes: Routes {
+            ws_path: "/ws".into(),
+            echo_path: None,
+            max_body: 1024,
+        },
+    }
+}
+
+const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// Inserts an open native connection (101 already sent, queue empty) into `table`.
+pub fn open_entry(table: &mut ConnTable, session: Session, now: Instant) -> Slot {
+    let mut conn = Conn::new(now, Admission::Admit);
+    let settings = settings(1 << 20);
+    conn.handle_input(&mut UPGRADE.to_vec(), now, &settings, &mut |_,
+                                                                   _: AppEvent<
+        '_,
+    >| {});
+    let mut batch = SendBatch::default();
+    conn.outbox.fill(&mut batch);
+    conn.handle_sent(batch.len);
+    table.insert(Entry::new(conn, session, true))
+}
+
+/// Everything queued on the connection in `slot`, as the socket would get it.
+pub fn drain(table: &mut ConnTable, slot: Slot) -> Vec<u8> {
+    let conn = &mut table.get_mut(slot).expect("open").conn;
+    let mut batch = SendBatch::default();
+    conn.outbox.fill(&mut batch);
+    let out: Vec<u8> = batch.slices().flatten().copied().collect();
+    conn.handle_sent(out.len());
+    out
+}
