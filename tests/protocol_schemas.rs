@@ -184,3 +184,39 @@ async fn delivery_messages_match_their_schemas() {
     drop((ws, late, watcher));
     stopping.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_contract_messages_match_their_schemas() {
+    let mut cfg = config(IoBackend::Epoll);
+    cfg.apply_toml(
+        "default_channels = [\"news\"]\nmax_connections = 1\ntick_hz = 2\n\
+         [namespaces.pos]\ndelivery = \"conflated\"\n",
+        "test",
+    )
+    .unwrap();
+    let server = start(cfg);
+    let (mut ws, hello) = connect(server.local_addr()).await;
+    assert_valid("server.connected", &hello);
+    let defaults = recv(&mut ws).await;
+    assert_eq!(defaults["default"], true);
+    assert_valid("server.subscribed", &defaults);
+    // Two publications of one key within a 500 ms tick: whichever way they fall, every
+    // `published` (numbered or superseded) matches the schema.
+    for i in 0..2 {
+        send(
+            &mut ws,
+            json!({"type":"publish","channel":"pos:a","data":i,"id":i}),
+        )
+        .await;
+    }
+    for _ in 0..2 {
+        let ack = recv(&mut ws).await;
+        assert_eq!(ack["type"], "published", "{ack}");
+        assert_valid("server.published", &ack);
+    }
+    // A second connection finds the server full.
+    let (mut full, _) = tokio_tungstenite::connect_async(url(server.local_addr()))
+        .await
+        .unwrap();
+    assert_valid("server.reconnect", &recv(&mut full).await);
+}
