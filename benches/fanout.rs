@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use framecast::load::{self, LoadConfig, PublishMode};
+use framecast_load::{self as load, LoadConfig, PublishMode};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

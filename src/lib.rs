@@ -30,7 +30,6 @@ pub mod distributor;
 pub mod driver;
 pub mod fanout;
 pub mod http;
-pub mod load;
 pub mod log_limit;
 pub mod observer;
 pub mod protocol;

@@ -14,7 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::frames::{find_send_time, parse_server_frame, put_client_frame};
 use super::now_ns;
-use crate::protocol::frame::Kind;
+use framecast::protocol::frame::Kind;
 
 /// Counters one worker shares with the coordinator.
 #[derive(Debug, Default)]

@@ -1,8 +1,8 @@
 //! The client side of WebSocket framing, just what a load generator needs: masked frames out,
 //! unmasked server frames parsed in place.
 
-use crate::protocol::frame::{put_server_header, Kind};
-use crate::protocol::mask::unmask;
+use framecast::protocol::frame::{put_server_header, Kind};
+use framecast::protocol::mask::unmask;
 
 /// Appends a masked client frame (FIN set) of `kind` with `payload` to `out`: the server's header
 /// encoding with the mask bit set, then the key, then the masked payload.
@@ -97,7 +97,7 @@ mod tests {
             let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let mut out = Vec::new();
             put_client_frame(&mut out, Kind::Binary, &payload, [1, 2, 3, 4]);
-            let h = crate::protocol::frame::parse_client_header(&out)
+            let h = framecast::protocol::frame::parse_client_header(&out)
                 .unwrap()
                 .unwrap();
             assert_eq!((h.kind, h.payload_len as usize), (Kind::Binary, len));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::frames::put_client_frame;
 use super::now_ns;
-use crate::protocol::frame::Kind;
+use framecast::protocol::frame::Kind;
 
 /// How the publisher sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
