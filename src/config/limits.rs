@@ -37,8 +37,6 @@ pub const EPOLL_READ_SCRATCH_BYTES: usize = 64 * 1024;
 /// get the core between chunks; under overload connections are served round-robin. Measured on
 /// W2 light (5000 subscribers, one shard): p50 63 → 28 ms against no limit (benches/RESULTS.md).
 pub const SENDS_PER_TURN: usize = 256;
-/// Reads one readable connection may do per loop turn on the epoll backend (fairness).
-pub const EPOLL_READS_PER_TURN: usize = 4;
 /// A partial-frame buffer above this capacity is released once it drains (keeps idle conns small).
 pub const RETAINED_PARTIAL_BYTES: usize = 4096;
 /// Most keys a `snapshot = true` channel keeps (the oldest key is forgotten beyond).
