@@ -487,14 +487,20 @@ impl Distributor {
             levels,
         };
         let per_shard = tick::encode_tick(&mut self.registry, &input, &self.namespaces);
-        let mut acks: Vec<Vec<PublishAck>> = (0..self.links.len()).map(|_| Vec::new()).collect();
-        for ack in self.registry.acks.drain(..) {
-            if let Some(list) = acks.get_mut(ack.shard as usize) {
-                list.push(ack);
+        // Most ticks acknowledge nothing: no per-shard lists are allocated for them.
+        let mut acks: Vec<Vec<PublishAck>> = Vec::new();
+        if !self.registry.acks.is_empty() {
+            acks.resize_with(self.links.len(), Vec::new);
+            for ack in self.registry.acks.drain(..) {
+                if let Some(list) = acks.get_mut(ack.shard as usize) {
+                    list.push(ack);
+                }
             }
         }
+        let mut acks = acks.into_iter();
         let mut dropped = 0;
-        for ((link, items), acks) in self.links.iter_mut().zip(per_shard).zip(acks) {
+        for (link, items) in self.links.iter_mut().zip(per_shard) {
+            let acks = acks.next().unwrap_or_default();
             if items.is_empty() && acks.is_empty() && link.backlog.is_empty() {
                 continue;
             }
