@@ -48,6 +48,7 @@ export interface ChannelHost {
   toLocal(serverTimeMs: number): number;
   delivered(e: FramecastEvent<unknown>): void;
   released(ch: Channel<unknown>): void;
+  adopt(ch: Channel<unknown>): void;
 }
 
 /** One channel of a client, shared by everything that subscribes to it (reference counted).
@@ -120,6 +121,7 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
    * gets every event. Returns the function that releases this reference. */
   subscribe(handler?: (event: FramecastEvent<T>) => void): () => void {
     const off = handler ? this.on("event", handler) : undefined;
+    this.#host.adopt(this as Channel<unknown>); // routed to again if the client had let it go
     this.#refs++;
     if (!this.#desired || this.#state === "failed" || this.#state === "closed") {
       this.#desired = true;

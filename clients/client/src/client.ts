@@ -168,8 +168,13 @@ export class FramecastClient extends Emitter<ClientEvents> {
       awaitEnd: (ch) => this.#awaiting.push(ch),
       toLocal: (ms) => this.clock.toLocal(ms),
       delivered: (e) => this.emit("event", e),
+      // A closed channel is forgotten unless someone still listens to it (a `client.channel(name)`
+      // kept with its listeners, subscribed again later, must get its events).
       released: (ch) => {
-        if (this.#channels.get(ch.name) === ch && ch.refs === 0) this.#channels.delete(ch.name);
+        if (this.#channels.get(ch.name) === ch && ch.refs === 0 && !ch.hasListeners()) this.#channels.delete(ch.name);
+      },
+      adopt: (ch) => {
+        if (!this.#channels.has(ch.name)) this.#channels.set(ch.name, ch);
       },
     };
   }

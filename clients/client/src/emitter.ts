@@ -25,6 +25,12 @@ export class Emitter<M extends object> {
     this.#listeners.get(event)?.delete(listener as (value: never) => void);
   }
 
+  /** Whether any listener is registered, for any event. */
+  hasListeners(): boolean {
+    for (const set of this.#listeners.values()) if (set.size > 0) return true;
+    return false;
+  }
+
   /** Number of listeners of `event`. */
   listenerCount(event: keyof M): number {
     return this.#listeners.get(event)?.size ?? 0;

@@ -385,6 +385,30 @@ describe("delivery", { timeout: 120_000 }, () => {
     const offX = chX.subscribe(handler);
     offX();
     await waitFor(async () => !(await c.subscriptions()).includes(x) && chX.state === "closed", "early unsubscribe settled");
+    // A channel object kept with its listeners stays the one events go to: released, then
+    // subscribed again (and one taken before the connection exists).
+    const y = fresh("hist:kept");
+    const chY = c.channel(y);
+    const gotY: unknown[] = [];
+    chY.on("event", (e) => gotY.push(e.data));
+    const offY = chY.subscribe();
+    await waitFor(() => chY.state === "live", "kept channel live");
+    offY();
+    await waitFor(() => chY.state === "closed", "kept channel released");
+    chY.subscribe();
+    await waitFor(() => chY.state === "live", "kept channel live again");
+    assert.equal(c.channel(y), chY, "the same object");
+    await publish(server.httpUrl, y, "y1");
+    await waitFor(() => gotY.length === 1, "kept channel's listener gets the event");
+    const e = client(server.wsUrl);
+    const z = fresh("hist:early-listener");
+    const gotZ: unknown[] = [];
+    e.channel(z).on("event", (ev) => gotZ.push(ev.data));
+    await e.connect();
+    e.subscribe(z);
+    await waitFor(() => e.channel(z).state === "live", "early channel live");
+    await publish(server.httpUrl, z, "z1");
+    await waitFor(() => gotZ.length === 1, "the listener added before connect gets the event");
     const d = client(server.wsUrl);
     void d.connect().catch(() => {});
     d.close();
