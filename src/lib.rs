@@ -30,6 +30,7 @@ pub mod distributor;
 pub mod driver;
 pub mod fanout;
 pub mod http;
+pub mod limits;
 pub mod log_limit;
 pub mod observer;
 pub mod protocol;

@@ -13,13 +13,13 @@ use crossbeam_channel::Sender;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::config::limits::SHARD_INBOX_BATCHES;
 use crate::config::{Config, ConfigError, IoBackend};
 use crate::conn::ConnSettings;
 use crate::distributor::{Distributor, DistributorStats, Ingress, PublishError, ShardLink};
 use crate::driver::epoll::EpollDriver;
 use crate::driver::uring::UringDriver;
 use crate::driver::EventFd;
+use crate::limits::SHARD_INBOX_BATCHES;
 use crate::observer::Observer;
 use crate::protocol::handshake::Routes;
 use crate::shard::{listen, Shard, ShardControl, ShardParts, ShardStats};

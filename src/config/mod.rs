@@ -4,7 +4,6 @@
 //! Every key is parsed from text by one function per key ([`Config::set`]), whatever the source,
 //! so an invalid value always fails with a [`ConfigError`] that names the key.
 
-pub mod limits;
 pub mod namespaces;
 mod values;
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::config::limits::{CLOSE_HANDSHAKE_TIMEOUT_MS, MAX_HTTP_HEAD_BYTES};
+use crate::limits::{CLOSE_HANDSHAKE_TIMEOUT_MS, MAX_HTTP_HEAD_BYTES};
 use crate::protocol::frame::{close_frame, server_frame, Kind};
 use crate::protocol::handshake::{
     error_response, parse_request, Endpoint, HttpRequest, RequestOutcome, Routes,

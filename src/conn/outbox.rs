@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::config::limits::{MAX_BYTES_PER_SEND, MAX_IOVECS_PER_SEND};
+use crate::limits::{MAX_BYTES_PER_SEND, MAX_IOVECS_PER_SEND};
 
 /// Frames handed to a driver for one vectored send; the driver owns these references until the
 /// send completes, so the memory a kernel operation points at cannot be freed under it.

@@ -10,8 +10,8 @@ use super::conflate::RateLevels;
 use super::history::History;
 use super::ingress::Publication;
 use super::snapshot::Snapshot;
-use crate::config::limits::MAX_CHANNELS;
 use crate::config::Namespace;
+use crate::limits::MAX_CHANNELS;
 
 /// A part of a channel's state that most channels never use (a snapshot, rate-level windows),
 /// allocated on first use: an unused one costs a pointer, so the channel map stays compact

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::ingress::{Origin, Publication};
 use super::Exclusion;
-use crate::config::limits::MAX_RATE_LEVEL;
+use crate::limits::MAX_RATE_LEVEL;
 use crate::wire::reply;
 
 /// Keeps, in order, only the publications that survive conflation: the last one per key.

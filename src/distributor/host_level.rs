@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::config::limits::MAX_RATE_LEVEL;
+use crate::limits::MAX_RATE_LEVEL;
 
 /// The host's step-down level (conflated channels tick every `2^level` frames).
 #[derive(Debug)]

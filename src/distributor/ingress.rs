@@ -10,8 +10,8 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use thiserror::Error;
 
-use crate::config::limits::MAX_INGRESS_BYTES;
 use crate::driver::Slot;
+use crate::limits::MAX_INGRESS_BYTES;
 use crate::wire::channel;
 use crate::wire::command::StreamPosition;
 

@@ -5,8 +5,8 @@
 
 use super::channels::ChannelRegistry;
 use super::ingress::{JoinReply, JoinRequest, Joined, JoinedChannel};
-use crate::config::limits::MAX_RECOVERY_BYTES;
 use crate::config::Namespaces;
+use crate::limits::MAX_RECOVERY_BYTES;
 
 /// Builds the answer to `request`.
 pub fn answer(

@@ -36,8 +36,8 @@ pub use ingress::{
 };
 use ingress::{IngressMsg, IngressRx};
 
-use crate::config::limits::SHARD_BACKLOG_BATCHES;
 use crate::config::Delivery;
+use crate::limits::SHARD_BACKLOG_BATCHES;
 
 /// One channel's frames of one tick.
 #[derive(Clone, Debug)]

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::config::limits::MAX_SNAPSHOT_KEYS;
+use crate::limits::MAX_SNAPSHOT_KEYS;
 use crate::wire::event::{put_event_frame, EventFields};
 
 /// One kept event: its key and its frame as a joiner receives it.

@@ -14,7 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::accept::AcceptGate;
 use super::{Driver, Event, EventFd, SendBatch, SendStatus, Slot};
-use crate::config::limits::{EPOLL_READ_SCRATCH_BYTES, MAX_IOVECS_PER_SEND};
+use crate::limits::{EPOLL_READ_SCRATCH_BYTES, MAX_IOVECS_PER_SEND};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);

@@ -18,12 +18,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::config::limits::MAX_RATE_LEVEL;
 use crate::config::Delivery;
 use crate::conn::ConnSettings;
 use crate::conn::Full;
 use crate::distributor::conflate::crossed;
 use crate::distributor::{ChannelFrames, Exclusion, TickBatch};
+use crate::limits::MAX_RATE_LEVEL;
 use crate::shard::table::{ConnTable, Entry};
 use crate::shard::SendQueue;
 use gaps::announce_or_miss;

@@ -5,8 +5,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{HttpContext, Response};
-use crate::config::limits::MAX_BROADCAST_BYTES;
 use crate::distributor::PublishError;
+use crate::limits::MAX_BROADCAST_BYTES;
 use crate::shard::ShardStats;
 use crate::wire::channel;
 use crate::wire::command::{self, ErrorCode};

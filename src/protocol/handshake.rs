@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use crate::config::limits::{MAX_HTTP_HEADERS, MAX_HTTP_HEAD_BYTES};
+use crate::limits::{MAX_HTTP_HEADERS, MAX_HTTP_HEAD_BYTES};
 
 /// Which endpoint an upgrade request asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 
 use super::frame::{parse_client_header, Kind};
 use super::mask::unmask;
-use crate::config::limits::RETAINED_PARTIAL_BYTES;
+use crate::limits::RETAINED_PARTIAL_BYTES;
 
 /// A WebSocket close status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

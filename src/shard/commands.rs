@@ -7,13 +7,13 @@ use bytes::Bytes;
 
 use super::table::{Session, SubState, Subscription};
 use crate::auth::Policy;
-use crate::config::limits::MAX_RATE_LEVEL;
 use crate::conn::Outbox;
 use crate::conn::{CloseReason, UpgradeRequest};
 use crate::distributor::{AckTo, JoinReply, JoinRequest};
 use crate::distributor::{Ingress, Origin, Publication, PublishError};
 use crate::driver::Slot;
 use crate::fanout::Topics;
+use crate::limits::MAX_RATE_LEVEL;
 use crate::protocol::message::CloseCode;
 use crate::shard::table::RateBucket;
 use crate::wire::command::{self, Command, ErrorCode};

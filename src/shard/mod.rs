@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::config::limits::{SENDS_PER_TURN, SWEEP_INTERVAL_MS};
 use crate::conn::{Admission, AppEvent, CloseReason, Conn, ConnSettings};
 use crate::distributor::{Ingress, ShardMsg};
 use crate::driver::{Driver, Event, SendStatus, Slot};
 use crate::fanout::{self, Topics};
 use crate::http::{self, HttpContext};
+use crate::limits::{SENDS_PER_TURN, SWEEP_INTERVAL_MS};
 use crate::protocol::message::CloseCode;
 use crate::status::ServerState;
 use crate::wire::reply;

@@ -12,8 +12,8 @@ use io_uring::cqueue;
 
 use super::user_data::{ConnTag, Op};
 use super::{SlotState, UringDriver};
-use crate::config::limits::SENDS_PER_TURN;
 use crate::driver::{Event, Slot};
+use crate::limits::SENDS_PER_TURN;
 
 impl UringDriver {
     pub(super) fn on_completion(&mut self, user_data: u64, res: i32, flags: u32) {

@@ -34,7 +34,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 
 use super::accept::AcceptGate;
 use super::{Driver, Event, EventFd, SendBatch, SendStatus, Slot};
-use crate::config::limits::{MAX_IOVECS_PER_SEND, RECV_BUFFERS_PER_SHARD, RECV_BUFFER_BYTES};
+use crate::limits::{MAX_IOVECS_PER_SEND, RECV_BUFFERS_PER_SHARD, RECV_BUFFER_BYTES};
 use crate::log_limit::LogLimiter;
 use bufring::{BufRing, GROUP};
 use user_data::{ConnTag, Gen, Op};

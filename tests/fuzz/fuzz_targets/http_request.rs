@@ -8,7 +8,7 @@
 //! is `Partial`, and the request alone parses the same as with bytes after it).
 #![no_main]
 
-use framecast::config::limits::MAX_HTTP_HEAD_BYTES;
+use framecast::limits::MAX_HTTP_HEAD_BYTES;
 use framecast::protocol::handshake::{parse_request, RequestOutcome, Routes};
 use libfuzzer_sys::fuzz_target;
 
