@@ -37,6 +37,7 @@ pub mod protocol;
 pub mod server;
 pub mod shard;
 pub mod status;
+pub mod table;
 #[cfg(test)]
 mod testing;
 pub mod wire;

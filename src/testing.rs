@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::conn::{Admission, AppEvent, Conn, ConnSettings, SendBatch};
 use crate::driver::Slot;
 use crate::protocol::handshake::Routes;
-use crate::shard::table::{ConnTable, Entry, Session};
+use crate::table::{ConnTable, Entry, Session};
 
 /// Connection settings with a `max_queued_bytes` of `cap`.
 pub fn settings(cap: usize) -> ConnSettings {

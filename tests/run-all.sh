@@ -3,6 +3,7 @@
 #
 #   tests/run-all.sh
 #
+# 0. tests/arch/module_cycles.py     no import cycle between the server's top-level modules
 # 1. cargo test                      Rust unit and integration suites, both backends
 # 2. io_uring denied (seccomp)       one suite again with io_uring blocked as Docker blocks it:
 #                                    the io_uring variants say they were skipped, epoll runs
@@ -16,6 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 step() { echo; echo "=== $* ($((SECONDS - started)) s)"; }
+
+step "module cycles"
+python3 tests/arch/module_cycles.py
 
 step "cargo test"
 cargo test

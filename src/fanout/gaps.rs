@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::Delivered;
 use crate::conn::{ConnSettings, Full};
 use crate::distributor::ChannelFrames;
-use crate::shard::table::{Entry, PendingGap};
+use crate::table::{Entry, PendingGap};
 use crate::wire::reply;
 
 /// Before a lossy push of `len` bytes (events `range` = first seq, last seq, count): if the

@@ -24,8 +24,8 @@ use crate::conn::Full;
 use crate::distributor::conflate::crossed;
 use crate::distributor::{ChannelFrames, Exclusion, TickBatch};
 use crate::limits::MAX_RATE_LEVEL;
-use crate::shard::table::{ConnTable, Entry};
-use crate::shard::SendQueue;
+use crate::table::SendQueue;
+use crate::table::{ConnTable, Entry};
 use gaps::announce_or_miss;
 pub use topics::{Member, Topics};
 

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::protocol::frame::{server_frame, Kind};
-use crate::shard::table::{PendingGap, Session};
+use crate::table::{PendingGap, Session};
 
 const CAP: usize = 1000;
 

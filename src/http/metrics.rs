@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Response;
 use crate::conn::CloseReason;
-use crate::distributor::TICK_BUCKETS_US;
-use crate::shard::send_queue::SEND_WAIT_BUCKETS_MS;
-use crate::shard::ShardStats;
 use crate::status::ServerState;
+use crate::status::ShardStats;
+use crate::status::TICK_BUCKETS_US;
+use crate::table::send_queue::SEND_WAIT_BUCKETS_MS;
 
 /// A per-shard gauge: name, help, and how to read it from a shard's counters.
 type ShardGauge = (&'static str, &'static str, fn(&ShardStats) -> u64);

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{HttpContext, Response};
 use crate::distributor::PublishError;
 use crate::limits::MAX_BROADCAST_BYTES;
-use crate::shard::ShardStats;
+use crate::status::ShardStats;
 use crate::wire::channel;
 use crate::wire::command::{self, ErrorCode};
 use crate::wire::json::{self, Fields};

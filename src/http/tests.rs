@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::*;
 use crate::distributor::DistributorStats;
-use crate::shard::ShardStats;
+use crate::status::ShardStats;
 
 fn state(api_key: Option<&str>) -> ServerState {
     ServerState {

@@ -4,7 +4,7 @@
 
 use crate::distributor::{AckOutcome, PublishAck};
 use crate::driver::Slot;
-use crate::shard::table::ConnTable;
+use crate::table::ConnTable;
 use crate::wire::command::ErrorCode;
 use crate::wire::reply;
 

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::table::{Session, SubState, Subscription};
 use crate::auth::Policy;
 use crate::conn::Outbox;
 use crate::conn::{CloseReason, UpgradeRequest};
@@ -15,7 +14,8 @@ use crate::driver::Slot;
 use crate::fanout::Topics;
 use crate::limits::MAX_RATE_LEVEL;
 use crate::protocol::message::CloseCode;
-use crate::shard::table::RateBucket;
+use crate::table::RateBucket;
+use crate::table::{Session, SubState, Subscription};
 use crate::wire::command::{self, Command, ErrorCode};
 use crate::wire::command::{StreamPosition, SubscribeArgs};
 use crate::wire::reply;

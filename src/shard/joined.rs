@@ -10,7 +10,7 @@ use crate::config::Delivery;
 use crate::distributor::{Ingress, JoinReply, Joined};
 use crate::driver::Slot;
 use crate::fanout::Topics;
-use crate::shard::table::{ConnTable, SubState};
+use crate::table::{ConnTable, SubState};
 use crate::wire::command::ErrorCode;
 use crate::wire::reply::{self, ChannelTraits, Position, SubscribedTo};
 
@@ -157,7 +157,7 @@ mod tests {
 
     use super::*;
     use crate::distributor::{JoinRequest, JoinedChannel};
-    use crate::shard::table::{Session, Subscription};
+    use crate::table::{Session, Subscription};
 
     fn policy() -> Policy {
         Policy::from_config(&crate::Config::default()).unwrap()

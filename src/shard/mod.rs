@@ -8,9 +8,6 @@ pub mod acks;
 pub mod commands;
 pub mod joined;
 pub mod listen;
-pub mod send_queue;
-pub mod stats;
-pub mod table;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,11 +23,11 @@ use crate::http::{self, HttpContext};
 use crate::limits::{SENDS_PER_TURN, SWEEP_INTERVAL_MS};
 use crate::protocol::message::CloseCode;
 use crate::status::ServerState;
+pub use crate::status::ShardStats;
+use crate::table::send_queue::wait_bucket;
+pub use crate::table::{self as table, SendQueue};
 use crate::wire::reply;
 use commands::Context;
-use send_queue::wait_bucket;
-pub use send_queue::SendQueue;
-pub use stats::ShardStats;
 use table::{ConnTable, Entry, Session};
 
 /// Orders from the server to a shard.

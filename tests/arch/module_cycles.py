@@ -3,8 +3,7 @@
 
 A module depends on another when any of its non-test files names `crate::<other>` (in a `use` or
 a path). Prints each strongly connected component of more than one module, with its edges;
-exits 1 if there is any. Not yet part of tests/run-all.sh: the cycles it reports are issue 15's
-point 3, to be broken first.
+exits 1 if there is any. Step 0 of tests/run-all.sh.
 
     tests/arch/module_cycles.py            # from the repository root
 """

@@ -1,6 +1,12 @@
 //! A shard's connections: a slab indexed by [`Slot`], with the per-connection bookkeeping the
 //! shard keeps beside the sans-IO [`Conn`]. A slot is reused only after the driver reported the
 //! connection closed, so no completion can ever reach a newer connection in the same slot.
+//! Its own module (not the shard's) because the shard loop and fan-out both work on it: fan-out
+//! depends on the table, not on the shard.
+
+pub mod send_queue;
+
+pub use send_queue::SendQueue;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

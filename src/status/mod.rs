@@ -4,12 +4,15 @@
 //! the per-event path writes shared state for this.
 #![forbid(unsafe_code)]
 
+mod distributor_stats;
+mod shard_stats;
+
+pub use distributor_stats::{DistributorStats, TICK_BUCKETS_US};
+pub use shard_stats::ShardStats;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
-
-use crate::distributor::DistributorStats;
-use crate::shard::ShardStats;
 
 /// One channel as the distributor last saw it.
 #[derive(Clone, Debug, PartialEq)]

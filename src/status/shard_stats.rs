@@ -3,8 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::send_queue::SEND_WAIT_BUCKETS_MS;
 use crate::conn::CloseReason;
+use crate::table::send_queue::SEND_WAIT_BUCKETS_MS;
 
 /// Counters of one shard, aligned so two shards never share a cache line.
 #[derive(Debug, Default)]
