@@ -149,6 +149,7 @@ async fn defaults_wait_for_the_first_auth_and_resume_from_its_since(io: IoBacken
     let server = start(cfg);
     let (mut ws, hello) = connect(server.local_addr()).await;
     assert!(hello["expires_at_ms"].is_null(), "no token yet: {hello}");
+    assert_eq!(hello["auth_required"], true, "{hello}");
     let exp = unix_now() + 3600;
     send(
         &mut ws,
@@ -182,6 +183,7 @@ async fn connected_carries_the_expiry_of_an_upgrade_token(io: IoBackend) {
     let (_ws, hello) = connect_url(&url).await;
     assert_eq!(hello["expires_at_ms"], exp * 1000);
     assert_eq!(hello["user_id"], "ada");
+    assert_eq!(hello["auth_required"], false, "already authenticated");
 }
 
 const TRAITS: &str = "tick_hz = 60\n\

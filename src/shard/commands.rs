@@ -141,6 +141,7 @@ pub fn on_open(ctx: &mut Context<'_>, outbox: &mut Outbox) {
         user.as_deref(),
         ctx.tick_hz,
         expires_at_ms(identity),
+        identity.is_none() && !ctx.policy.anonymous,
     ));
     if let Some(text) = ctx.welcome {
         outbox.push_unchecked(reply::notification(text, "info"));

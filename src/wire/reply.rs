@@ -66,6 +66,7 @@ pub fn connected(
     user_id: Option<&str>,
     tick_hz: u32,
     expires_at_ms: Option<u64>,
+    auth_required: bool,
 ) -> Bytes {
     let mut o = Obj::new("connected");
     o.str("client_id", client_id);
@@ -77,6 +78,7 @@ pub fn connected(
         .raw("server_time_ms", &unix_ms().to_string())
         .raw("tick_hz", &tick_hz.to_string());
     expiry(&mut o, expires_at_ms);
+    o.raw("auth_required", if auth_required { "true" } else { "false" });
     o.frame()
 }
 
@@ -288,7 +290,8 @@ mod tests {
 
     #[test]
     fn connected_has_the_documented_fields() {
-        let v = json(&connected("c-1", None, 60, Some(1_800_000_000_000)));
+        let v = json(&connected("c-1", None, 60, Some(1_800_000_000_000), true));
+        assert_eq!(v["auth_required"], true);
         assert_eq!(v["expires_at_ms"], 1_800_000_000_000u64);
         assert_eq!(v["type"], "connected");
         assert_eq!(v["client_id"], "c-1");
