@@ -78,7 +78,10 @@ pub fn connected(
         .raw("server_time_ms", &unix_ms().to_string())
         .raw("tick_hz", &tick_hz.to_string());
     expiry(&mut o, expires_at_ms);
-    o.raw("auth_required", if auth_required { "true" } else { "false" });
+    o.raw(
+        "auth_required",
+        if auth_required { "true" } else { "false" },
+    );
     o.frame()
 }
 
