@@ -138,6 +138,32 @@ pub struct UringDriver {
 }
 
 impl UringDriver {
+    /// Submits the queued SQEs and waits for one completion, at most `timeout` (`None`: no
+    /// limit). A timeout (ETIME), a signal (EINTR) and a full completion queue (EBUSY/EAGAIN,
+    /// which reaping makes room in) are not errors: the caller reaps next either way.
+    fn submit_and_wait(&mut self, timeout: Option<&types::Timespec>) -> io::Result<()> {
+        let args = types::SubmitArgs::new();
+        let result = match timeout {
+            Some(ts) => self
+                .ring
+                .submitter()
+                .submit_with_args(1, &args.timespec(ts)),
+            None => self.ring.submitter().submit_with_args(1, &args),
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sets up the ring (with SINGLE_ISSUER + DEFER_TASKRUN when available) on the calling
     /// thread, which must be the only one to use it.
     pub fn new(listener: TcpListener, waker: Arc<EventFd>) -> io::Result<UringDriver> {
@@ -330,24 +356,7 @@ impl Driver for UringDriver {
             timeout = Some(timeout.map_or(resume, |t| t.min(resume)));
         }
         let ts = timeout.map(types::Timespec::from);
-        let args = types::SubmitArgs::new();
-        let result = match &ts {
-            Some(ts) => self
-                .ring
-                .submitter()
-                .submit_with_args(1, &args.timespec(ts)),
-            None => self.ring.submitter().submit_with_args(1, &args),
-        };
-        match result {
-            Ok(_) => {}
-            // EBUSY/EAGAIN: the completion queue is full; reaping below makes room.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) => {}
-            Err(e) => return Err(e),
-        }
+        self.submit_and_wait(ts.as_ref())?;
         self.reap();
         out.append(&mut self.pending);
         Ok(())
