@@ -16,6 +16,9 @@ use crate::config::limits::SENDS_PER_TURN;
 use crate::driver::{Event, Slot};
 
 impl UringDriver {
+    /// Applies one completion (`user_data` names the operation, `res` and `flags` are the
+    /// CQE's): the entry point of this module, called for every CQE `reap` takes. It only
+    /// updates state and queues events; re-arming is left for `arm`.
     pub(super) fn on_completion(&mut self, user_data: u64, res: i32, flags: u32) {
         let more = cqueue::more(flags);
         if !more {
