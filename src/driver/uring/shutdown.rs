@@ -35,8 +35,7 @@ impl UringDriver {
     pub fn cancel_and_reap(&mut self, limit: Duration) -> usize {
         self.listener = None;
         for state in &mut self.conns {
-            state.closing = true;
-            if let Some(stream) = &state.stream {
+            if let Some(stream) = state.begin_close() {
                 let _ = stream.shutdown(Shutdown::Both);
             }
         }
