@@ -553,18 +553,6 @@ impl State {
                 AppEvent::Message(_) => {}
                 AppEvent::Http(request) => outbox.push_unchecked(http::handle(request, &http)),
             });
-        if let Some(order) = close {
-            e.conn.close(order.code, order.text, order.reason, now);
-        }
-        if e.conn.outbox.over(settings.max_queued_bytes)
-            || e.session.held_bytes() > settings.max_queued_bytes
-        {
-            e.conn.close(
-                CloseCode::POLICY,
-                "slow consumer",
-                CloseReason::SlowConsumer,
-                now,
-            );
-        }
+        e.after_input(close, settings, now);
     }
 }
