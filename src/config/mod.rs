@@ -391,15 +391,16 @@ impl Config {
                     message: "false without jwt_secret or jwt_public_key_file: no client could ever connect; set a key".into(),
                 });
             }
-            if let Some((name, ns)) = self
-                .namespaces
-                .iter()
-                .find(|(_, ns)| ns.subscribe != Access::Anonymous)
-            {
+            // Exhaustive: a new `Access` variant must decide whether it needs a key.
+            let needs_key = self.namespaces.iter().find_map(|(name, ns)| {
                 let wants = match ns.subscribe {
+                    Access::Anonymous => return None,
+                    Access::Authenticated => "authenticated",
                     Access::Token => "token",
-                    _ => "authenticated",
                 };
+                Some((name, wants))
+            });
+            if let Some((name, wants)) = needs_key {
                 return Err(ConfigError::Invalid {
                     key: format!("namespaces.{name}.subscribe"),
                     message: format!(
