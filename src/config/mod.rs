@@ -290,7 +290,9 @@ impl Config {
                 self.max_subscriptions = parse_number(value, 1, 1_000_000).map_err(invalid)?
             }
             "max_channels" => {
-                self.max_channels = parse_number(value, 1, 10_000_000).map_err(invalid)?
+                // Bounded by the registry's hard cap: a larger value would be capped silently.
+                let max = limits::MAX_CHANNELS as u64;
+                self.max_channels = parse_number(value, 1, max).map_err(invalid)?
             }
             other => return Err(ConfigError::UnknownKey(other.to_string())),
         }
@@ -413,6 +415,17 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "ping_interval".into(),
                 message: "must be greater than zero".into(),
+            });
+        }
+        if self.max_channels > limits::MAX_CHANNELS {
+            // Also for a `Config` built in code, which `set` never saw.
+            return Err(ConfigError::Invalid {
+                key: "max_channels".into(),
+                message: format!(
+                    "{} is above the server's hard cap of {} channels",
+                    self.max_channels,
+                    limits::MAX_CHANNELS
+                ),
             });
         }
         Ok(())
