@@ -119,15 +119,23 @@ async fn readers_stay_whole_while_others_stall_or_reset_mid_burst_then_shutdown(
 
 async fn shutdown_in_the_middle_of_a_burst_to_stalled_and_reset_clients(io: IoBackend) {
     let server = start(config(io));
-    let [readers, stalled, resetters] = connect_groups(server.local_addr()).await;
+    let [readers, mut stalled, resetters] = connect_groups(server.local_addr()).await;
     publish_burst(&server);
     for c in resetters {
         reset(c);
     }
-    // No waiting for the burst: sends are in flight to every group when shutdown begins.
+    // The burst has started (the stalled clients read its first event, then read no more), so
+    // sends are in flight to every group when shutdown begins.
+    for c in &mut stalled {
+        assert_eq!(c.read_json().await["type"], "event");
+    }
     shut_down(server).await;
     for c in readers {
         let (seqs, _) = read_burst(c).await;
+        assert!(
+            !seqs.is_empty(),
+            "a reader got none of a burst begun before shutdown"
+        );
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     }
     drop(stalled);

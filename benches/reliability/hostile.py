@@ -736,43 +736,44 @@ async def attack_slow_consumers(h, a):
     return dict(attacker=att, fail=fail, warn=warn, rss_return_check=True)
 
 
+async def pipelined(h, payload, n, read_timeout, unread_for=None):
+    """Sends `payload` (n pipelined requests) on one connection and reads up to n responses:
+    while sending, or, with `unread_for` seconds, only after reading nothing that long through a
+    4 KiB receive buffer (the record then has the server's RSS meanwhile)."""
+    reader, writer = await raw_conn(h.port, rcvbuf=4096 if unread_for else None)
+    t0 = time.monotonic()
+    if unread_for:
+        wr = asyncio.ensure_future(send_all(writer, payload))
+        await asyncio.sleep(unread_for)
+        rss_mid = h.rss_now()
+        res = await read_http(reader, read_timeout, n)
+        sent, err = await wr
+    else:
+        rd = asyncio.ensure_future(read_http(reader, read_timeout, n))
+        sent, err = await send_all(writer, payload)
+        res = await rd
+    writer.close()
+    record = dict(requests=n, sent_bytes=sent, send_error=err, responses=res["count"],
+                  statuses=res["statuses"], end=res["end"])
+    if unread_for:
+        record["rss_kb_while_unread"] = rss_mid
+    record["seconds"] = round(time.monotonic() - t0, 2)
+    return record
+
+
 async def attack_pipelined(h, a):
     n = a.pipeline
     get = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     out, fail, warn = {}, [], []
     # a. write all at once, read concurrently
-    reader, writer = await raw_conn(h.port)
-    t0 = time.monotonic()
-    rd = asyncio.ensure_future(read_http(reader, 8, n))
-    sent, err = await send_all(writer, get * n)
-    res = await rd
-    writer.close()
-    out["healthz_read_live"] = dict(requests=n, sent_bytes=sent, send_error=err, responses=res["count"],
-                                    statuses=res["statuses"], end=res["end"], seconds=round(time.monotonic() - t0, 2))
+    out["healthz_read_live"] = await pipelined(h, get * n, n, 8)
     # b. write all, read nothing for 4 s, then read
-    reader, writer = await raw_conn(h.port, rcvbuf=4096)
-    t0 = time.monotonic()
-    wr = asyncio.ensure_future(send_all(writer, get * n))
-    await asyncio.sleep(4)
-    rss_mid = h.rss_now()
-    res = await read_http(reader, 6, n)
-    sent, err = await wr
-    writer.close()
-    out["healthz_read_late"] = dict(requests=n, sent_bytes=sent, send_error=err, responses=res["count"],
-                                    statuses=res["statuses"], end=res["end"], rss_kb_while_unread=rss_mid,
-                                    seconds=round(time.monotonic() - t0, 2))
+    out["healthz_read_late"] = await pipelined(h, get * n, n, 6, unread_for=4)
     # c. 10k POST /api/v1/broadcast
     body = b'{"channel":"pipe:1","event_type":"p","data":1}'
     post = (b"POST /api/v1/broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body)) + body
-    reader, writer = await raw_conn(h.port)
-    t0 = time.monotonic()
-    rd = asyncio.ensure_future(read_http(reader, 8, n))
-    sent, err = await send_all(writer, post * n)
-    res = await rd
-    writer.close()
-    out["broadcast_read_live"] = dict(requests=n, sent_bytes=sent, send_error=err, responses=res["count"],
-                                      statuses=res["statuses"], end=res["end"], seconds=round(time.monotonic() - t0, 2))
+    out["broadcast_read_live"] = await pipelined(h, post * n, n, 8)
     for k, v in out.items():
         bad = {s: c for s, c in v["statuses"].items() if s not in ("200", "202", "503")}
         if bad:

@@ -289,7 +289,9 @@ impl Config {
                 self.max_subscriptions = parse_number(value, 1, 1_000_000).map_err(invalid)?
             }
             "max_channels" => {
-                self.max_channels = parse_number(value, 1, 10_000_000).map_err(invalid)?
+                // Bounded by the registry's hard cap: a larger value would be capped silently.
+                let max = crate::limits::MAX_CHANNELS as u64;
+                self.max_channels = parse_number(value, 1, max).map_err(invalid)?
             }
             other => return Err(ConfigError::UnknownKey(other.to_string())),
         }
@@ -390,15 +392,16 @@ impl Config {
                     message: "false without jwt_secret or jwt_public_key_file: no client could ever connect; set a key".into(),
                 });
             }
-            if let Some((name, ns)) = self
-                .namespaces
-                .iter()
-                .find(|(_, ns)| ns.subscribe != Access::Anonymous)
-            {
+            // Exhaustive: a new `Access` variant must decide whether it needs a key.
+            let needs_key = self.namespaces.iter().find_map(|(name, ns)| {
                 let wants = match ns.subscribe {
+                    Access::Anonymous => return None,
+                    Access::Authenticated => "authenticated",
                     Access::Token => "token",
-                    _ => "authenticated",
                 };
+                Some((name, wants))
+            });
+            if let Some((name, wants)) = needs_key {
                 return Err(ConfigError::Invalid {
                     key: format!("namespaces.{name}.subscribe"),
                     message: format!(
@@ -411,6 +414,17 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "ping_interval".into(),
                 message: "must be greater than zero".into(),
+            });
+        }
+        if self.max_channels > crate::limits::MAX_CHANNELS {
+            // Also for a `Config` built in code, which `set` never saw.
+            return Err(ConfigError::Invalid {
+                key: "max_channels".into(),
+                message: format!(
+                    "{} is above the server's hard cap of {} channels",
+                    self.max_channels,
+                    crate::limits::MAX_CHANNELS
+                ),
             });
         }
         Ok(())

@@ -16,6 +16,20 @@ fn invalid_value_names_the_key() {
 }
 
 #[test]
+fn max_channels_above_the_registry_cap_is_refused_naming_the_key() {
+    let mut c = Config::default();
+    c.set("max_channels", "1000000").unwrap();
+    assert_eq!(c.max_channels, crate::limits::MAX_CHANNELS);
+    let err = c.set("max_channels", "1000001").unwrap_err();
+    assert!(err.to_string().contains("`max_channels`"), "{err}");
+    assert_eq!(c.max_channels, crate::limits::MAX_CHANNELS);
+    c.check().unwrap();
+    c.max_channels = crate::limits::MAX_CHANNELS + 1; // as an embedder may build it
+    let err = c.check().unwrap_err();
+    assert!(err.to_string().contains("max_channels"), "{err}");
+}
+
+#[test]
 fn toml_unknown_key_is_an_error_naming_it() {
     let err = Config::default()
         .apply_toml("tick_hz = 30\nbogus = 1\n", "test")

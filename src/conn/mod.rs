@@ -153,6 +153,18 @@ enum Phase {
     Done,
 }
 
+/// A close the application asks for (a command handler, a limit): the code and text to send,
+/// and why, for counting.
+#[derive(Clone, Copy, Debug)]
+pub struct CloseOrder {
+    /// Close code.
+    pub code: CloseCode,
+    /// Reason text.
+    pub text: &'static str,
+    /// Why, for counting.
+    pub reason: CloseReason,
+}
+
 /// One connection's protocol state.
 #[derive(Debug)]
 pub struct Conn {

@@ -8,6 +8,15 @@ use std::time::Duration;
 
 use crate::limits::MAX_RATE_LEVEL;
 
+/// The share of its period a tick's work may take before the tick counts as an overrun (the
+/// host steps down, and a late tick is blamed on the work rather than on scheduling).
+const OVERRUN_SHARE: f64 = 0.75;
+
+/// Whether `took` is an overrun of a tick of `period` (more than [`OVERRUN_SHARE`] of it).
+fn overran(took: Duration, period: Duration) -> bool {
+    took > period.mul_f64(OVERRUN_SHARE)
+}
+
 /// The host's step-down level (conflated channels tick every `2^level` frames).
 #[derive(Debug)]
 pub struct HostLevel {
@@ -30,7 +39,7 @@ impl HostLevel {
     /// when it changed.
     pub fn observe(&mut self, took: Duration, merged: bool) -> Option<u8> {
         let before = self.level;
-        if merged || took > self.period.mul_f64(0.75) {
+        if merged || overran(took, self.period) {
             self.level = (self.level + 1).min(MAX_RATE_LEVEL);
         } else if took < self.period / 4 && self.level > 0 {
             self.level -= 1;
@@ -70,7 +79,7 @@ impl Behind {
 impl HostLevel {
     /// Which of the two made a tick late, from its work time.
     pub fn cause(took: Duration, period: Duration) -> Behind {
-        if took > period.mul_f64(0.75) {
+        if overran(took, period) {
             Behind::WorkOverrun
         } else {
             Behind::SchedulingDelay

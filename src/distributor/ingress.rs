@@ -43,12 +43,18 @@ pub struct Publication {
 
 impl Publication {
     fn cost(&self) -> usize {
-        self.channel.len()
-            + self.event_type.len()
-            + self.data.len()
-            + self.key.as_ref().map_or(0, Bytes::len)
-            + 64
+        cost(
+            self.channel.len(),
+            self.event_type.len(),
+            self.data.len(),
+            self.key.as_ref().map_or(0, Bytes::len),
+        )
     }
+}
+
+/// The bytes of the ingress budget one publication takes: its buffers plus a fixed overhead.
+fn cost(channel: usize, event_type: usize, data: usize, key: usize) -> usize {
+    channel + event_type + data + key + 64
 }
 
 /// A shard asks to add one connection to channels (a `subscribe`, or default channels on
@@ -176,13 +182,8 @@ impl Ingress {
     /// Queues a publication for the next tick.
     pub fn publish(&self, p: Publication) -> Result<(), PublishError> {
         let cost = p.cost();
-        if self.pending_bytes.fetch_add(cost, Ordering::Relaxed) + cost > MAX_INGRESS_BYTES {
-            self.pending_bytes.fetch_sub(cost, Ordering::Relaxed);
-            return Err(PublishError::Overloaded);
-        }
-        self.tx
-            .send(IngressMsg::Publish(p))
-            .map_err(|_| PublishError::Stopped)
+        self.reserve(cost)?;
+        self.send_reserved(p, cost)
     }
 
     /// Validates, encodes and queues an event: the embedding and HTTP entry point.
@@ -203,59 +204,78 @@ impl Ingress {
         key: Option<&str>,
         data: Vec<u8>,
     ) -> Result<(), PublishError> {
-        if !channel::is_valid(channel) {
-            return Err(PublishError::InvalidChannel(
-                channel.chars().take(64).collect(),
-            ));
-        }
-        let event_type = serde_json::to_vec(event_type).expect("a str always serializes");
-        self.publish(Publication {
-            origin: None,
-            channel: Arc::from(channel),
-            event_type: Bytes::from(event_type),
-            data: Bytes::from(data),
-            key: key.map(json_key),
-            ack: None,
-        })
+        self.publish_to_all(&[channel], event_type, key, Bytes::from(data))
     }
 
     /// Queues one event for every channel in `channels`, all or none: the byte budget is taken
     /// for the whole set at once, and the channels share one `data` buffer (no copy per channel
-    /// here; the distributor encodes each channel's frame once).
-    pub fn publish_to_all(
+    /// here; the distributor encodes each channel's frame once). `event_type` and `key` are
+    /// encoded once for the set. Names are validated here even when a caller (the HTTP route)
+    /// already did: this is a public entry point, and the check is linear.
+    pub fn publish_to_all<C: AsRef<str>>(
         &self,
-        channels: &[String],
+        channels: &[C],
         event_type: &str,
         key: Option<&str>,
         data: Bytes,
     ) -> Result<(), PublishError> {
-        if let Some(bad) = channels.iter().find(|c| !channel::is_valid(c)) {
+        if let Some(bad) = channels
+            .iter()
+            .map(AsRef::as_ref)
+            .find(|c| !channel::is_valid(c))
+        {
             return Err(PublishError::InvalidChannel(bad.chars().take(64).collect()));
         }
         let event_type = Bytes::from(serde_json::to_vec(event_type).expect("a str serializes"));
         let key = key.map(json_key);
-        let publications: Vec<Publication> = channels
-            .iter()
-            .map(|c| Publication {
+        let each = |name: &str| {
+            cost(
+                name.len(),
+                event_type.len(),
+                data.len(),
+                key.as_ref().map_or(0, Bytes::len),
+            )
+        };
+        let mut unsent: usize = channels.iter().map(|c| each(c.as_ref())).sum();
+        self.reserve(unsent)?;
+        for name in channels {
+            let name = name.as_ref();
+            let p = Publication {
                 origin: None,
-                channel: Arc::from(c.as_str()),
+                channel: Arc::from(name),
                 event_type: event_type.clone(),
                 data: data.clone(),
                 key: key.clone(),
                 ack: None,
-            })
-            .collect();
-        let cost: usize = publications.iter().map(Publication::cost).sum();
-        if self.pending_bytes.fetch_add(cost, Ordering::Relaxed) + cost > MAX_INGRESS_BYTES {
-            self.pending_bytes.fetch_sub(cost, Ordering::Relaxed);
-            return Err(PublishError::Overloaded);
-        }
-        for p in publications {
-            if self.tx.send(IngressMsg::Publish(p)).is_err() {
-                return Err(PublishError::Stopped);
-            }
+            };
+            let this = each(name);
+            // `unsent` covers this publication and every later one: on `Stopped`, all of it
+            // goes back (the distributor releases only what it received).
+            self.send_reserved(p, unsent)?;
+            unsent -= this;
         }
         Ok(())
+    }
+
+    /// Takes `cost` bytes of the ingress budget, or none if that would pass
+    /// [`MAX_INGRESS_BYTES`]. The distributor gives them back with [`release`](Self::release)
+    /// once it has taken the publications off the queue.
+    fn reserve(&self, cost: usize) -> Result<(), PublishError> {
+        if self.pending_bytes.fetch_add(cost, Ordering::Relaxed) + cost > MAX_INGRESS_BYTES {
+            self.release(cost);
+            return Err(PublishError::Overloaded);
+        }
+        Ok(())
+    }
+
+    /// Queues a publication whose budget is reserved. If the distributor has stopped, it gives
+    /// back `unsent`: the bytes reserved for `p` and for any publication of the same set not
+    /// yet queued.
+    fn send_reserved(&self, p: Publication, unsent: usize) -> Result<(), PublishError> {
+        self.tx.send(IngressMsg::Publish(p)).map_err(|_| {
+            self.release(unsent);
+            PublishError::Stopped
+        })
     }
 
     /// Asks to add a connection to channels; answered on the shard's inbox.
@@ -273,6 +293,7 @@ impl Ingress {
         let _ = self.tx.send(IngressMsg::Stop);
     }
 
+    /// Gives back `bytes` of the ingress budget (taken by [`reserve`](Self::reserve)).
     pub(crate) fn release(&self, bytes: usize) {
         self.pending_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
@@ -285,4 +306,69 @@ impl Ingress {
 /// A key as the JSON string literal events carry.
 pub fn json_key(key: &str) -> Bytes {
     Bytes::from(serde_json::to_vec(key).expect("a str always serializes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(ingress: &Ingress) -> usize {
+        ingress.pending_bytes.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn the_budget_taken_is_what_the_distributor_releases() {
+        let (ingress, rx) = Ingress::new();
+        let names = vec!["a".to_string(), "bb".to_string()];
+        ingress
+            .publish_to_all(&names, "e", Some("k"), Bytes::from_static(b"1"))
+            .unwrap();
+        ingress
+            .publish_keyed("ccc", "e", None, b"22".to_vec())
+            .unwrap();
+        let mut released = 0;
+        while let Ok(msg) = rx.msgs.try_recv() {
+            if let IngressMsg::Publish(p) = msg {
+                released += Ingress::cost_of(&p);
+            }
+        }
+        assert_eq!(pending(&ingress), released);
+        ingress.release(released);
+        assert_eq!(pending(&ingress), 0);
+    }
+
+    #[test]
+    fn a_stopped_distributor_gives_the_whole_set_back() {
+        let (ingress, rx) = Ingress::new();
+        drop(rx);
+        let names = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let sent = ingress.publish_to_all(&names, "e", None, Bytes::from_static(b"1"));
+        assert_eq!(sent, Err(PublishError::Stopped));
+        assert_eq!(pending(&ingress), 0);
+        assert_eq!(
+            ingress.publish_json("a", "e", b"1".to_vec()),
+            Err(PublishError::Stopped)
+        );
+        assert_eq!(pending(&ingress), 0);
+    }
+
+    #[test]
+    fn an_over_budget_set_takes_nothing() {
+        let (ingress, _rx) = Ingress::new();
+        let names: Vec<String> = (0..3).map(|i| format!("c{i}")).collect();
+        let data = Bytes::from(vec![b'1'; MAX_INGRESS_BYTES / 2]);
+        let sent = ingress.publish_to_all(&names, "e", None, data);
+        assert_eq!(sent, Err(PublishError::Overloaded));
+        assert_eq!(pending(&ingress), 0);
+    }
+
+    #[test]
+    fn an_invalid_name_queues_nothing() {
+        let (ingress, rx) = Ingress::new();
+        let names = vec!["ok".to_string(), String::new()];
+        let sent = ingress.publish_to_all(&names, "e", None, Bytes::from_static(b"1"));
+        assert!(matches!(sent, Err(PublishError::InvalidChannel(_))));
+        assert!(rx.msgs.try_recv().is_err());
+        assert_eq!(pending(&ingress), 0);
+    }
 }

@@ -94,7 +94,15 @@ impl Driver for EpollDriver {
         } else {
             Some(Duration::ZERO)
         };
-        if let Some(resume) = self.accept_gate.wait_hint(Instant::now()) {
+        let now = Instant::now();
+        let resume = if self.accept_retry && self.accept_gate.is_open(now) {
+            // An accept failed last turn for another reason than a resource (an aborted
+            // handshake), or a pause just ran out: retry now, not at the caller's timeout.
+            Some(Duration::ZERO)
+        } else {
+            self.accept_gate.wait_hint(now)
+        };
+        if let Some(resume) = resume {
             timeout = Some(timeout.map_or(resume, |t| t.min(resume)));
         }
         match self.poll.poll(&mut self.events, timeout) {

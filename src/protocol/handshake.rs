@@ -207,31 +207,18 @@ fn content_length(req: &httparse::Request<'_, '_>) -> Result<usize, &'static str
 /// A complete HTTP error response with the JSON body the HTTP API uses everywhere
 /// (`{"error": code, "message": ...}`), closing the connection.
 pub fn error_response(status: u16, message: &str) -> Bytes {
-    let reason = match status {
-        400 => "Bad Request",
-        404 => "Not Found",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        405 => "Method Not Allowed",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
-    };
-    let code = match status {
-        400 => "bad_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        411 => "length_required",
-        413 => "too_large",
-        426 => "upgrade_required",
-        431 => "header_too_large",
-        503 => "unavailable",
-        _ => "error",
+    let (reason, code) = match status {
+        400 => ("Bad Request", "bad_request"),
+        401 => ("Unauthorized", "unauthorized"),
+        403 => ("Forbidden", "forbidden"),
+        404 => ("Not Found", "not_found"),
+        405 => ("Method Not Allowed", "method_not_allowed"),
+        411 => ("Length Required", "length_required"),
+        413 => ("Content Too Large", "too_large"),
+        426 => ("Upgrade Required", "upgrade_required"),
+        431 => ("Request Header Fields Too Large", "header_too_large"),
+        503 => ("Service Unavailable", "unavailable"),
+        _ => ("Error", "error"),
     };
     let body = serde_json::json!({"error": code, "message": message}).to_string();
     Bytes::from(format!(
@@ -310,7 +297,7 @@ mod tests {
     }
 
     const UPGRADE_STR: &str = "GET /ws?token=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-    const UPGRADE: &[u8] = b"GET /ws?token=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    const UPGRADE: &[u8] = UPGRADE_STR.as_bytes();
 
     #[test]
     fn upgrade_answers_with_the_rfc_accept_key() {

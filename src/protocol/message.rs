@@ -195,6 +195,11 @@ impl MessageReader {
                     reason: "message too big",
                 });
             }
+            // A data frame that does not fit the message in progress is refused as soon as its
+            // header is read, before any of its payload is buffered.
+            if let Some(v) = self.misplaced(header.kind) {
+                return Err(v);
+            }
             // At most `max_message` (data) or 125 (control) from here on: fits a usize.
             let len = header.payload_len as usize;
             let start = pos + header.header_len;
@@ -205,11 +210,11 @@ impl MessageReader {
                 _ => false,
             };
             if header.kind == Kind::Text && done == 0 {
-                self.utf8 = Utf8Stream::default(); // a new message (a misplaced one fails below)
+                self.utf8 = Utf8Stream::default(); // a new message (a misplaced one failed above)
             }
             let fresh = &mut buf[start + done..start + arrived];
             unmask(fresh, rotate(header.mask, done));
-            if text && self.fragments_allow(header.kind) && self.utf8.feed(fresh).is_err() {
+            if text && self.utf8.feed(fresh).is_err() {
                 return Err(NOT_UTF8);
             }
             if arrived < len {
@@ -222,14 +227,21 @@ impl MessageReader {
         }
     }
 
-    /// Whether a frame of `kind` fits the message in progress (the misplaced ones are refused,
-    /// with their own reason, in [`deliver`](Self::deliver)).
-    fn fragments_allow(&self, kind: Kind) -> bool {
-        match kind {
-            Kind::Continuation => self.fragments.is_some(),
-            Kind::Text | Kind::Binary => self.fragments.is_none(),
-            _ => true,
-        }
+    /// Why a frame of `kind` does not fit the message in progress, if it does not: a new data
+    /// message before the fragmented one ended, or a continuation of nothing. Control frames
+    /// always fit (they may come between fragments).
+    fn misplaced(&self, kind: Kind) -> Option<Violation> {
+        let reason = match kind {
+            Kind::Continuation if self.fragments.is_none() => "continuation without a message",
+            Kind::Text | Kind::Binary if self.fragments.is_some() => {
+                "new message before the previous one ended"
+            }
+            _ => return None,
+        };
+        Some(Violation {
+            code: CloseCode::PROTOCOL,
+            reason,
+        })
     }
 
     fn deliver(
@@ -246,13 +258,8 @@ impl MessageReader {
                 let (code, reason) = parse_close(payload)?;
                 on_message(Incoming::Close(code, reason));
             }
+            // `parse_frames` refused misplaced data frames at their header (`misplaced`).
             Kind::Text | Kind::Binary => {
-                if self.fragments.is_some() {
-                    return Err(Violation {
-                        code: CloseCode::PROTOCOL,
-                        reason: "new message before the previous one ended",
-                    });
-                }
                 let text = kind == Kind::Text;
                 if fin {
                     if text && !self.utf8.is_complete() {
@@ -271,12 +278,7 @@ impl MessageReader {
                 }
             }
             Kind::Continuation => {
-                let Some(f) = self.fragments.as_mut() else {
-                    return Err(Violation {
-                        code: CloseCode::PROTOCOL,
-                        reason: "continuation without a message",
-                    });
-                };
+                let f = (self.fragments.as_mut()).expect("refused at its header otherwise");
                 f.data.extend_from_slice(payload);
                 if fin {
                     let mut f = self.fragments.take().expect("checked above");

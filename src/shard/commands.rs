@@ -48,16 +48,7 @@ pub struct Context<'a> {
     pub close: &'a mut Option<CloseOrder>,
 }
 
-/// A close the command handler asks for.
-#[derive(Clone, Copy, Debug)]
-pub struct CloseOrder {
-    /// Close code.
-    pub code: CloseCode,
-    /// Reason text.
-    pub text: &'static str,
-    /// Why, for counting.
-    pub reason: CloseReason,
-}
+pub use crate::conn::CloseOrder;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {

@@ -17,10 +17,11 @@ use crossbeam_channel::Receiver;
 
 use crate::conn::{Admission, AppEvent, CloseReason, Conn, ConnSettings};
 use crate::distributor::{Ingress, ShardMsg};
-use crate::driver::{Driver, Event, SendStatus, Slot};
+use crate::driver::{accept, Driver, Event, SendStatus, Slot};
 use crate::fanout::{self, Topics};
 use crate::http::{self, HttpContext};
 use crate::limits::{SENDS_PER_TURN, SWEEP_INTERVAL_MS};
+use crate::log_limit::LogLimiter;
 use crate::protocol::message::CloseCode;
 use crate::status::ServerState;
 pub use crate::status::ShardStats;
@@ -89,6 +90,9 @@ struct State {
     next_sweep: Instant,
     drain_deadline: Option<Instant>,
     next_serial: u64,
+    /// "could not register a connection" repeats under descriptor or memory pressure: logged
+    /// as sparingly as the accept warnings.
+    register_warnings: LogLimiter,
 }
 
 impl<D: Driver> Shard<D> {
@@ -106,6 +110,7 @@ impl<D: Driver> Shard<D> {
                 next_sweep: now,
                 drain_deadline: None,
                 next_serial: 0,
+                register_warnings: LogLimiter::new(accept::LOG_EVERY),
             },
         }
     }
@@ -236,7 +241,9 @@ impl<D: Driver> Shard<D> {
         ShardStats::add(&self.st.p.stats.accepted, 1);
         ShardStats::add(&self.st.p.stats.connections, 1);
         if let Err(e) = self.driver.register(slot, fd) {
-            tracing::warn!(error = %e, "could not register a connection");
+            if let Some(suppressed) = self.st.register_warnings.admit(self.st.now) {
+                tracing::warn!(error = %e, suppressed, "could not register a connection");
+            }
             if let Some(entry) = self.st.table.get_mut(slot) {
                 entry.conn.handle_peer_gone();
             }
@@ -550,18 +557,6 @@ impl State {
                 AppEvent::Message(_) => {}
                 AppEvent::Http(request) => outbox.push_unchecked(http::handle(request, &http)),
             });
-        if let Some(order) = close {
-            e.conn.close(order.code, order.text, order.reason, now);
-        }
-        if e.conn.outbox.over(settings.max_queued_bytes)
-            || e.session.held_bytes() > settings.max_queued_bytes
-        {
-            e.conn.close(
-                CloseCode::POLICY,
-                "slow consumer",
-                CloseReason::SlowConsumer,
-                now,
-            );
-        }
+        e.after_input(close, settings, now);
     }
 }

@@ -10,11 +10,14 @@ pub use send_queue::SendQueue;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::conn::Conn;
+use crate::conn::CloseOrder;
+use crate::conn::{CloseReason, Conn, ConnSettings};
 use crate::driver::Slot;
+use crate::protocol::message::CloseCode;
 
 /// Per-connection application state (who the client is, what it asked for).
 #[derive(Debug, Default)]
@@ -84,6 +87,13 @@ impl Session {
     /// Bytes of replies held back (they count against the client's queue cap).
     pub fn held_bytes(&self) -> usize {
         self.held.as_ref().map_or(0, |h| h.bytes)
+    }
+
+    /// How many `subscribe`s wait for the distributor's answer (replies are held behind them).
+    pub fn pending_joins(&self) -> usize {
+        self.held.as_ref().map_or(0, |h| {
+            h.queue.iter().filter(|x| matches!(x, Held::Join)).count()
+        })
     }
 }
 
@@ -223,6 +233,30 @@ impl Entry {
             gaps: RareList::default(),
         }
     }
+
+    /// What the shard does after a read was handed to the connection: first the close the
+    /// commands ordered (`order`, if any), then the slow-consumer check: an outbox over
+    /// `max_queued_bytes`, or replies held behind a join over it, closes with 1008.
+    pub fn after_input(
+        &mut self,
+        order: Option<CloseOrder>,
+        settings: &ConnSettings,
+        now: Instant,
+    ) {
+        if let Some(order) = order {
+            self.conn.close(order.code, order.text, order.reason, now);
+        }
+        if self.conn.outbox.over(settings.max_queued_bytes)
+            || self.session.held_bytes() > settings.max_queued_bytes
+        {
+            self.conn.close(
+                CloseCode::POLICY,
+                "slow consumer",
+                CloseReason::SlowConsumer,
+                now,
+            );
+        }
+    }
 }
 
 /// A list most connections never use: one pointer while empty (a `Vec` is three words), the
@@ -329,6 +363,21 @@ impl ConnTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_joins_counts_the_joins_replies_wait_behind() {
+        let mut s = Session::default();
+        assert_eq!(s.pending_joins(), 0);
+        s.expect_join();
+        assert!(s.hold(Bytes::from_static(b"r")).is_none());
+        s.expect_join();
+        assert_eq!(s.pending_joins(), 2);
+        let mut out = Vec::new();
+        s.release_held(|f| out.push(f));
+        assert_eq!((s.pending_joins(), out.len()), (1, 1));
+        s.release_held(|f| out.push(f));
+        assert_eq!(s.pending_joins(), 0);
+    }
 
     #[test]
     fn an_unused_rare_list_costs_one_pointer() {

@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """Summarises an Autobahn|TestSuite fuzzingclient report (reports/servers/index.json).
 
-Usage: check.py INDEX_JSON [LABEL]
+Usage: check.py INDEX_JSON [LABEL [WSTEST_LOG]]
+
+WSTEST_LOG is wstest's own output of the run; its "Cases = [...]" line is the list of cases the
+run was to execute. Every one of them must be in the report (a run that stopped half-way leaves
+a partial report, whose cases may all be OK).
 
 Prints one summary line
     autobahn (LABEL): N OK, N INFORMATIONAL, N NON-STRICT, N FAILED, N UNIMPLEMENTED; close behaviour not OK: N
 then one line per case whose behaviour or close behaviour is not OK/INFORMATIONAL, e.g.
     case 6.4.1: NON-STRICT (behaviorClose OK)
+or that the run was to execute but the report lacks, e.g.
+    case 9.1.1: missing from the report
 and exits 1 if there is any such case (or no case at all), 0 otherwise.
 """
 
@@ -22,6 +28,15 @@ def case_key(case_id):
     return [int(p) if p.isdigit() else p for p in re.split(r"[.]", case_id)]
 
 
+def expected_cases(log_path):
+    """The case ids wstest announced ("Cases = [u'1.1.1', ...]"), or None without that line."""
+    with open(log_path) as f:
+        for line in f:
+            if line.startswith("Cases = "):
+                return re.findall(r"['\"]([0-9][0-9.]*)['\"]", line)
+    return None
+
+
 def main(argv):
     if len(argv) < 2:
         sys.stderr.write(__doc__)
@@ -33,6 +48,13 @@ def main(argv):
     cases = {}
     for agent in index.values():
         cases.update(agent)
+    missing = []
+    if len(argv) > 3:
+        expected = expected_cases(argv[3])
+        if expected is None:
+            print("autobahn (io=%s): %s names no cases (no \"Cases = \" line)" % (label, argv[3]))
+            return 1
+        missing = sorted(set(expected) - set(cases), key=case_key)
     counts = {k: 0 for k in KINDS}
     other = 0
     bad_close = 0
@@ -58,6 +80,9 @@ def main(argv):
     )
     if other:
         summary += "; other behaviour: %d" % other
+    if missing:
+        summary += "; missing from the report: %d" % len(missing)
+        bad_lines += ["case %s: missing from the report" % c for c in missing]
     print(summary)
     for line in bad_lines:
         print(line)

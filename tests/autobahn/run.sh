@@ -194,7 +194,7 @@ EOF
         status=1
         continue
     fi
-    python3 "$here/check.py" "$outdir/index.json" "$io" || status=1
+    python3 "$here/check.py" "$outdir/index.json" "$io" "$work/wstest-$io.log" || status=1
     echo "autobahn (io=$io): $((SECONDS - t0)) s; report: $outdir/index.html"
 done
 echo "autobahn: total $((SECONDS - started)) s"

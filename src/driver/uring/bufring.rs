@@ -18,6 +18,23 @@ use io_uring::IoUring;
 /// The buffer group id framecast registers.
 pub const GROUP: u16 = 0;
 
+/// The kernel's `struct io_uring_buf`, the layout behind [`BufRingEntry`] (whose field is
+/// private): named fields let `push` write one field at a time through a raw pointer.
+#[repr(C)]
+struct RawEntry {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    /// Entry 0's is the ring's tail (written only by `publish`).
+    resv: u16,
+}
+
+const _: () = assert!(
+    size_of::<RawEntry>() == size_of::<BufRingEntry>()
+        && align_of::<RawEntry>() == align_of::<BufRingEntry>()
+        && std::mem::offset_of!(RawEntry, resv) == 14
+);
+
 /// The ring of entries (page-aligned, shared with the kernel) and the buffers it points at.
 pub struct BufRing {
     entries: *mut BufRingEntry,
@@ -113,12 +130,18 @@ impl BufRing {
         // The address is computed, not borrowed: no Rust reference to the buffer exists while
         // the kernel owns it.
         let addr = self.buffers.wrapping_add(usize::from(bid) * self.size) as u64;
-        // SAFETY: `index` < count, so the entry is inside the allocation; only this thread
-        // writes entries, and the kernel reads an entry only after the tail covers it.
-        let entry = unsafe { &mut *self.entries.add(index) };
-        entry.set_addr(addr);
-        entry.set_len(self.size as u32);
-        entry.set_bid(bid);
+        let entry = self.entries.wrapping_add(index).cast::<RawEntry>();
+        // SAFETY: `index` < count, so the entry is inside the `entries` allocation, owned by
+        // `self` and freed only after `unregister` (see `new`). The three fields are written
+        // through raw pointers, one field each, with no `&mut` to the entry: entry 0's `resv`
+        // is the ring's tail, which the kernel reads at any time, so no Rust reference may
+        // cover it. Only this thread writes entries, and the kernel reads an entry only after
+        // the tail (`publish`) covers it.
+        unsafe {
+            std::ptr::addr_of_mut!((*entry).addr).write(addr);
+            std::ptr::addr_of_mut!((*entry).len).write(self.size as u32);
+            std::ptr::addr_of_mut!((*entry).bid).write(bid);
+        }
         self.tail = self.tail.wrapping_add(1);
     }
 

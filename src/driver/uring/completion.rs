@@ -11,11 +11,14 @@ use std::time::Instant;
 use io_uring::cqueue;
 
 use super::user_data::{ConnTag, Op};
-use super::{SlotState, UringDriver};
+use super::{SlotPhase, SlotState, UringDriver};
 use crate::driver::{Event, Slot};
 use crate::limits::SENDS_PER_TURN;
 
 impl UringDriver {
+    /// Applies one completion (`user_data` names the operation, `res` and `flags` are the
+    /// CQE's): the entry point of this module, called for every CQE `reap` takes. It only
+    /// updates state and queues events; re-arming is left for `arm`.
     pub(super) fn on_completion(&mut self, user_data: u64, res: i32, flags: u32) {
         let more = cqueue::more(flags);
         if !more {
@@ -70,7 +73,7 @@ impl UringDriver {
         if !more {
             state.recv_armed = false;
         }
-        let (slot, closing) = (tag.slot, state.closing);
+        let (slot, closing) = (tag.slot, state.is_closing());
         match (res, bid) {
             (n, Some(bid)) if n > 0 => self.pending.push(Event::Input {
                 slot,
@@ -138,13 +141,12 @@ impl UringDriver {
         let Some(state) = self.conns.get_mut(slot as usize) else {
             return;
         };
-        if state.closing && !state.recv_armed && state.send.is_none() && state.stream.is_some() {
+        if state.is_closing() && !state.recv_armed && state.send.is_none() {
             if std::mem::take(&mut state.fixed) {
                 // The table holds its own reference to the socket: drop it, or it stays open.
                 let _ = self.ring.submitter().register_files_update(slot, &[-1]);
             }
-            state.stream = None;
-            state.closing = false;
+            state.phase = SlotPhase::Free; // closes the socket
             self.accept_gate.on_descriptor_freed();
             self.pending.push(Event::Closed(slot));
         }

@@ -85,21 +85,58 @@ struct InflightSend {
     batch: SendBatch,
 }
 
+/// One slot's bookkeeping: its connection's lifecycle ([`SlotPhase`]) and the two operations
+/// that can be in flight for it (the multishot receive and one send).
 #[derive(Default)]
 struct SlotState {
-    stream: Option<TcpStream>,
+    phase: SlotPhase,
     /// Bumped on every `register`; travels in `user_data` so a stale completion is caught.
     gen: Gen,
     /// The socket is in the registered-file table at index `slot`.
     fixed: bool,
     recv_armed: bool,
     send: Option<Box<InflightSend>>,
-    closing: bool,
+}
+
+/// Where a slot's connection is in its life. A slot is reused (`register`) only from `Free`,
+/// and becomes `Free` again (`maybe_closed`) only once nothing of it is in flight.
+#[derive(Default)]
+enum SlotPhase {
+    /// No connection (never used, or closed and reported `Closed`).
+    #[default]
+    Free,
+    /// Serving: receives are re-armed, sends accepted.
+    Open(TcpStream),
+    /// `close` (or shutdown) began: the socket is shut down and its operations cancelled; it is
+    /// closed once their completions are reaped.
+    Closing(TcpStream),
 }
 
 impl SlotState {
     fn tag(&self, slot: Slot) -> ConnTag {
         ConnTag::new(slot, self.gen)
+    }
+
+    /// The socket, open or closing.
+    fn stream(&self) -> Option<&TcpStream> {
+        match &self.phase {
+            SlotPhase::Free => None,
+            SlotPhase::Open(stream) | SlotPhase::Closing(stream) => Some(stream),
+        }
+    }
+
+    fn is_closing(&self) -> bool {
+        matches!(self.phase, SlotPhase::Closing(_))
+    }
+
+    /// Moves an open (or already closing) connection to `Closing`; returns its socket, or
+    /// `None` for a free slot.
+    fn begin_close(&mut self) -> Option<&TcpStream> {
+        self.phase = match std::mem::take(&mut self.phase) {
+            SlotPhase::Open(stream) | SlotPhase::Closing(stream) => SlotPhase::Closing(stream),
+            SlotPhase::Free => SlotPhase::Free,
+        };
+        self.stream()
     }
 }
 
@@ -138,6 +175,32 @@ pub struct UringDriver {
 }
 
 impl UringDriver {
+    /// Submits the queued SQEs and waits for one completion, at most `timeout` (`None`: no
+    /// limit). A timeout (ETIME), a signal (EINTR) and a full completion queue (EBUSY/EAGAIN,
+    /// which reaping makes room in) are not errors: the caller reaps next either way.
+    fn submit_and_wait(&mut self, timeout: Option<&types::Timespec>) -> io::Result<()> {
+        let args = types::SubmitArgs::new();
+        let result = match timeout {
+            Some(ts) => self
+                .ring
+                .submitter()
+                .submit_with_args(1, &args.timespec(ts)),
+            None => self.ring.submitter().submit_with_args(1, &args),
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sets up the ring (with SINGLE_ISSUER + DEFER_TASKRUN when available) on the calling
     /// thread, which must be the only one to use it.
     pub fn new(listener: TcpListener, waker: Arc<EventFd>) -> io::Result<UringDriver> {
@@ -283,8 +346,10 @@ impl UringDriver {
         let Some(state) = self.conns.get_mut(slot as usize) else {
             return;
         };
-        let Some(stream) = &state.stream else { return };
-        if state.recv_armed || state.closing {
+        let SlotPhase::Open(stream) = &state.phase else {
+            return;
+        };
+        if state.recv_armed {
             return;
         }
         let entry = if state.fixed {
@@ -330,24 +395,7 @@ impl Driver for UringDriver {
             timeout = Some(timeout.map_or(resume, |t| t.min(resume)));
         }
         let ts = timeout.map(types::Timespec::from);
-        let args = types::SubmitArgs::new();
-        let result = match &ts {
-            Some(ts) => self
-                .ring
-                .submitter()
-                .submit_with_args(1, &args.timespec(ts)),
-            None => self.ring.submitter().submit_with_args(1, &args),
-        };
-        match result {
-            Ok(_) => {}
-            // EBUSY/EAGAIN: the completion queue is full; reaping below makes room.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) => {}
-            Err(e) => return Err(e),
-        }
+        self.submit_and_wait(ts.as_ref())?;
         self.reap();
         out.append(&mut self.pending);
         Ok(())
@@ -359,7 +407,7 @@ impl Driver for UringDriver {
             self.conns.resize_with(i + 1, SlotState::default);
         }
         let old = &self.conns[i];
-        if old.stream.is_some() || old.recv_armed || old.send.is_some() {
+        if !matches!(old.phase, SlotPhase::Free) || old.recv_armed || old.send.is_some() {
             // Reusing it would drop memory the kernel may still use; refuse (a shard bug).
             return Err(io::Error::other("slot still has a connection in flight"));
         }
@@ -371,7 +419,7 @@ impl Driver for UringDriver {
                 .register_files_update(slot, &[fd.as_raw_fd()])
                 .is_ok();
         self.conns[i] = SlotState {
-            stream: Some(TcpStream::from(fd)),
+            phase: SlotPhase::Open(TcpStream::from(fd)),
             gen,
             fixed,
             ..SlotState::default()
@@ -395,7 +443,7 @@ impl Driver for UringDriver {
         let Some(state) = self.conns.get_mut(slot as usize) else {
             return SendStatus::Failed(io::ErrorKind::NotConnected.into());
         };
-        let Some(stream) = &state.stream else {
+        let Some(stream) = state.stream() else {
             return SendStatus::Failed(io::ErrorKind::NotConnected.into());
         };
         if state.send.is_some() {
@@ -466,11 +514,7 @@ impl Driver for UringDriver {
     }
 
     fn shutdown_write(&mut self, slot: Slot) {
-        if let Some(SlotState {
-            stream: Some(stream),
-            ..
-        }) = self.conns.get(slot as usize)
-        {
+        if let Some(stream) = self.conns.get(slot as usize).and_then(SlotState::stream) {
             let _ = stream.shutdown(Shutdown::Write);
         }
     }
@@ -480,11 +524,10 @@ impl Driver for UringDriver {
             self.pending.push(Event::Closed(slot));
             return;
         };
-        let Some(stream) = &state.stream else {
+        let Some(stream) = state.begin_close() else {
             self.pending.push(Event::Closed(slot));
             return;
         };
-        state.closing = true;
         // Shutting the socket down ends the multishot receive (EOF) and any blocked send.
         let _ = stream.shutdown(Shutdown::Both);
         let tag = state.tag(slot);

@@ -35,8 +35,7 @@ impl UringDriver {
     pub fn cancel_and_reap(&mut self, limit: Duration) -> usize {
         self.listener = None;
         for state in &mut self.conns {
-            state.closing = true;
-            if let Some(stream) = &state.stream {
+            if let Some(stream) = state.begin_close() {
                 let _ = stream.shutdown(Shutdown::Both);
             }
         }
@@ -53,18 +52,9 @@ impl UringDriver {
                 next_cancel = now + CANCEL_AGAIN_AFTER;
             }
             let nap = types::Timespec::from(next_cancel.min(deadline) - now);
-            let args = types::SubmitArgs::new().timespec(&nap);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                    ) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "io_uring broke while draining");
-                    break;
-                }
+            if let Err(e) = self.submit_and_wait(Some(&nap)) {
+                tracing::error!(error = %e, "io_uring broke while draining");
+                break;
             }
             self.reap();
             self.pending.clear();

@@ -92,6 +92,35 @@ fn continuation_without_start_is_a_protocol_error() {
 }
 
 #[test]
+fn a_misplaced_data_frame_is_refused_at_its_header() {
+    // Only the header of each misplaced frame arrives: the payload is never waited for.
+    let header = |first: u8| {
+        let mut f = frame(first, &[b'a'; 1000]);
+        f.truncate(8); // 2 + 2 (length) + 4 (mask)
+        f
+    };
+    let mut text_in_fragments = frame(0x01, b"he");
+    text_in_fragments.extend(header(0x81));
+    let mut binary_in_fragments = frame(0x02, b"he");
+    binary_in_fragments.extend(header(0x82));
+    for (bytes, reason) in [
+        (
+            text_in_fragments,
+            "new message before the previous one ended",
+        ),
+        (
+            binary_in_fragments,
+            "new message before the previous one ended",
+        ),
+        (header(0x80), "continuation without a message"),
+    ] {
+        let (_, r) = read_all(&[&bytes], 1 << 20);
+        let v = r.unwrap_err();
+        assert_eq!((v.code, v.reason), (CloseCode::PROTOCOL, reason));
+    }
+}
+
+#[test]
 fn close_frame_yields_code_and_reason() {
     let mut payload = 1000u16.to_be_bytes().to_vec();
     payload.extend_from_slice(b"bye");

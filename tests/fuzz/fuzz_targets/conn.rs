@@ -1,9 +1,10 @@
 //! A whole sans-IO connection (`conn::Conn`) driven the way a shard drives it
 //! (src/shard/mod.rs): reads through `handle_input` with the shard's application callback
 //! (`shard::commands::on_upgrade` / `on_open` / `on_message`, `http::handle`), then the close
-//! order and the slow-consumer check of `State::on_data`; timers as `sweep` runs them; sends as
-//! `flush` does them (possibly partial); tick batches through `fanout::deliver`; the
-//! distributor's answers to joins through `shard::joined::apply`; peer resets and shutdown.
+//! order and the slow-consumer check of `State::on_data` (the shared `Entry::after_input`);
+//! timers as `sweep` runs them; sends as `flush` does them (possibly partial); tick batches
+//! through `fanout::deliver`; the distributor's answers to joins through
+//! `shard::joined::apply`; peer resets and shutdown.
 //! Time is simulated: every `Instant` is a fixed base plus the offset the input advanced.
 //!
 //! Input, decoded with `arbitrary::Unstructured` (integers little-endian, zero-padded at the end):
@@ -80,11 +81,6 @@ struct Harness {
     finished: bool,
 }
 
-/// `Session::held` as text: how a join being queued is seen from outside the crate.
-fn held_text(s: &Session) -> String {
-    format!("{:?}", s.held)
-}
-
 impl Harness {
     fn now(&self) -> Instant {
         base() + self.offset
@@ -127,37 +123,15 @@ impl Harness {
                 AppEvent::Upgrade(request) => commands::on_upgrade(&mut ctx, request),
                 AppEvent::Opened { .. } => commands::on_open(&mut ctx, outbox),
                 AppEvent::Message(m) if ctx.close.is_none() => {
-                    let before = held_text(ctx.session);
+                    let before = ctx.session.pending_joins();
                     commands::on_message(&mut ctx, outbox, m);
-                    let after = held_text(ctx.session);
-                    let joined_now = match before.strip_suffix(" })") {
-                        None => after.starts_with("Some(HeldReplies { queue: [Join]"),
-                        Some(b) => {
-                            let (q, bytes) = b.rsplit_once("], bytes: ").unwrap();
-                            after == format!("{q}, Join], bytes: {bytes} }})")
-                        }
-                    };
-                    if joined_now {
-                        joins += 1;
-                    }
+                    joins += ctx.session.pending_joins() - before;
                 }
                 AppEvent::Message(_) => {}
                 AppEvent::Http(request) => outbox.push_unchecked(http::handle(request, &http_ctx)),
             });
         self.pending_joins += joins;
-        if let Some(order) = close {
-            entry.conn.close(order.code, order.text, order.reason, now);
-        }
-        if entry.conn.outbox.over(settings.max_queued_bytes)
-            || entry.session.held_bytes() > settings.max_queued_bytes
-        {
-            entry.conn.close(
-                CloseCode::POLICY,
-                "slow consumer",
-                CloseReason::SlowConsumer,
-                now,
-            );
-        }
+        entry.after_input(close, settings, now);
     }
 
     /// `Shard::after_change`.
