@@ -122,6 +122,9 @@ struct Semantics {
     /// A 64-bit length with the top bit set is a protocol error (RFC 6455 §5.2 "MUST be 0");
     /// otherwise it is a length like any other (and so too big).
     msb_is_protocol_error: bool,
+    /// A data frame out of place (a continuation with no message, a new message inside a
+    /// fragmented one) is refused as soon as its header is read; otherwise once it is whole.
+    misplaced_at_header: bool,
 }
 
 /// UTF-8 checked incrementally over a growing message: `Err` once a byte cannot be UTF-8.
@@ -201,6 +204,14 @@ fn model(s: &[u8], max: usize, sem: Semantics) -> Outcome {
         let so_far = frag.as_ref().map_or(0, |f| f.1.len()) as u128;
         if !control && so_far + len > max as u128 {
             return fail(events, 1009);
+        }
+        let misplaced = match op {
+            0 => frag.is_none(),
+            1 | 2 => frag.is_some(),
+            _ => false,
+        };
+        if sem.misplaced_at_header && misplaced {
+            return fail(events, 1002);
         }
         let len = len as usize; // <= max here
         let arrived = len.min(b.len() - hl);
@@ -298,16 +309,19 @@ fn models(s: &[u8], max: usize) -> Vec<Outcome> {
     let mut out = Vec::new();
     for fail_fast_utf8 in [false, true] {
         for msb_is_protocol_error in [false, true] {
-            let o = model(
-                s,
-                max,
-                Semantics {
-                    fail_fast_utf8,
-                    msb_is_protocol_error,
-                },
-            );
-            if !out.contains(&o) {
-                out.push(o);
+            for misplaced_at_header in [false, true] {
+                let o = model(
+                    s,
+                    max,
+                    Semantics {
+                        fail_fast_utf8,
+                        msb_is_protocol_error,
+                        misplaced_at_header,
+                    },
+                );
+                if !out.contains(&o) {
+                    out.push(o);
+                }
             }
         }
     }
