@@ -152,8 +152,8 @@ fn open_table(conns: usize, settings: &ConnSettings) -> (ConnTable, Topics) {
         let mut batch = SendBatch::default();
         conn.outbox.fill(&mut batch);
         conn.handle_sent(batch.len);
-        let slot = table.insert(Entry::new(conn, Session::default(), true));
-        topics.subscribe("bench", slot, 0);
+        let id = table.insert(Entry::new(conn, Session::default(), true));
+        topics.subscribe("bench", id.slot, 0);
     }
     (table, topics)
 }

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod conn;
+pub mod conn_id;
 pub mod distributor;
 pub mod driver;
 pub mod fanout;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::conn::{Admission, AppEvent, Conn, ConnSettings, SendBatch};
-use crate::driver::Slot;
+use crate::conn_id::{ConnId, Slot};
 use crate::protocol::handshake::Routes;
 use crate::table::{ConnTable, Entry, Session};
 
@@ -28,7 +28,7 @@ pub fn settings(cap: usize) -> ConnSettings {
 const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
 /// Inserts an open native connection (101 already sent, queue empty) into `table`.
-pub fn open_entry(table: &mut ConnTable, session: Session, now: Instant) -> Slot {
+pub fn open_entry(table: &mut ConnTable, session: Session, now: Instant) -> ConnId {
     let mut conn = Conn::new(now, Admission::Admit);
     let settings = settings(1 << 20);
     conn.handle_input(&mut UPGRADE.to_vec(), now, &settings, &mut |_,
@@ -49,4 +49,13 @@ pub fn drain(table: &mut ConnTable, slot: Slot) -> Vec<u8> {
     let out: Vec<u8> = batch.slices().flatten().copied().collect();
     conn.handle_sent(out.len());
     out
+}
+
+/// A send batch of one frame.
+pub fn batch_of(frame: &bytes::Bytes) -> SendBatch {
+    SendBatch {
+        bufs: vec![frame.clone()],
+        offset: 0,
+        len: frame.len(),
+    }
 }

@@ -246,7 +246,7 @@ impl Conn {
         data: &mut [u8],
         now: Instant,
         settings: &ConnSettings,
-        app: &mut dyn FnMut(&mut Outbox, AppEvent<'_>),
+        app: &mut impl FnMut(&mut Outbox, AppEvent<'_>),
     ) {
         match &mut self.phase {
             Phase::Http { head } => {
@@ -267,7 +267,7 @@ impl Conn {
         head: &mut Vec<u8>,
         now: Instant,
         settings: &ConnSettings,
-        app: &mut dyn FnMut(&mut Outbox, AppEvent<'_>),
+        app: &mut impl FnMut(&mut Outbox, AppEvent<'_>),
     ) {
         loop {
             match parse_request(head, &settings.routes) {
@@ -390,7 +390,7 @@ impl Conn {
         data: &mut [u8],
         now: Instant,
         settings: &ConnSettings,
-        app: &mut dyn FnMut(&mut Outbox, AppEvent<'_>),
+        app: &mut impl FnMut(&mut Outbox, AppEvent<'_>),
     ) {
         let open = self.is_open();
         let echo = self.endpoint == Endpoint::Echo;

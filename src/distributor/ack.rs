@@ -6,14 +6,11 @@
 use std::sync::Arc;
 
 use super::ingress::Publication;
-use crate::driver::Slot;
+use crate::conn_id::ConnId;
 
 /// Where a publication's `published` reply goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AckTo {
-    /// The publishing connection's slot on its shard (the shard and serial are the
-    /// publication's [`super::Origin`]).
-    pub slot: Slot,
     /// The request's `id` (raw JSON), echoed in the reply.
     pub id: Box<str>,
 }
@@ -42,9 +39,9 @@ pub enum AckOutcome {
 pub struct PublishAck {
     /// The publisher's shard.
     pub shard: u32,
-    /// The publisher's serial there (a reused slot must not get another connection's reply).
-    pub serial: u64,
-    /// Slot and request id.
+    /// The publishing connection there (a reused slot must not get another connection's reply).
+    pub conn: ConnId,
+    /// The request id.
     pub to: AckTo,
     /// The channel published to.
     pub channel: Arc<str>,
@@ -58,7 +55,7 @@ impl PublishAck {
         let (origin, to) = (p.origin?, p.ack.as_deref()?);
         Some(PublishAck {
             shard: origin.shard,
-            serial: origin.serial,
+            conn: origin.conn,
             to: to.clone(),
             channel: p.channel.clone(),
             outcome,

@@ -207,7 +207,7 @@ mod tests {
         levels.add(None, 12, &f("N12"), None);
         let me = Origin {
             shard: 0,
-            serial: 9,
+            conn: crate::conn_id::ConnId::new(9, 1),
         };
         levels.add(Some(&a), 13, &f("A13"), Some(me));
         let v = levels.emit("c", boundaries(1, 2), 13).unwrap();

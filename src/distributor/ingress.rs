@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use thiserror::Error;
 
-use crate::driver::Slot;
+use crate::conn_id::ConnId;
 use crate::limits::MAX_INGRESS_BYTES;
 use crate::wire::channel;
 use crate::wire::command::StreamPosition;
@@ -20,8 +20,8 @@ use crate::wire::command::StreamPosition;
 pub struct Origin {
     /// Shard of the publishing connection.
     pub shard: u32,
-    /// The connection's serial number within its shard.
-    pub serial: u64,
+    /// The connection there.
+    pub conn: ConnId,
 }
 
 /// One event on its way to subscribers.
@@ -64,10 +64,8 @@ fn cost(channel: usize, event_type: usize, data: usize, key: usize) -> usize {
 pub struct JoinRequest {
     /// The asking shard.
     pub shard: usize,
-    /// The connection's slot there.
-    pub slot: Slot,
-    /// The connection's serial (a reused slot must not get another connection's reply).
-    pub serial: u64,
+    /// The connection there (a reused slot must not get another connection's reply).
+    pub conn: ConnId,
     /// The request's `id` (raw JSON) to echo.
     pub id: Option<String>,
     /// Which `subscribed` the client is sent (`None`: no reply).

@@ -196,7 +196,7 @@ fn push_shared(
     }
     let own = shared.exclusions.filter(|ex| {
         ex.iter()
-            .any(|x| x.origin.shard == shard && x.origin.serial == entry.session.serial)
+            .any(|x| x.origin.shard == shard && x.origin.conn == entry.id)
     });
     let push = |entry: &mut Entry, frame: Bytes| push_frame(entry, frame, lossy, settings, now);
     match own {
@@ -233,7 +233,7 @@ fn push_without_own(
 ) -> Result<(), Full> {
     let mut at = 0usize;
     for x in exclusions {
-        if x.origin.shard != shard || x.origin.serial != entry.session.serial {
+        if x.origin.shard != shard || x.origin.conn != entry.id {
             continue;
         }
         if x.start as usize > at {

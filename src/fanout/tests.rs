@@ -16,7 +16,7 @@ fn settings() -> ConnSettings {
 /// One open connection subscribed to `channel`, its queue empty.
 fn one_subscriber(channel: &str, now: Instant) -> (ConnTable, Topics, crate::driver::Slot) {
     let mut table = ConnTable::default();
-    let slot = crate::testing::open_entry(&mut table, Session::default(), now);
+    let slot = crate::testing::open_entry(&mut table, Session::default(), now).slot;
     let mut topics = Topics::default();
     topics.subscribe(channel, slot, 0);
     (table, topics, slot)

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::driver::Slot;
+use crate::conn_id::Slot;
 
 /// One subscriber of a channel on this shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

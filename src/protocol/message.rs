@@ -152,7 +152,7 @@ impl MessageReader {
         &mut self,
         data: &mut [u8],
         max_message: usize,
-        on_message: &mut dyn FnMut(Incoming<'_>),
+        on_message: &mut impl FnMut(Incoming<'_>),
     ) -> Result<(), Violation> {
         if self.partial.is_empty() {
             let used = self.parse_frames(data, max_message, on_message)?;
@@ -176,7 +176,7 @@ impl MessageReader {
         &mut self,
         buf: &mut [u8],
         max_message: usize,
-        on_message: &mut dyn FnMut(Incoming<'_>),
+        on_message: &mut impl FnMut(Incoming<'_>),
     ) -> Result<usize, Violation> {
         let mut pos = 0;
         // Progress belongs to the frame at the start of `buf` (the carried partial frame).
@@ -249,7 +249,7 @@ impl MessageReader {
         kind: Kind,
         fin: bool,
         payload: &mut [u8],
-        on_message: &mut dyn FnMut(Incoming<'_>),
+        on_message: &mut impl FnMut(Incoming<'_>),
     ) -> Result<(), Violation> {
         match kind {
             Kind::Ping => on_message(Incoming::Ping(payload)),

@@ -2,17 +2,16 @@
 //! events arrives (before that tick's events are fanned out, so an `echo = false` publisher
 //! knows its own seqs before it sees the next event).
 
+use crate::conn_id::Slot;
 use crate::distributor::{AckOutcome, PublishAck};
-use crate::driver::Slot;
 use crate::table::ConnTable;
 use crate::wire::command::ErrorCode;
 use crate::wire::reply;
 
 /// Queues the reply `ack` asks for; returns the slot if its connection has new output.
 pub fn apply(ack: &PublishAck, table: &mut ConnTable) -> Option<Slot> {
-    let slot = ack.to.slot;
-    let entry = table.get_mut(slot)?;
-    if entry.session.serial != ack.serial || entry.closing || !entry.conn.is_open() {
+    let entry = table.get_id_mut(ack.conn)?;
+    if entry.closing || !entry.conn.is_open() {
         return None; // the publisher is gone
     }
     let id = Some(&*ack.to.id);
@@ -31,5 +30,5 @@ pub fn apply(ack: &PublishAck, table: &mut ConnTable) -> Option<Slot> {
     if let Some(frame) = entry.session.hold(frame) {
         entry.conn.outbox.push_unchecked(frame);
     }
-    Some(slot)
+    Some(ack.conn.slot)
 }

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use crate::auth::Policy;
 use crate::conn::Outbox;
 use crate::conn::{CloseReason, UpgradeRequest};
+use crate::conn_id::{ConnId, Slot};
 use crate::distributor::{AckTo, JoinReply, JoinRequest};
 use crate::distributor::{Ingress, Origin, Publication, PublishError};
-use crate::driver::Slot;
 use crate::fanout::Topics;
 use crate::limits::MAX_RATE_LEVEL;
 use crate::protocol::message::CloseCode;
@@ -24,8 +24,8 @@ use crate::wire::reply;
 pub struct Context<'a> {
     /// This shard's index.
     pub shard: usize,
-    /// The connection's slot.
-    pub slot: Slot,
+    /// The connection.
+    pub conn: ConnId,
     /// The connection's subscriptions.
     pub session: &'a mut Session,
     /// This shard's topics.
@@ -294,18 +294,13 @@ fn publish(
     let publication = Publication {
         origin: Some(Origin {
             shard: ctx.shard as u32,
-            serial: ctx.session.serial,
+            conn: ctx.conn,
         }),
         channel: Arc::from(channel),
         event_type: Bytes::from(serde_json::to_vec(event_type).expect("a str serializes")),
         data: Bytes::from(data),
         key: key.map(crate::distributor::ingress::json_key),
-        ack: id.map(|id| {
-            Box::new(AckTo {
-                slot: ctx.slot,
-                id: id.into(),
-            })
-        }),
+        ack: id.map(|id| Box::new(AckTo { id: id.into() })),
     };
     match ctx.ingress.publish(publication) {
         Ok(()) => Ok(()),
@@ -432,8 +427,7 @@ fn join(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>, reply: Jo
     ctx.session.expect_join();
     ctx.ingress.join(JoinRequest {
         shard: ctx.shard,
-        slot: ctx.slot,
-        serial: ctx.session.serial,
+        conn: ctx.conn,
         id: id.map(str::to_string),
         reply: Some(reply),
         names: args.channels.clone(),
@@ -453,7 +447,7 @@ pub fn unsubscribe(ctx: &mut Context<'_>, name: &str) {
         return;
     }
     let sub = session.channels.remove(i);
-    ctx.topics.unsubscribe(name, ctx.slot);
+    ctx.topics.unsubscribe(name, ctx.conn.slot);
     ctx.ingress.leave(ctx.shard, sub.name);
 }
 

@@ -7,8 +7,8 @@
 
 use crate::auth::Policy;
 use crate::config::Delivery;
+use crate::conn_id::Slot;
 use crate::distributor::{Ingress, JoinReply, Joined};
-use crate::driver::Slot;
 use crate::fanout::Topics;
 use crate::table::{ConnTable, SubState};
 use crate::wire::command::ErrorCode;
@@ -54,9 +54,8 @@ pub fn apply(
     view: ShardView<'_>,
 ) -> Option<Slot> {
     let (shard, max_channels) = (view.shard, view.policy.max_channels);
-    let serial = joined.request.serial;
-    let entry = match table.get_mut(joined.request.slot) {
-        Some(e) if e.session.serial == serial && !e.closing && e.conn.is_open() => e,
+    let entry = match table.get_id_mut(joined.request.conn) {
+        Some(e) if !e.closing && e.conn.is_open() => e,
         _ => {
             // The connection is gone; its close sent no `leave` for channels still joining.
             for channel in joined.channels.iter().filter(|c| !c.refused) {
@@ -87,7 +86,7 @@ pub fn apply(
                 .session
                 .release_held(|frame| outbox.push_unchecked(frame));
         }
-        return (!entry.conn.outbox.is_empty()).then_some(joined.request.slot);
+        return (!entry.conn.outbox.is_empty()).then_some(joined.request.conn.slot);
     }
     if let Some(to) = request.reply {
         let names: Vec<&str> = request.names.iter().map(String::as_str).collect();
@@ -135,7 +134,7 @@ pub fn apply(
         };
         let sub = &mut entry.session.channels[sub];
         sub.state = SubState::Live;
-        topics.subscribe(&channel.name, request.slot, sub.floor);
+        topics.subscribe(&channel.name, request.conn.slot, sub.floor);
         for frame in channel.frames {
             entry.conn.outbox.push_replay(frame);
         }
@@ -147,7 +146,7 @@ pub fn apply(
             .session
             .release_held(|frame| outbox.push_unchecked(frame));
     }
-    (!entry.conn.outbox.is_empty()).then_some(joined.request.slot)
+    (!entry.conn.outbox.is_empty()).then_some(joined.request.conn.slot)
 }
 
 #[cfg(test)]
@@ -156,6 +155,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::conn_id::ConnId;
     use crate::distributor::{JoinRequest, JoinedChannel};
     use crate::table::{Session, Subscription};
 
@@ -163,12 +163,11 @@ mod tests {
         Policy::from_config(&crate::Config::default()).unwrap()
     }
 
-    fn answer(slot: Slot, serial: u64, channel: &str, refused: bool) -> Joined {
+    fn answer(conn: ConnId, channel: &str, refused: bool) -> Joined {
         Joined {
             request: JoinRequest {
                 shard: 0,
-                slot,
-                serial,
+                conn,
                 id: None,
                 reply: Some(JoinReply::Subscribe),
                 names: vec![channel.into()],
@@ -187,11 +186,8 @@ mod tests {
     }
 
     /// A connection whose subscribe to `channel` waits for the distributor, then was cancelled.
-    fn cancelled_join(table: &mut ConnTable, channel: &str) -> Slot {
-        let mut session = Session {
-            serial: 7,
-            ..Session::default()
-        };
+    fn cancelled_join(table: &mut ConnTable, channel: &str) -> ConnId {
+        let mut session = Session::default();
         session.channels.push(Subscription {
             name: Arc::from(channel),
             state: SubState::Cancelled,
@@ -225,9 +221,9 @@ mod tests {
     fn a_refused_join_that_was_cancelled_meanwhile_sends_no_leave() {
         let (ingress, rx) = Ingress::new();
         let (mut table, mut topics, policy) = (ConnTable::default(), Topics::default(), policy());
-        let slot = cancelled_join(&mut table, "a");
+        let conn = cancelled_join(&mut table, "a");
         apply(
-            answer(slot, 7, "a", true),
+            answer(conn, "a", true),
             &mut table,
             &mut topics,
             &ingress,
@@ -237,23 +233,23 @@ mod tests {
             leaves(&rx).is_empty(),
             "the distributor never counted it in: a leave would take another subscriber's count"
         );
-        assert!(table.get_mut(slot).unwrap().session.channels.is_empty());
+        assert!(table.get_id_mut(conn).unwrap().session.channels.is_empty());
     }
 
     #[test]
     fn an_accepted_join_that_was_cancelled_meanwhile_leaves_once() {
         let (ingress, rx) = Ingress::new();
         let (mut table, mut topics, policy) = (ConnTable::default(), Topics::default(), policy());
-        let slot = cancelled_join(&mut table, "a");
+        let conn = cancelled_join(&mut table, "a");
         apply(
-            answer(slot, 7, "a", false),
+            answer(conn, "a", false),
             &mut table,
             &mut topics,
             &ingress,
             view(&policy),
         );
         assert_eq!(leaves(&rx), vec!["a"]);
-        assert!(table.get_mut(slot).unwrap().session.channels.is_empty());
+        assert!(table.get_id_mut(conn).unwrap().session.channels.is_empty());
         assert!(topics.subscribers_mut("a").is_none_or(|m| m.is_empty()));
     }
 
@@ -261,16 +257,16 @@ mod tests {
     fn an_answer_for_a_connection_that_is_gone_leaves_what_was_counted_in() {
         let (ingress, rx) = Ingress::new();
         let (mut table, mut topics, policy) = (ConnTable::default(), Topics::default(), policy());
-        let slot = cancelled_join(&mut table, "a");
+        let gone = cancelled_join(&mut table, "a").next();
         apply(
-            answer(slot, 99, "a", false),
+            answer(gone, "a", false),
             &mut table,
             &mut topics,
             &ingress,
             view(&policy),
         );
         apply(
-            answer(slot, 99, "b", true),
+            answer(gone, "b", true),
             &mut table,
             &mut topics,
             &ingress,

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::conn::{Admission, AppEvent, CloseReason, Conn, ConnSettings};
+use crate::conn_id::{ConnId, Slot};
 use crate::distributor::{Ingress, ShardMsg};
-use crate::driver::{accept, Driver, Event, SendStatus, Slot};
+use crate::driver::{accept, Driver, Event};
 use crate::fanout::{self, Topics};
 use crate::http::{self, HttpContext};
 use crate::limits::{SENDS_PER_TURN, SWEEP_INTERVAL_MS};
@@ -89,7 +90,6 @@ struct State {
     now: Instant,
     next_sweep: Instant,
     drain_deadline: Option<Instant>,
-    next_serial: u64,
     /// "could not register a connection" repeats under descriptor or memory pressure: logged
     /// as sparingly as the accept warnings.
     register_warnings: LogLimiter,
@@ -109,7 +109,6 @@ impl<D: Driver> Shard<D> {
                 now,
                 next_sweep: now,
                 drain_deadline: None,
-                next_serial: 0,
                 register_warnings: LogLimiter::new(accept::LOG_EVERY),
             },
         }
@@ -161,29 +160,29 @@ impl<D: Driver> Shard<D> {
         }
     }
 
-    fn on_event(&mut self, event: Event) {
+    fn on_event(&mut self, event: Event<D::Input>) {
         match event {
             Event::Accepted(fd) => self.on_accept(fd),
-            Event::Input { slot, token } => {
+            Event::Input { conn, data } => {
                 let st = &mut self.st;
                 let open = self
                     .driver
-                    .read_input(slot, token, &mut |data| st.on_data(slot, data));
+                    .read_input(conn, data, |data| st.on_data(conn, data));
                 if !open {
-                    if let Some(e) = self.st.table.get_mut(slot) {
+                    if let Some(e) = self.st.table.get_id_mut(conn) {
                         e.conn.handle_peer_gone();
                     }
                 }
-                self.after_change(slot);
+                self.after_change(conn.slot);
             }
-            Event::PeerClosed(slot) => {
-                if let Some(e) = self.st.table.get_mut(slot) {
+            Event::PeerClosed(conn) => {
+                if let Some(e) = self.st.table.get_id_mut(conn) {
                     e.conn.handle_peer_gone();
                 }
-                self.after_change(slot);
+                self.after_change(conn.slot);
             }
-            Event::Sent { slot, result } => {
-                if let Some(e) = self.st.table.get_mut(slot) {
+            Event::Sent { conn, result } => {
+                if let Some(e) = self.st.table.get_id_mut(conn) {
                     e.sending = false;
                     match result {
                         Ok(n) => {
@@ -193,16 +192,10 @@ impl<D: Driver> Shard<D> {
                         Err(_) => e.conn.handle_peer_gone(),
                     }
                 }
-                self.after_change(slot);
+                self.after_change(conn.slot);
             }
-            Event::Writable(slot) => {
-                if let Some(e) = self.st.table.get_mut(slot) {
-                    e.blocked = false;
-                }
-                self.after_change(slot);
-            }
-            Event::Closed(slot) => {
-                if self.st.table.remove(slot).is_some() {
+            Event::Closed(conn) => {
+                if self.st.table.remove(conn).is_some() {
                     ShardStats::add(&self.st.p.stats.closed, 1);
                     self.st.p.stats.connections.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -220,7 +213,6 @@ impl<D: Driver> Shard<D> {
         if reject {
             self.st.p.connections.fetch_sub(1, Ordering::Relaxed);
         }
-        self.st.next_serial += 1;
         let client_id = uuid::Uuid::new_v4();
         let admission = if reject {
             // Spread the returning clients over 1-5 s (the id's random bits are at hand).
@@ -233,14 +225,14 @@ impl<D: Driver> Shard<D> {
         };
         let session = Session {
             client_id,
-            serial: self.st.next_serial,
             ..Session::default()
         };
         let conn = Conn::new(self.st.now, admission);
-        let slot = self.st.table.insert(Entry::new(conn, session, !reject));
+        let id = self.st.table.insert(Entry::new(conn, session, !reject));
+        let slot = id.slot;
         ShardStats::add(&self.st.p.stats.accepted, 1);
         ShardStats::add(&self.st.p.stats.connections, 1);
-        if let Err(e) = self.driver.register(slot, fd) {
+        if let Err(e) = self.driver.register(id, fd) {
             if let Some(suppressed) = self.st.register_warnings.admit(self.st.now) {
                 tracing::warn!(error = %e, suppressed, "could not register a connection");
             }
@@ -264,7 +256,7 @@ impl<D: Driver> Shard<D> {
         } else if !e.conn.outbox.is_empty() {
             self.st.dirty.push_once(slot, &mut e.dirty);
         } else if e.conn.wants_write_shutdown() && !e.sending {
-            self.driver.shutdown_write(slot);
+            self.driver.shutdown_write(e.id);
             e.conn.handle_write_shutdown();
         }
     }
@@ -277,6 +269,7 @@ impl<D: Driver> Shard<D> {
         };
         e.closing = true;
         commands::unsubscribe_all(st.p.id, slot, &mut e.session, &mut st.topics, &st.p.ingress);
+        let id = e.id;
         if e.counted {
             e.counted = false;
             st.p.connections.fetch_sub(1, Ordering::Relaxed);
@@ -306,7 +299,7 @@ impl<D: Driver> Shard<D> {
             reason = reason.as_str(),
             "connection closed"
         );
-        self.driver.close(slot);
+        self.driver.close(id);
     }
 
     fn on_control(&mut self) {
@@ -435,7 +428,7 @@ impl<D: Driver> Shard<D> {
                 continue;
             };
             e.dirty = false;
-            if e.closing || e.sending || e.blocked || e.conn.outbox.is_empty() {
+            if e.closing || e.sending || e.conn.outbox.is_empty() {
                 if !e.closing && e.conn.is_done() {
                     self.finish(slot);
                 }
@@ -448,20 +441,8 @@ impl<D: Driver> Shard<D> {
             ShardStats::add(&stats.sends, 1);
             ShardStats::add(&stats.send_wait_buckets[wait_bucket(waited_ms)], 1);
             ShardStats::add(&stats.send_wait_ms_sum, u64::from(waited_ms));
-            match self.driver.send(slot, batch) {
-                SendStatus::InFlight => e.sending = true,
-                SendStatus::Done(n) => {
-                    ShardStats::add(&self.st.p.stats.bytes_out, n as u64);
-                    e.conn.handle_sent(n);
-                }
-                SendStatus::Blocked(n) => {
-                    ShardStats::add(&self.st.p.stats.bytes_out, n as u64);
-                    e.conn.handle_sent(n);
-                    e.blocked = true;
-                }
-                SendStatus::Failed(_) => e.conn.handle_peer_gone(),
-            }
-            self.after_change(slot);
+            e.sending = true;
+            self.driver.send(e.id, batch);
         }
     }
 
@@ -520,15 +501,16 @@ impl State {
         until.saturating_duration_since(Instant::now())
     }
 
-    fn on_data(&mut self, slot: Slot, data: &mut [u8]) {
-        let Some(e) = self.table.get_mut(slot) else {
+    fn on_data(&mut self, id: ConnId, data: &mut [u8]) {
+        let Some(e) = self.table.get_id_mut(id) else {
             return;
         };
+        let slot = id.slot;
         let (now, settings) = (self.now, &self.p.settings);
         let mut close = None;
         let mut ctx = Context {
             shard: self.p.id,
-            slot,
+            conn: id,
             session: &mut e.session,
             topics: &mut self.topics,
             ingress: &self.p.ingress,

@@ -1,6 +1,7 @@
 //! A shard's connections: a slab indexed by [`Slot`], with the per-connection bookkeeping the
-//! shard keeps beside the sans-IO [`Conn`]. A slot is reused only after the driver reported the
-//! connection closed, so no completion can ever reach a newer connection in the same slot.
+//! shard keeps beside the sans-IO [`Conn`]. The table names each connection with a [`ConnId`]
+//! (slot and generation); a slot is reused only after the driver reported the connection closed,
+//! and with the next generation, so nothing meant for an earlier connection reaches a newer one.
 //! Its own module (not the shard's) because the shard loop and fan-out both work on it: fan-out
 //! depends on the table, not on the shard.
 
@@ -16,7 +17,7 @@ use bytes::Bytes;
 
 use crate::conn::CloseOrder;
 use crate::conn::{CloseReason, Conn, ConnSettings};
-use crate::driver::Slot;
+use crate::conn_id::{ConnId, Slot};
 use crate::protocol::message::CloseCode;
 
 /// Per-connection application state (who the client is, what it asked for).
@@ -24,8 +25,6 @@ use crate::protocol::message::CloseCode;
 pub struct Session {
     /// Identifier sent in `connected`.
     pub client_id: uuid::Uuid,
-    /// Serial number of the connection within its shard (identifies a publisher).
-    pub serial: u64,
     /// Channels subscribed or being joined.
     pub channels: Vec<Subscription>,
     /// The authenticated user, if any.
@@ -195,14 +194,16 @@ pub struct RateBucket {
 /// One connection and the shard's bookkeeping for it.
 #[derive(Debug)]
 pub struct Entry {
+    /// The connection's id (set by [`ConnTable::insert`]).
+    pub id: ConnId,
     /// Protocol state and outbox.
     pub conn: Conn,
     /// Subscriptions.
     pub session: Session,
-    /// A send is in flight in the driver.
+    /// A send is in flight in the driver (it owns the batch until [`Event::Sent`]).
+    ///
+    /// [`Event::Sent`]: crate::driver::Event::Sent
     pub sending: bool,
-    /// The socket is full; waiting for writability (epoll).
-    pub blocked: bool,
     /// Already waiting in the shard's send queue (`dirty`).
     pub dirty: bool,
     /// The driver was told to close it; waiting for `Closed`.
@@ -221,10 +222,10 @@ impl Entry {
     /// A fresh entry around `conn`.
     pub fn new(conn: Conn, session: Session, counted: bool) -> Entry {
         Entry {
+            id: ConnId::default(),
             conn,
             session,
             sending: false,
-            blocked: false,
             dirty: false,
             closing: false,
             counted,
@@ -303,42 +304,70 @@ impl<T> std::ops::DerefMut for RareList<T> {
     }
 }
 
-/// Slab of entries.
+/// Slab of entries, each slot with the generation of its latest connection.
 #[derive(Debug, Default)]
 pub struct ConnTable {
-    slots: Vec<Option<Entry>>,
+    slots: Vec<TableSlot>,
     free: Vec<Slot>,
     live: usize,
 }
 
+#[derive(Debug, Default)]
+struct TableSlot {
+    /// The id of the slot's latest connection (live or gone).
+    id: ConnId,
+    entry: Option<Entry>,
+}
+
 impl ConnTable {
-    /// Stores an entry and returns its slot.
-    pub fn insert(&mut self, entry: Entry) -> Slot {
+    /// Stores an entry under the next generation of a free slot; returns (and sets) its id.
+    pub fn insert(&mut self, mut entry: Entry) -> ConnId {
         self.live += 1;
-        match self.free.pop() {
-            Some(slot) => {
-                debug_assert!(self.slots[slot as usize].is_none());
-                self.slots[slot as usize] = Some(entry);
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                let slot = self.slots.len() as Slot;
+                self.slots.push(TableSlot {
+                    id: ConnId::new(slot, 0),
+                    entry: None,
+                });
                 slot
             }
-            None => {
-                self.slots.push(Some(entry));
-                (self.slots.len() - 1) as Slot
-            }
-        }
+        };
+        let place = &mut self.slots[slot as usize];
+        debug_assert!(place.entry.is_none());
+        place.id = place.id.next();
+        entry.id = place.id;
+        place.entry = Some(entry);
+        place.id
     }
 
-    /// Frees a slot.
-    pub fn remove(&mut self, slot: Slot) -> Option<Entry> {
-        let entry = self.slots.get_mut(slot as usize)?.take()?;
+    /// Frees the slot of `id`, if it still holds that connection.
+    pub fn remove(&mut self, id: ConnId) -> Option<Entry> {
+        let place = self.slots.get_mut(id.slot as usize)?;
+        if place.id != id {
+            return None;
+        }
+        let entry = place.entry.take()?;
         self.live -= 1;
-        self.free.push(slot);
+        self.free.push(id.slot);
         Some(entry)
     }
 
-    /// The entry in `slot`, if live.
+    /// The entry in `slot`, if live (for the shard's own slot lists, which it keeps in step
+    /// with the table).
     pub fn get_mut(&mut self, slot: Slot) -> Option<&mut Entry> {
-        self.slots.get_mut(slot as usize)?.as_mut()
+        self.slots.get_mut(slot as usize)?.entry.as_mut()
+    }
+
+    /// The entry of connection `id`, if it is still in the table (for what comes from the
+    /// driver or the distributor, which may name a connection that is gone).
+    pub fn get_id_mut(&mut self, id: ConnId) -> Option<&mut Entry> {
+        let place = self.slots.get_mut(id.slot as usize)?;
+        if place.id != id {
+            return None;
+        }
+        place.entry.as_mut()
     }
 
     /// Number of live entries.
@@ -356,7 +385,7 @@ impl ConnTable {
         self.slots
             .iter_mut()
             .enumerate()
-            .filter_map(|(i, e)| e.as_mut().map(|e| (i as Slot, e)))
+            .filter_map(|(i, e)| e.entry.as_mut().map(|e| (i as Slot, e)))
     }
 }
 
@@ -377,6 +406,28 @@ mod tests {
         assert_eq!((s.pending_joins(), out.len()), (1, 1));
         s.release_held(|f| out.push(f));
         assert_eq!(s.pending_joins(), 0);
+    }
+
+    fn entry() -> Entry {
+        let conn = Conn::new(Instant::now(), crate::conn::Admission::Admit);
+        Entry::new(conn, Session::default(), true)
+    }
+
+    #[test]
+    fn a_reused_slot_names_a_new_connection() {
+        let mut table = ConnTable::default();
+        let first = table.insert(entry());
+        assert_eq!(table.get_id_mut(first).map(|e| e.id), Some(first));
+        assert!(table.remove(first).is_some());
+        let second = table.insert(entry());
+        assert_eq!(second.slot, first.slot);
+        assert_ne!(second, first);
+        assert!(
+            table.get_id_mut(first).is_none(),
+            "an answer for the gone connection"
+        );
+        assert!(table.remove(first).is_none());
+        assert!(table.get_id_mut(second).is_some());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::driver::Slot;
+use crate::conn_id::Slot;
 
 /// Upper bounds (milliseconds) of the send-wait histogram's buckets; one more bucket is +Inf.
 pub const SEND_WAIT_BUCKETS_MS: [u32; 12] = [1, 2, 5, 10, 17, 25, 50, 100, 250, 500, 1000, 5000];

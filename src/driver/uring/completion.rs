@@ -10,9 +10,11 @@ use std::time::Instant;
 
 use io_uring::cqueue;
 
-use super::user_data::{ConnTag, Op};
-use super::{SlotPhase, SlotState, UringDriver};
-use crate::driver::{Event, Slot};
+use super::inflight::{SlotPhase, SlotState};
+use super::user_data::Op;
+use super::{ProvidedBuf, UringDriver};
+use crate::conn_id::{ConnId, Slot};
+use crate::driver::Event;
 use crate::limits::SENDS_PER_TURN;
 
 impl UringDriver {
@@ -61,7 +63,7 @@ impl UringDriver {
         }
     }
 
-    fn on_recv(&mut self, tag: ConnTag, res: i32, flags: u32, more: bool) {
+    fn on_recv(&mut self, tag: ConnId, res: i32, flags: u32, more: bool) {
         let bid = cqueue::buffer_select(flags);
         let Some(state) = self.live(tag) else {
             if let Some(bid) = bid {
@@ -76,12 +78,12 @@ impl UringDriver {
         let (slot, closing) = (tag.slot, state.is_closing());
         match (res, bid) {
             (n, Some(bid)) if n > 0 => self.pending.push(Event::Input {
-                slot,
-                token: (u32::from(bid) << 16) | n as u32,
+                conn: tag,
+                data: ProvidedBuf { bid, len: n as u32 },
             }),
-            (0, _) => self.pending.push(Event::PeerClosed(slot)),
+            (0, _) => self.pending.push(Event::PeerClosed(tag)),
             (e, _) if e == -libc::ENOBUFS => {}
-            (e, _) if e < 0 && !closing => self.pending.push(Event::PeerClosed(slot)),
+            (e, _) if e < 0 && !closing => self.pending.push(Event::PeerClosed(tag)),
             _ => {}
         }
         if !more && res != 0 && !closing {
@@ -90,7 +92,7 @@ impl UringDriver {
         self.maybe_closed(slot);
     }
 
-    fn on_send(&mut self, tag: ConnTag, res: i32) {
+    fn on_send(&mut self, tag: ConnId, res: i32) {
         let Some(state) = self.live(tag) else {
             self.count_stale(Op::Send(tag));
             return;
@@ -110,18 +112,15 @@ impl UringDriver {
         } else {
             Err(io::Error::from_raw_os_error(-res))
         };
-        self.pending.push(Event::Sent {
-            slot: tag.slot,
-            result,
-        });
+        self.pending.push(Event::Sent { conn: tag, result });
         self.maybe_closed(tag.slot);
     }
 
     /// The slot `tag` names, if it still holds that generation's connection.
-    fn live(&mut self, tag: ConnTag) -> Option<&mut SlotState> {
+    fn live(&mut self, tag: ConnId) -> Option<&mut SlotState> {
         self.conns
             .get_mut(tag.slot as usize)
-            .filter(|s| s.tag(tag.slot) == tag)
+            .filter(|s| s.id == tag)
     }
 
     fn count_stale(&mut self, op: Op) {
@@ -147,8 +146,9 @@ impl UringDriver {
                 let _ = self.ring.submitter().register_files_update(slot, &[-1]);
             }
             state.phase = SlotPhase::Free; // closes the socket
+            let id = state.id;
             self.accept_gate.on_descriptor_freed();
-            self.pending.push(Event::Closed(slot));
+            self.pending.push(Event::Closed(id));
         }
     }
 }

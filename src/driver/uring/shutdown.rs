@@ -73,8 +73,8 @@ impl UringDriver {
         if self.wake_armed {
             ops.push(Op::Wake);
         }
-        for (slot, state) in self.conns.iter().enumerate() {
-            let tag = state.tag(slot as u32);
+        for state in &self.conns {
+            let tag = state.id;
             if state.recv_armed {
                 ops.push(Op::Recv(tag));
             }

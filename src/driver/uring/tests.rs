@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use io_uring::opcode;
 
-use super::user_data::{ConnTag, Op};
+use super::user_data::Op;
+use super::ProvidedBuf;
 use super::{UringDriver, SQ_ENTRIES};
-use crate::driver::{Driver, Event, EventFd, SendBatch, SendStatus, Slot};
+use crate::driver::{ConnId, Driver, Event, EventFd};
+use crate::testing::batch_of;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -24,8 +26,8 @@ fn driver() -> (UringDriver, std::net::SocketAddr) {
 }
 
 /// Turns the loop until `pick` takes an event (other events are dropped; received bytes are
-/// consumed before `pick` sees their event), or panics.
-fn wait_for<T>(d: &mut UringDriver, mut pick: impl FnMut(Event) -> Option<T>) -> T {
+/// consumed after `pick` saw their event), or panics.
+fn wait_for<T>(d: &mut UringDriver, mut pick: impl FnMut(&Event<ProvidedBuf>) -> Option<T>) -> T {
     let deadline = Instant::now() + DEADLINE;
     let mut events = Vec::new();
     loop {
@@ -33,50 +35,58 @@ fn wait_for<T>(d: &mut UringDriver, mut pick: impl FnMut(Event) -> Option<T>) ->
         d.wait(Some(Duration::from_millis(50)), &mut events)
             .unwrap();
         for event in events.drain(..) {
-            if let Event::Input { slot, token } = &event {
-                d.read_input(*slot, *token, &mut |_| {});
+            let found = pick(&event);
+            if let Event::Input { conn, data } = event {
+                d.read_input(conn, data, |_| {});
             }
-            if let Some(found) = pick(event) {
+            if let Some(found) = found {
                 return found;
             }
         }
     }
 }
 
-/// Connects a client and registers the server side as `slot`.
-fn connect(d: &mut UringDriver, addr: std::net::SocketAddr, slot: Slot) -> TcpStream {
+/// Connects a client and registers the server side as connection `id`.
+fn connect(d: &mut UringDriver, addr: std::net::SocketAddr, id: ConnId) -> TcpStream {
     let client = TcpStream::connect(addr).unwrap();
-    let fd = wait_for(d, |e| match e {
-        Event::Accepted(fd) => Some(fd),
-        _ => None,
-    });
-    d.register(slot, fd).unwrap();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    let fd = loop {
+        assert!(Instant::now() < deadline, "accepted in time");
+        d.wait(Some(Duration::from_millis(50)), &mut events)
+            .unwrap();
+        if let Some(i) = events.iter().position(|e| matches!(e, Event::Accepted(_))) {
+            let Event::Accepted(fd) = events.swap_remove(i) else {
+                unreachable!()
+            };
+            break fd;
+        }
+    };
+    d.register(id, fd).unwrap();
     client
 }
 
-fn batch_of(frame: &Bytes) -> SendBatch {
-    SendBatch {
-        bufs: vec![frame.clone()],
-        offset: 0,
-        len: frame.len(),
-    }
+/// The first connection in `slot`.
+fn id(slot: u32) -> ConnId {
+    ConnId::new(slot, 1)
 }
 
-#[test]
-fn dropping_the_driver_with_sends_and_receives_in_flight_reaps_every_completion() {
-    let (mut d, addr) = driver();
-    let _client = connect(&mut d, addr, 0);
-    // 64 MiB to a client that never reads: once the socket buffers are full the send stays
-    // in the kernel. A short write completes a send, so send again until one stays.
-    let frame = Bytes::from(vec![7u8; 64 << 20]);
+/// Sends `frame` to a client that never reads, again after each short write, until one send
+/// stays in the kernel (the socket buffers are full).
+fn send_until_one_stays(d: &mut UringDriver, conn: ConnId, frame: &Bytes) {
     let mut sent = 0;
     // Ends only when a send stays in flight (the assert inside fails the test otherwise).
     loop {
-        assert!(sent < frame.len(), "a client that never reads took 64 MiB");
-        let mut batch = batch_of(&frame);
+        assert!(
+            sent < frame.len(),
+            "a client that never reads took all of it"
+        );
+        let mut batch = batch_of(frame);
         batch.offset = sent;
         batch.len -= sent;
-        assert!(matches!(d.send(0, batch), SendStatus::InFlight));
+        let before = d.in_flight();
+        d.send(conn, batch);
+        assert_eq!(d.in_flight(), before + 1, "the send is in the kernel");
         let mut events = Vec::new();
         d.wait(Some(Duration::from_millis(200)), &mut events)
             .unwrap();
@@ -85,9 +95,19 @@ fn dropping_the_driver_with_sends_and_receives_in_flight_reaps_every_completion(
             _ => None,
         }) {
             Some(n) => sent += n,
-            None => break,
+            None => return,
         }
     }
+}
+
+#[test]
+fn dropping_the_driver_with_sends_and_receives_in_flight_reaps_every_completion() {
+    let (mut d, addr) = driver();
+    let _client = connect(&mut d, addr, id(0));
+    // 64 MiB to a client that never reads: once the socket buffers are full the send stays
+    // in the kernel.
+    let frame = Bytes::from(vec![7u8; 64 << 20]);
+    send_until_one_stays(&mut d, id(0), &frame);
     // Accept, wake-up read, the connection's receive and its send are all in the kernel.
     assert_eq!(d.in_flight(), 4);
     assert!(
@@ -106,9 +126,9 @@ fn dropping_the_driver_with_sends_and_receives_in_flight_reaps_every_completion(
 #[test]
 fn dropping_a_driver_that_never_waited_still_reaps_what_it_queued() {
     let (mut d, addr) = driver();
-    let _client = connect(&mut d, addr, 3);
+    let _client = connect(&mut d, addr, id(3));
     let frame = Bytes::from_static(b"queued, never submitted by a wait");
-    assert!(matches!(d.send(3, batch_of(&frame)), SendStatus::InFlight));
+    d.send(id(3), batch_of(&frame));
     assert!(d.in_flight() >= 2, "receive and send queued");
     assert_eq!(d.cancel_and_reap(DEADLINE), 0);
 }
@@ -116,23 +136,22 @@ fn dropping_a_driver_that_never_waited_still_reaps_what_it_queued() {
 #[test]
 fn a_completion_for_a_reused_slot_is_dropped_and_counted() {
     let (mut d, addr) = driver();
-    let first = connect(&mut d, addr, 0);
-    let old = d.conns[0].tag(0);
-    d.close(0);
+    let first = connect(&mut d, addr, id(0));
+    let old = id(0);
+    d.close(old);
     drop(first);
-    wait_for(&mut d, |e| matches!(e, Event::Closed(0)).then_some(()));
-    let mut second = connect(&mut d, addr, 0);
-    assert_ne!(
-        d.conns[0].tag(0),
-        old,
-        "a new generation for the new connection"
-    );
+    wait_for(&mut d, |e| {
+        matches!(e, Event::Closed(c) if *c == old).then_some(())
+    });
+    let new = old.next();
+    let mut second = connect(&mut d, addr, new);
+    assert_eq!(d.conns[0].id, new, "the slot serves the new connection");
 
     // Completions of the first connection's send and receive, as if they had come late (counted
     // as in flight, as they would have been).
     d.in_flight += 2;
     d.on_completion(Op::Send(old).encode(), 100, 0);
-    d.on_completion(Op::Recv(ConnTag::new(0, old.gen)).encode(), 0, 0);
+    d.on_completion(Op::Recv(old).encode(), 0, 0);
     assert!(
         d.pending.is_empty(),
         "nothing reported for the old connection"
@@ -142,8 +161,8 @@ fn a_completion_for_a_reused_slot_is_dropped_and_counted() {
     // The new connection is untouched: it still receives.
     second.write_all(b"hello").unwrap();
     let got = wait_for(&mut d, |e| match e {
-        Event::Input { slot: 0, token } => Some(token & 0xFFFF),
-        Event::PeerClosed(0) => panic!("the stale completion closed the new connection"),
+        Event::Input { conn, data } if *conn == new => Some(data.len),
+        Event::PeerClosed(_) => panic!("the stale completion closed the new connection"),
         _ => None,
     });
     assert_eq!(got, 5);
@@ -176,9 +195,11 @@ fn more_operations_than_the_submission_queue_holds_all_complete() {
 #[test]
 fn a_closed_connection_reports_closed_once_nothing_is_in_flight() {
     let (mut d, addr) = driver();
-    let mut client = connect(&mut d, addr, 1);
-    d.close(1);
-    wait_for(&mut d, |e| matches!(e, Event::Closed(1)).then_some(()));
+    let mut client = connect(&mut d, addr, id(1));
+    d.close(id(1));
+    wait_for(&mut d, |e| {
+        matches!(e, Event::Closed(c) if *c == id(1)).then_some(())
+    });
     assert_eq!(
         d.in_flight(),
         2,
@@ -189,5 +210,32 @@ fn a_closed_connection_reports_closed_once_nothing_is_in_flight() {
         client.read(&mut buf).unwrap_or(0),
         0,
         "the client sees the close"
+    );
+}
+
+#[test]
+fn closing_mid_send_reports_the_send_then_closed_and_releases_the_batch() {
+    let (mut d, addr) = driver();
+    let _client = connect(&mut d, addr, id(2));
+    let frame = Bytes::from(vec![9u8; 64 << 20]);
+    send_until_one_stays(&mut d, id(2), &frame);
+    d.close(id(2));
+    let mut order = Vec::new();
+    wait_for(&mut d, |e| {
+        match e {
+            Event::Sent { conn, .. } if *conn == id(2) => order.push("sent"),
+            Event::Closed(conn) if *conn == id(2) => order.push("closed"),
+            _ => {}
+        }
+        order.contains(&"closed").then_some(())
+    });
+    assert_eq!(
+        order,
+        vec!["sent", "closed"],
+        "one Sent for the send in flight, then Closed"
+    );
+    assert!(
+        frame.is_unique(),
+        "nothing of the send is held after the close"
     );
 }

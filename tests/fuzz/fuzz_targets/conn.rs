@@ -67,7 +67,7 @@ struct Harness {
     table: ConnTable,
     topics: Topics,
     dirty: SendQueue,
-    slot: u32,
+    id: framecast::conn_id::ConnId,
     offset: Duration,
     strict: bool,
     /// Subscribes waiting for the distributor's answer.
@@ -87,7 +87,7 @@ impl Harness {
     }
 
     fn entry(&mut self) -> &mut Entry {
-        self.table.get_mut(self.slot).expect("the connection's entry")
+        self.table.get_id_mut(self.id).expect("the connection's entry")
     }
 
     /// `State::on_data`: one read handed to the connection with the shard's callback.
@@ -95,13 +95,13 @@ impl Harness {
         let now = self.now();
         let e = common::embedded();
         let policy = if self.strict { &e.strict } else { &e.open };
-        let entry = self.table.get_mut(self.slot).expect("entry");
+        let entry = self.table.get_id_mut(self.id).expect("entry");
         let settings = &self.settings;
         let mut close = None;
         let mut joins = 0;
         let mut ctx = Context {
             shard: 0,
-            slot: self.slot,
+            conn: self.id,
             session: &mut entry.session,
             topics: &mut self.topics,
             ingress: &e.ingress,
@@ -147,8 +147,8 @@ impl Harness {
     /// `Shard::finish`: the connection's subscriptions go, the socket is closed.
     fn finish(&mut self) {
         let ingress = &common::embedded().ingress;
-        let e = self.table.get_mut(self.slot).expect("entry");
-        commands::unsubscribe_all(0, self.slot, &mut e.session, &mut self.topics, ingress);
+        let e = self.table.get_id_mut(self.id).expect("entry");
+        commands::unsubscribe_all(0, self.id.slot, &mut e.session, &mut self.topics, ingress);
         self.finished = true;
     }
 
@@ -177,7 +177,7 @@ impl Harness {
         if self.in_flight.is_some() {
             return None; // `Entry::sending`: one send at a time
         }
-        let e = self.table.get_mut(self.slot).expect("entry");
+        let e = self.table.get_id_mut(self.id).expect("entry");
         if e.conn.outbox.is_empty() {
             return None;
         }
@@ -200,7 +200,7 @@ impl Harness {
         self.entry().conn.handle_sent(n);
     }
 
-    /// One send of at most `limit` bytes, as epoll's `SendStatus::Done` / `Blocked`.
+    /// One send of at most `limit` bytes, completed at once (a short write, as either backend may report).
     fn send(&mut self, limit: usize) {
         if let Some(batch) = self.start_send() {
             self.complete_send(batch, limit);
@@ -276,7 +276,7 @@ impl Harness {
             return;
         }
         self.pending_joins -= 1;
-        let slot = self.slot;
+        let conn = self.id;
         let e = self.entry();
         let waiting: Vec<Arc<str>> = e
             .session
@@ -288,8 +288,7 @@ impl Harness {
         let joined = Joined {
             request: JoinRequest {
                 shard: 0,
-                slot,
-                serial: e.session.serial,
+                conn,
                 id: Some("7".into()),
                 reply: Some(JoinReply::Subscribe),
                 names: waiting.iter().map(|c| c.to_string()).collect(),
@@ -416,10 +415,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let now = base();
     let mut table = ConnTable::default();
-    let session = Session {
-        serial: 1,
-        ..Session::default()
-    };
+    let session = Session::default();
     let admission = if flags & 1 != 0 {
         Admission::Full {
             goodbye: framecast::wire::reply::reconnect(2500, "server full"),
@@ -427,13 +423,13 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Admission::Admit
     };
-    let slot = table.insert(Entry::new(Conn::new(now, admission), session, true));
+    let id = table.insert(Entry::new(Conn::new(now, admission), session, true));
     let mut h = Harness {
         settings,
         table,
         topics: Topics::default(),
         dirty: SendQueue::new(now),
-        slot,
+        id,
         offset: Duration::ZERO,
         strict: flags & 2 != 0,
         pending_joins: 0,
