@@ -144,13 +144,13 @@ fn open_table(conns: usize, settings: &ConnSettings) -> (ConnTable, Topics) {
     let mut table = ConnTable::default();
     let mut topics = Topics::default();
     for _ in 0..conns {
-        let mut conn = Conn::new(now, Admission::Admit);
+        let mut conn = Conn::new(now, settings, Admission::Admit);
         conn.handle_input(&mut UPGRADE.to_vec(), now, settings, &mut |_,
                                                                       _: AppEvent<
             '_,
         >| {});
         let mut batch = SendBatch::default();
-        conn.outbox.fill(&mut batch);
+        conn.poll_transmit(&mut batch);
         conn.handle_sent(batch.len);
         let id = table.insert(Entry::new(conn, Session::default(), true));
         topics.subscribe("bench", id.slot, 0);
@@ -196,7 +196,7 @@ fn shard_fanout(c: &mut Criterion) {
                 while let Some((slot, _)) = dirty.pop() {
                     let e = table.get_mut(slot).unwrap();
                     e.dirty = false;
-                    e.conn.outbox.fill(&mut send);
+                    e.conn.poll_transmit(&mut send);
                     let n = send.len;
                     send.clear();
                     e.conn.handle_sent(n);

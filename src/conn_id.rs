@@ -16,7 +16,7 @@ pub type Slot = u32;
 pub type Gen = u32;
 
 /// One connection of a shard: `{slot, generation}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ConnId {
     /// Index in the shard's table.
     pub slot: Slot,

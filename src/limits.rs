@@ -22,8 +22,6 @@ pub const MAX_BROADCAST_BYTES: usize = 64 * 1024 * 1024;
 pub const SHARD_INBOX_BATCHES: usize = 4096;
 /// How long a connection in the close handshake waits for the peer before the socket is closed.
 pub const CLOSE_HANDSHAKE_TIMEOUT_MS: u64 = 2000;
-/// How often a shard sweeps its connections for timers (handshake, ping, pong, close).
-pub const SWEEP_INTERVAL_MS: u64 = 100;
 /// Bytes per provided receive buffer in an io_uring buffer ring.
 pub const RECV_BUFFER_BYTES: usize = 4096;
 /// Buffers in one shard's io_uring buffer ring (a power of two). The kernel takes them in ring

@@ -25,18 +25,19 @@ pub fn settings(cap: usize) -> ConnSettings {
     }
 }
 
-const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+/// An upgrade request to the native endpoint `/ws`.
+pub const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
 /// Inserts an open native connection (101 already sent, queue empty) into `table`.
 pub fn open_entry(table: &mut ConnTable, session: Session, now: Instant) -> ConnId {
-    let mut conn = Conn::new(now, Admission::Admit);
+    let mut conn = Conn::new(now, &settings(1 << 20), Admission::Admit);
     let settings = settings(1 << 20);
     conn.handle_input(&mut UPGRADE.to_vec(), now, &settings, &mut |_,
                                                                    _: AppEvent<
         '_,
     >| {});
     let mut batch = SendBatch::default();
-    conn.outbox.fill(&mut batch);
+    conn.poll_transmit(&mut batch);
     conn.handle_sent(batch.len);
     table.insert(Entry::new(conn, session, true))
 }
@@ -45,7 +46,7 @@ pub fn open_entry(table: &mut ConnTable, session: Session, now: Instant) -> Conn
 pub fn drain(table: &mut ConnTable, slot: Slot) -> Vec<u8> {
     let conn = &mut table.get_mut(slot).expect("open").conn;
     let mut batch = SendBatch::default();
-    conn.outbox.fill(&mut batch);
+    conn.poll_transmit(&mut batch);
     let out: Vec<u8> = batch.slices().flatten().copied().collect();
     conn.handle_sent(out.len());
     out
@@ -58,4 +59,25 @@ pub fn batch_of(frame: &bytes::Bytes) -> SendBatch {
         offset: 0,
         len: frame.len(),
     }
+}
+
+/// A masked client frame: `first` is the first header byte (FIN and opcode, e.g. `0x81` for a
+/// final text frame), the payload masked with a fixed key, as RFC 6455 requires of clients.
+pub fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1, 2, 3, 4];
+    let mut v = vec![first];
+    match payload.len() {
+        n @ 0..=125 => v.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            v.push(0x80 | 126);
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            v.push(0x80 | 127);
+            v.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    v.extend_from_slice(&mask);
+    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    v
 }

@@ -1,14 +1,33 @@
-//! One connection as a sans-IO state machine: bytes and the time come in
-//! ([`Conn::handle_input`], [`Conn::handle_timeout`], [`Conn::handle_sent`]), frames to write
-//! go out through its [`Outbox`], and whole client messages go up to the application (the
-//! shard) through a callback. It never touches a socket or reads a clock, so both I/O backends
-//! drive the same logic and tests drive it with plain byte slices.
+//! One connection as a sans-IO state machine, in the manner of quinn-proto: bytes and the time
+//! come in through `handle_*` methods, what to write and when to be woken go out through
+//! `poll_*` methods, and whole client messages go up to the application (the shard) through a
+//! callback during [`Conn::handle_input`]. It never touches a socket or reads a clock (time is
+//! always an argument), so both I/O backends drive the same logic and tests drive it with plain
+//! byte slices and a simulated clock.
+//!
+//! # The calling contract
+//!
+//! The driver (the shard) calls, for each connection:
+//! 1. [`Conn::handle_input`] with every received chunk, in order; the application may queue
+//!    replies on the outbox it is handed, and may later queue frames with [`Conn::queue`],
+//!    [`Conn::push_broadcast`] and friends;
+//! 2. [`Conn::handle_timeout`] once [`Conn::poll_timeout`]'s deadline has passed;
+//! 3. [`Conn::poll_transmit`] into a batch of its own when no send of this connection is in
+//!    flight, handing the batch to the socket; then [`Conn::handle_sent`] with the bytes written
+//!    once that send is over (or [`Conn::handle_peer_gone`] if it failed);
+//! 4. [`Conn::wants_write_shutdown`] → shut the write side, then
+//!    [`Conn::handle_write_shutdown`];
+//! 5. after any of these, [`Conn::poll_timeout`] again (deadlines move) and [`Conn::is_done`]:
+//!    once true, the socket is closed and the connection dropped.
 //!
 //! Lifecycle: `Http` (waiting for the upgrade request) → `Open` → `Closing` (close frame queued,
-//! waiting for the peer's) → `Done` (the driver may close the socket).
+//! waiting for the peer's) → `Done` (the driver may close the socket). Deadlines live in a
+//! fixed timer table ([`Timer`]): handshake, ping, pong, close, and auth (authentication due or
+//! token expiry).
 #![forbid(unsafe_code)]
 
 pub mod outbox;
+pub mod timers;
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +40,8 @@ use crate::protocol::handshake::{
 };
 use crate::protocol::message::{CloseCode, Incoming, MessageReader};
 pub use outbox::{Full, Outbox, SendBatch};
+use timers::Timers;
+pub use timers::{AuthTimer, Timer};
 
 /// Per-shard settings every connection of the shard shares.
 #[derive(Clone, Debug)]
@@ -140,15 +161,15 @@ enum Phase {
         head: Vec<u8>,
     },
     Open,
+    /// Close frame queued; waiting for the peer's (or the [`Timer::Close`] deadline).
     Closing {
         got_close: bool,
-        deadline: Instant,
     },
     /// An HTTP exchange ending: flush the response, half-close (FIN), discard input until the
-    /// peer closes or the deadline, so the peer reads the response instead of a reset.
+    /// peer closes or the [`Timer::Close`] deadline, so the peer reads the response instead of
+    /// a reset.
     Lingering {
         write_shut: bool,
-        deadline: Instant,
     },
     Done,
 }
@@ -171,11 +192,10 @@ pub struct Conn {
     phase: Phase,
     endpoint: Endpoint,
     reader: MessageReader,
-    /// Outbound frames.
-    pub outbox: Outbox,
-    opened_at: Instant,
-    next_ping: Instant,
-    ping_sent_at: Option<Instant>,
+    outbox: Outbox,
+    timers: Timers,
+    /// The close text when [`Timer::Auth`] fires.
+    auth_text: &'static str,
     admission: Admission,
     /// Set after a protocol violation: the byte stream can no longer be framed, so further
     /// input is discarded while the close frame goes out.
@@ -202,16 +222,18 @@ pub enum Admission {
 }
 
 impl Conn {
-    /// A freshly accepted connection, waiting for its upgrade request.
-    pub fn new(now: Instant, admission: Admission) -> Conn {
+    /// A freshly accepted connection, waiting for its upgrade request until
+    /// `settings.handshake_timeout` from `now`.
+    pub fn new(now: Instant, settings: &ConnSettings, admission: Admission) -> Conn {
+        let mut timers = Timers::default();
+        timers.set(Timer::Handshake, now + settings.handshake_timeout);
         Conn {
             phase: Phase::Http { head: Vec::new() },
             endpoint: Endpoint::Native,
             reader: MessageReader::default(),
             outbox: Outbox::default(),
-            opened_at: now,
-            next_ping: now,
-            ping_sent_at: None,
+            timers,
+            auth_text: "",
             admission,
             input_poisoned: false,
             native: false,
@@ -282,14 +304,16 @@ impl Conn {
                     app(&mut self.outbox, AppEvent::Http(&request));
                     self.served_http = true;
                     head.drain(..request.consumed);
-                    self.opened_at = now; // the request timer restarts for the next request
+                    // The request timer restarts for the next request.
+                    self.timers
+                        .set(Timer::Handshake, now + settings.handshake_timeout);
                     if !request.keep_alive {
                         self.reason = Some(CloseReason::HttpDone);
                         self.linger(now);
                         return;
                     }
                 }
-                RequestOutcome::Reject { response, .. } => return self.reject(response),
+                RequestOutcome::Reject { response, .. } => return self.reject(response, now),
                 RequestOutcome::Upgrade {
                     endpoint,
                     response,
@@ -321,13 +345,14 @@ impl Conn {
                         };
                         app(&mut self.outbox, AppEvent::Upgrade(&mut request));
                         if let Some((status, text)) = request.refuse {
-                            return self.reject(error_response(status, &text));
+                            return self.reject(error_response(status, &text), now);
                         }
                     }
                     self.outbox.push_unchecked(response);
                     self.phase = Phase::Open;
                     self.endpoint = endpoint;
-                    self.next_ping = now + settings.ping_interval;
+                    self.timers.stop(Timer::Handshake);
+                    self.timers.set(Timer::Ping, now + settings.ping_interval);
                     if endpoint == Endpoint::Native {
                         self.native = true;
                         app(
@@ -347,19 +372,25 @@ impl Conn {
         }
     }
 
-    fn reject(&mut self, response: Bytes) {
+    fn reject(&mut self, response: Bytes, now: Instant) {
         self.outbox.push_unchecked(response);
         self.reason = Some(CloseReason::Rejected);
-        let now = self.opened_at;
         self.linger(now);
     }
 
     fn linger(&mut self, now: Instant) {
         self.input_poisoned = true;
-        self.phase = Phase::Lingering {
-            write_shut: false,
-            deadline: now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
-        };
+        self.phase = Phase::Lingering { write_shut: false };
+        self.start_close_timer(now);
+    }
+
+    /// Only the close deadline is left once a close (or a linger) starts.
+    fn start_close_timer(&mut self, now: Instant) {
+        self.timers.stop_all_but(&[]);
+        self.timers.set(
+            Timer::Close,
+            now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
+        );
     }
 
     /// Whether the driver should now shut down the write side (the final response is out).
@@ -416,7 +447,7 @@ impl Conn {
                 }
             });
         if got_pong {
-            self.ping_sent_at = None;
+            self.timers.stop(Timer::Pong);
         }
         if let Some(code) = peer_close {
             if self.is_open() {
@@ -424,10 +455,8 @@ impl Conn {
                 self.outbox.push_unchecked(close_frame(reply, ""));
                 self.reason = Some(CloseReason::Normal);
             }
-            self.phase = Phase::Closing {
-                got_close: true,
-                deadline: now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
-            };
+            self.phase = Phase::Closing { got_close: true };
+            self.start_close_timer(now);
             return;
         }
         if let Err(v) = result {
@@ -441,7 +470,7 @@ impl Conn {
                 self.linger(now);
             } else {
                 self.input_poisoned = true;
-                self.phase = Phase::Done;
+                self.finish();
             }
         }
     }
@@ -455,14 +484,12 @@ impl Conn {
             Phase::Open => {
                 self.outbox.push_unchecked(close_frame(code, text));
                 self.reason = Some(reason);
-                self.phase = Phase::Closing {
-                    got_close: false,
-                    deadline: now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
-                };
+                self.phase = Phase::Closing { got_close: false };
+                self.start_close_timer(now);
             }
             Phase::Http { .. } => {
                 self.reason = Some(reason);
-                self.phase = Phase::Done;
+                self.finish();
             }
             Phase::Closing { .. } | Phase::Lingering { .. } | Phase::Done => {}
         }
@@ -473,7 +500,32 @@ impl Conn {
         if self.reason.is_none() {
             self.reason = Some(CloseReason::PeerGone);
         }
+        self.finish();
+    }
+
+    /// `Done`: nothing more to send or wait for.
+    fn finish(&mut self) {
         self.phase = Phase::Done;
+        self.timers.stop_all_but(&[]);
+    }
+
+    /// Moves [`Timer::Auth`]: at its deadline (if still open or upgrading then) the connection
+    /// closes with 4001 and the timer's text ("authentication timeout", "token expired").
+    pub fn set_auth_timer(&mut self, timer: AuthTimer) {
+        match timer {
+            AuthTimer::Until(at, text)
+                if matches!(self.phase, Phase::Http { .. } | Phase::Open) =>
+            {
+                self.timers.set(Timer::Auth, at);
+                self.auth_text = text;
+            }
+            _ => self.timers.stop(Timer::Auth),
+        }
+    }
+
+    /// The earliest deadline at which [`Conn::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
     }
 
     /// Queues a broadcast frame; past the queue cap the connection starts closing with 1008
@@ -499,10 +551,11 @@ impl Conn {
             })
     }
 
-    /// Advances timers: handshake deadline, server pings, pong deadline, close deadline.
+    /// Fires every timer due at `now`: the handshake deadline, the server ping, the pong
+    /// deadline, the auth deadline, the close deadline.
     pub fn handle_timeout(&mut self, now: Instant, settings: &ConnSettings) {
-        match self.phase {
-            Phase::Http { ref head } if now >= self.opened_at + settings.handshake_timeout => {
+        if self.timers.take_due(Timer::Handshake, now) {
+            if let Phase::Http { head } = &self.phase {
                 // An idle keep-alive connection that already answered requests ends quietly;
                 // one that never completed a request timed out.
                 self.reason = Some(if head.is_empty() && self.served_http {
@@ -510,31 +563,73 @@ impl Conn {
                 } else {
                     CloseReason::HandshakeTimeout
                 });
-                self.phase = Phase::Done;
+                self.finish();
             }
-            Phase::Open => {
-                if let Some(sent) = self.ping_sent_at {
-                    if now >= sent + settings.pong_timeout {
-                        self.close(
-                            CloseCode::POLICY,
-                            "pong timeout",
-                            CloseReason::PongTimeout,
-                            now,
-                        );
-                    }
-                } else if now >= self.next_ping {
-                    self.outbox.push_unchecked(server_frame(Kind::Ping, b""));
-                    self.ping_sent_at = Some(now);
-                    self.next_ping = now + settings.ping_interval;
-                }
-            }
-            Phase::Closing { deadline, .. } | Phase::Lingering { deadline, .. }
-                if now >= deadline =>
-            {
-                self.phase = Phase::Done
-            }
-            _ => {}
         }
+        if self.timers.take_due(Timer::Auth, now) {
+            let text = self.auth_text;
+            self.close(CloseCode::UNAUTHORIZED, text, CloseReason::AuthFailed, now);
+        }
+        if self.timers.take_due(Timer::Pong, now) && self.is_open() {
+            self.close(
+                CloseCode::POLICY,
+                "pong timeout",
+                CloseReason::PongTimeout,
+                now,
+            );
+        }
+        if self.is_open() && self.timers.take_due(Timer::Ping, now) {
+            // One ping at a time: while a pong is awaited, the next ping only moves on.
+            if self.timers.get(Timer::Pong).is_none() {
+                self.outbox.push_unchecked(server_frame(Kind::Ping, b""));
+                self.timers.set(Timer::Pong, now + settings.pong_timeout);
+            }
+            self.timers.set(Timer::Ping, now + settings.ping_interval);
+        }
+        if self.timers.take_due(Timer::Close, now)
+            && matches!(self.phase, Phase::Closing { .. } | Phase::Lingering { .. })
+        {
+            self.finish();
+        }
+    }
+
+    /// Queues a reply or notice, bypassing the queue cap (the caller bounds what it queues).
+    pub fn queue(&mut self, frame: Bytes) {
+        self.outbox.push_unchecked(frame);
+    }
+
+    /// Queues a replayed history frame: it raises the queue's cap by its size until sent
+    /// (see [`Outbox::push_replay`]).
+    pub fn queue_replay(&mut self, frame: Bytes) {
+        self.outbox.push_replay(frame);
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.outbox.queued()
+    }
+
+    /// Whether anything is queued to write.
+    pub fn has_output(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// Whether `len` more bytes fit under the queue cap `cap`.
+    pub fn queue_fits(&self, len: usize, cap: usize) -> bool {
+        self.outbox.fits(len, cap)
+    }
+
+    /// Whether the queue is over the cap `cap`.
+    pub fn queue_over(&self, cap: usize) -> bool {
+        self.outbox.over(cap)
+    }
+
+    /// Fills `batch` (the caller's, from the driver's pool) with the next bytes to write, by
+    /// reference; returns whether there is anything. The bytes stay queued until
+    /// [`Conn::handle_sent`] says how many were written.
+    pub fn poll_transmit(&self, batch: &mut SendBatch) -> bool {
+        self.outbox.fill(batch);
+        batch.len > 0
     }
 
     /// Records that the driver wrote `n` bytes of the outbox.

@@ -19,17 +19,11 @@ fn settings() -> ConnSettings {
 
 const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
-fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [1, 2, 3, 4];
-    let mut v = vec![first, 0x80 | payload.len() as u8];
-    v.extend_from_slice(&mask);
-    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-    v
-}
+use crate::testing::client_frame;
 
 fn drain(conn: &mut Conn) -> Vec<u8> {
     let mut batch = SendBatch::default();
-    conn.outbox.fill(&mut batch);
+    conn.poll_transmit(&mut batch);
     let out: Vec<u8> = batch.slices().flatten().copied().collect();
     conn.handle_sent(out.len());
     out
@@ -48,7 +42,7 @@ fn feed(conn: &mut Conn, bytes: &[u8], now: Instant) -> Vec<String> {
 }
 
 fn open(now: Instant) -> Conn {
-    let mut c = Conn::new(now, Admission::Admit);
+    let mut c = Conn::new(now, &settings(), Admission::Admit);
     assert_eq!(feed(&mut c, UPGRADE.as_bytes(), now), vec!["opened"]);
     let resp = drain(&mut c);
     assert!(resp.starts_with(b"HTTP/1.1 101"));
@@ -58,7 +52,7 @@ fn open(now: Instant) -> Conn {
 #[test]
 fn upgrade_then_message_in_the_same_read_both_arrive() {
     let now = Instant::now();
-    let mut c = Conn::new(now, Admission::Admit);
+    let mut c = Conn::new(now, &settings(), Admission::Admit);
     let mut bytes = UPGRADE.as_bytes().to_vec();
     bytes.extend(client_frame(0x81, b"{\"type\":\"ping\"}"));
     assert_eq!(
@@ -112,7 +106,7 @@ fn pong_resets_the_deadline() {
 #[test]
 fn handshake_timeout_ends_a_silent_connection() {
     let t0 = Instant::now();
-    let mut c = Conn::new(t0, Admission::Admit);
+    let mut c = Conn::new(t0, &settings(), Admission::Admit);
     c.handle_timeout(t0 + Duration::from_secs(11), &settings());
     assert!(c.is_done());
     assert_eq!(c.close_reason(), Some(CloseReason::HandshakeTimeout));
@@ -124,6 +118,7 @@ fn full_server_upgrades_then_sends_its_goodbye_and_closes_1013() {
     let goodbye = server_frame(Kind::Text, br#"{"type":"reconnect","after_ms":1500}"#);
     let mut c = Conn::new(
         now,
+        &settings(),
         Admission::Full {
             goodbye: goodbye.clone(),
         },
@@ -183,7 +178,7 @@ fn slow_consumer_is_closed_with_1008_behind_what_was_queued() {
 #[test]
 fn echo_endpoint_returns_messages() {
     let now = Instant::now();
-    let mut c = Conn::new(now, Admission::Admit);
+    let mut c = Conn::new(now, &settings(), Admission::Admit);
     feed(&mut c, UPGRADE.replace("/ws", "/echo").as_bytes(), now);
     drain(&mut c);
     feed(&mut c, &client_frame(0x82, &[1, 2, 3]), now);
@@ -203,7 +198,7 @@ fn protocol_violation_closes_with_its_code() {
 #[test]
 fn pipelined_http_requests_are_each_handed_up_in_order() {
     let now = Instant::now();
-    let mut c = Conn::new(now, Admission::Admit);
+    let mut c = Conn::new(now, &settings(), Admission::Admit);
     let two = "GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /c";
     assert_eq!(feed(&mut c, two.as_bytes(), now), vec!["GET /a", "POST /b"]);
     assert_eq!(
@@ -224,7 +219,7 @@ fn pipelined_http_requests_are_each_handed_up_in_order() {
 #[test]
 fn idle_keep_alive_http_connection_ends_after_the_request_timeout() {
     let t0 = Instant::now();
-    let mut c = Conn::new(t0, Admission::Admit);
+    let mut c = Conn::new(t0, &settings(), Admission::Admit);
     feed(&mut c, b"GET /a HTTP/1.1\r\n\r\n", t0);
     let s = settings();
     c.handle_timeout(t0 + s.handshake_timeout - Duration::from_millis(1), &s);
@@ -236,7 +231,7 @@ fn idle_keep_alive_http_connection_ends_after_the_request_timeout() {
 #[test]
 fn application_can_refuse_an_upgrade_before_the_101() {
     let now = Instant::now();
-    let mut c = Conn::new(now, Admission::Admit);
+    let mut c = Conn::new(now, &settings(), Admission::Admit);
     let mut data = UPGRADE.as_bytes().to_vec();
     c.handle_input(&mut data, now, &settings(), &mut |_, ev| {
         if let AppEvent::Upgrade(r) = ev {

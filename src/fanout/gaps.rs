@@ -27,14 +27,14 @@ pub(super) fn announce_or_miss(
         reply::gap(&g.channel, g.skipped, g.from_seq, g.to_seq)
     });
     let need = len + notice.as_ref().map_or(0, Bytes::len);
-    if !entry.conn.outbox.fits(need, settings.max_queued_bytes) {
+    if !entry.conn.queue_fits(need, settings.max_queued_bytes) {
         miss(entry, item, range, out);
         return Err(Full);
     }
     if let (Some(i), Some(n)) = (pending, notice) {
         entry.gaps.swap_remove(i);
         out.gaps += 1;
-        entry.conn.outbox.push_unchecked(n);
+        entry.conn.queue(n);
     }
     Ok(())
 }

@@ -139,7 +139,7 @@ fn deliver_conflated(
 /// the low-water mark, each at that level's boundary; returns the change in degraded
 /// connections (+1, -1 or 0).
 fn step_degrade(entry: &mut Entry, bits: u8, settings: &ConnSettings) -> i64 {
-    let queued = entry.conn.outbox.queued();
+    let queued = entry.conn.queued();
     let high = settings.max_queued_bytes / 4;
     let low = settings.max_queued_bytes / 16;
     let before = entry.degrade;
@@ -219,7 +219,7 @@ fn push_frame(
         return entry.conn.push_broadcast(frame, settings, now);
     }
     if entry.conn.is_open() {
-        entry.conn.outbox.push_unchecked(frame);
+        entry.conn.queue(frame);
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ pub fn apply(ack: &PublishAck, table: &mut ConnTable) -> Option<Slot> {
         ),
     };
     if let Some(frame) = entry.session.hold(frame) {
-        entry.conn.outbox.push_unchecked(frame);
+        entry.conn.queue(frame);
     }
     Some(ack.conn.slot)
 }

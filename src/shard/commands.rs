@@ -44,17 +44,26 @@ pub struct Context<'a> {
     pub auth_timeout: std::time::Duration,
     /// The loop turn's time.
     pub now: std::time::Instant,
+    /// The loop turn's wall-clock time, in seconds since the Unix epoch (token expiry).
+    pub unix_secs: u64,
     /// Set to close the connection after this message.
     pub close: &'a mut Option<CloseOrder>,
+    /// Set to move the connection's auth deadline after this message.
+    pub auth: &'a mut Option<AuthTimer>,
 }
 
-pub use crate::conn::CloseOrder;
+pub use crate::conn::{AuthTimer, CloseOrder};
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// The auth deadline for `identity`'s token: its expiry, converted from wall-clock seconds to
+/// the loop's monotonic time, or none.
+fn token_timer(ctx: &Context<'_>, identity: &crate::auth::Identity) -> AuthTimer {
+    match identity.expires_at {
+        Some(exp) => {
+            let left = std::time::Duration::from_secs(exp.saturating_sub(ctx.unix_secs));
+            AuthTimer::Until(ctx.now + left, "token expired")
+        }
+        None => AuthTimer::Stop,
+    }
 }
 
 /// The value of `name` in an upgrade URL's query string, as sent (still percent-encoded).
@@ -101,12 +110,16 @@ pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
                 .and_then(|a| a.strip_prefix("Bearer "))
                 .map(str::trim)
         });
-    match token.map(|t| ctx.policy.verify(t, unix_now())) {
-        Some(Ok(identity)) => ctx.session.identity = Some(Box::new(identity)),
+    match token.map(|t| ctx.policy.verify(t, ctx.unix_secs)) {
+        Some(Ok(identity)) => {
+            *ctx.auth = Some(token_timer(ctx, &identity));
+            ctx.session.identity = Some(Box::new(identity));
+        }
         Some(Err(crate::auth::AuthError::NoKey)) if ctx.policy.anonymous => {}
         Some(Err(e)) => req.refuse = Some((401, e.to_string())),
         None if !ctx.policy.anonymous => {
-            ctx.session.auth_deadline = Some(ctx.now + ctx.auth_timeout)
+            let at = ctx.now + ctx.auth_timeout;
+            *ctx.auth = Some(AuthTimer::Until(at, "authentication timeout"));
         }
         None => {}
     }
@@ -204,12 +217,12 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
     let id = request.id.as_deref();
     let unauthenticated = ctx.session.identity.is_none() && !ctx.policy.anonymous;
     let frame = match request.command {
-        Command::Auth { token, since } => match ctx.policy.verify(&token, unix_now()) {
+        Command::Auth { token, since } => match ctx.policy.verify(&token, ctx.unix_secs) {
             Ok(identity) => {
                 let frame =
                     reply::authenticated(&identity.user_id, expires_at_ms(Some(&identity)), id);
+                *ctx.auth = Some(token_timer(ctx, &identity));
                 ctx.session.identity = Some(Box::new(identity));
-                ctx.session.auth_deadline = None;
                 push_reply(ctx, outbox, frame);
                 // The first successful auth admits the connection to its default channels.
                 let since = match since.is_empty() {

@@ -76,17 +76,15 @@ pub fn apply(
             }
         }
         if replied {
-            entry.conn.outbox.push_unchecked(reply::error(
+            entry.conn.queue(reply::error(
                 ErrorCode::LimitExceeded,
                 &format!("the server has reached max_channels ({max_channels}): no new channel can be created"),
                 request.id.as_deref(),
             ));
-            let outbox = &mut entry.conn.outbox;
-            entry
-                .session
-                .release_held(|frame| outbox.push_unchecked(frame));
+            let conn = &mut entry.conn;
+            entry.session.release_held(|frame| conn.queue(frame));
         }
-        return (!entry.conn.outbox.is_empty()).then_some(joined.request.conn.slot);
+        return (entry.conn.has_output()).then_some(joined.request.conn.slot);
     }
     if let Some(to) = request.reply {
         let names: Vec<&str> = request.names.iter().map(String::as_str).collect();
@@ -116,10 +114,7 @@ pub fn apply(
             JoinReply::Subscribe => SubscribedTo::Request(request.id.as_deref()),
             JoinReply::Defaults => SubscribedTo::Defaults,
         };
-        entry
-            .conn
-            .outbox
-            .push_unchecked(reply::subscribed(&names, &positions, to));
+        entry.conn.queue(reply::subscribed(&names, &positions, to));
     }
     for channel in joined.channels {
         let waiting = entry.session.waiting(&channel.name);
@@ -136,17 +131,15 @@ pub fn apply(
         sub.state = SubState::Live;
         topics.subscribe(&channel.name, request.conn.slot, sub.floor);
         for frame in channel.frames {
-            entry.conn.outbox.push_replay(frame);
+            entry.conn.queue_replay(frame);
         }
     }
     if replied {
         // Replies to commands sent after this `subscribe` waited for it (and its replay).
-        let outbox = &mut entry.conn.outbox;
-        entry
-            .session
-            .release_held(|frame| outbox.push_unchecked(frame));
+        let conn = &mut entry.conn;
+        entry.session.release_held(|frame| conn.queue(frame));
     }
-    (!entry.conn.outbox.is_empty()).then_some(joined.request.conn.slot)
+    (entry.conn.has_output()).then_some(joined.request.conn.slot)
 }
 
 #[cfg(test)]

@@ -1,17 +1,22 @@
 //! A shard: one pinned thread that owns its listener, its I/O driver, its connections and its
-//! topic table outright. Each loop turn: wait on the driver → handle socket events → take tick
-//! batches from the distributor and fan them out → run timers → up to `SENDS_PER_TURN` sends,
-//! one per connection with output, oldest first → close finished connections. Nothing here is
-//! shared with another shard.
+//! topic table outright. Each loop turn ([`Shard::turn`], at a time it is given): handle socket
+//! events → take tick batches from the distributor and fan them out → fire the connections'
+//! deadlines that are due → up to `SENDS_PER_TURN` sends, one per connection with output,
+//! oldest first → close finished connections. Between turns it sleeps in the driver until the
+//! earliest deadline ([`deadlines::Deadlines`]), an event or a wake-up. Nothing here is shared
+//! with another shard.
 
 pub mod acks;
 pub mod commands;
+pub mod deadlines;
 pub mod joined;
 pub mod listen;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Receiver;
 
@@ -21,7 +26,7 @@ use crate::distributor::{Ingress, ShardMsg};
 use crate::driver::{accept, Driver, Event};
 use crate::fanout::{self, Topics};
 use crate::http::{self, HttpContext};
-use crate::limits::{SENDS_PER_TURN, SWEEP_INTERVAL_MS};
+use crate::limits::SENDS_PER_TURN;
 use crate::log_limit::LogLimiter;
 use crate::protocol::message::CloseCode;
 use crate::status::ServerState;
@@ -30,6 +35,7 @@ use crate::table::send_queue::wait_bucket;
 pub use crate::table::{self as table, SendQueue};
 use crate::wire::reply;
 use commands::Context;
+use deadlines::Deadlines;
 use table::{ConnTable, Entry, Session};
 
 /// Orders from the server to a shard.
@@ -74,6 +80,15 @@ pub struct ShardParts {
     pub auth_timeout: Duration,
 }
 
+/// What the loop does after a turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Wait for the next event or deadline.
+    Continue,
+    /// Shut down and drained (or the drain overran): the thread ends.
+    Exit,
+}
+
 /// A shard's loop over a driver `D` (monomorphised: no dynamic dispatch in the loop).
 pub struct Shard<D: Driver> {
     driver: D,
@@ -87,8 +102,12 @@ struct State {
     /// Connections waiting for a send, in the order they got output (round-robin); each also
     /// has `Entry::dirty` set, so it is queued once.
     dirty: SendQueue,
+    /// Every connection's next deadline.
+    deadlines: Deadlines,
+    /// The current turn's time.
     now: Instant,
-    next_sweep: Instant,
+    /// The current turn's wall-clock time, in seconds since the Unix epoch.
+    unix_secs: u64,
     drain_deadline: Option<Instant>,
     /// "could not register a connection" repeats under descriptor or memory pressure: logged
     /// as sparingly as the accept warnings.
@@ -106,15 +125,17 @@ impl<D: Driver> Shard<D> {
                 table: ConnTable::default(),
                 topics: Topics::default(),
                 dirty: SendQueue::new(now),
+                deadlines: Deadlines::default(),
                 now,
-                next_sweep: now,
+                unix_secs: 0,
                 drain_deadline: None,
                 register_warnings: LogLimiter::new(accept::LOG_EVERY),
             },
         }
     }
 
-    /// Runs until shut down and every connection is closed (or the drain deadline passed).
+    /// Runs until shut down and every connection is closed (or the drain deadline passed): the
+    /// one place the shard reads the clocks.
     pub fn run(mut self) -> std::io::Result<()> {
         tracing::debug!(
             shard = self.st.p.id,
@@ -123,41 +144,58 @@ impl<D: Driver> Shard<D> {
         );
         let mut events = Vec::with_capacity(1024);
         loop {
-            let timeout = self.st.timeout();
-            self.driver.wait(Some(timeout), &mut events)?;
-            self.st.now = Instant::now();
-            self.st.dirty.set_now(self.st.now);
-            for event in events.drain(..) {
-                self.on_event(event);
-            }
-            self.on_control();
-            self.on_batches();
-            if self.st.now >= self.st.next_sweep {
-                self.sweep();
-            }
-            self.flush();
-            self.st
-                .p
-                .stats
-                .channels
-                .store(self.st.topics.len() as u64, Ordering::Relaxed);
-            if let Some(deadline) = self.st.drain_deadline {
-                if self.st.table.is_empty() {
-                    return Ok(());
-                }
-                if self.st.now >= deadline {
-                    self.force_close_all();
-                    if self.st.now >= deadline + Duration::from_secs(2) {
-                        tracing::warn!(
-                            shard = self.st.p.id,
-                            left = self.st.table.len(),
-                            "drain overran"
-                        );
-                        return Ok(());
-                    }
-                }
+            let timeout = self.st.timeout(Instant::now());
+            self.driver.wait(timeout, &mut events)?;
+            if self.turn(Instant::now(), SystemTime::now(), &mut events) == Turn::Exit {
+                return Ok(());
             }
         }
+    }
+
+    /// One loop turn at `now` (`wall`: the same moment on the wall clock, for token expiry):
+    /// applies `events` (draining it), orders, tick batches, due deadlines, then sends.
+    pub fn turn(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        events: &mut Vec<Event<D::Input>>,
+    ) -> Turn {
+        self.st.now = now;
+        self.st.unix_secs = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.st.dirty.set_now(now);
+        for event in events.drain(..) {
+            self.on_event(event);
+        }
+        self.on_control();
+        self.on_batches();
+        self.run_timers();
+        self.flush();
+        self.st.deadlines.settle(&mut self.st.table);
+        self.st
+            .p
+            .stats
+            .channels
+            .store(self.st.topics.len() as u64, Ordering::Relaxed);
+        let Some(deadline) = self.st.drain_deadline else {
+            return Turn::Continue;
+        };
+        if self.st.table.is_empty() {
+            return Turn::Exit;
+        }
+        if now >= deadline {
+            self.force_close_all();
+            if now >= deadline + Duration::from_secs(2) {
+                tracing::warn!(
+                    shard = self.st.p.id,
+                    left = self.st.table.len(),
+                    "drain overran"
+                );
+                return Turn::Exit;
+            }
+        }
+        Turn::Continue
     }
 
     fn on_event(&mut self, event: Event<D::Input>) {
@@ -227,11 +265,14 @@ impl<D: Driver> Shard<D> {
             client_id,
             ..Session::default()
         };
-        let conn = Conn::new(self.st.now, admission);
+        let conn = Conn::new(self.st.now, &self.st.p.settings, admission);
         let id = self.st.table.insert(Entry::new(conn, session, !reject));
         let slot = id.slot;
         ShardStats::add(&self.st.p.stats.accepted, 1);
         ShardStats::add(&self.st.p.stats.connections, 1);
+        if let Some(entry) = self.st.table.get_id_mut(id) {
+            self.st.deadlines.schedule(entry); // the handshake deadline
+        }
         if let Err(e) = self.driver.register(id, fd) {
             if let Some(suppressed) = self.st.register_warnings.admit(self.st.now) {
                 tracing::warn!(error = %e, suppressed, "could not register a connection");
@@ -251,9 +292,10 @@ impl<D: Driver> Shard<D> {
         if e.closing {
             return;
         }
+        self.st.deadlines.schedule(e);
         if e.conn.is_done() {
             self.finish(slot);
-        } else if !e.conn.outbox.is_empty() {
+        } else if e.conn.has_output() {
             self.st.dirty.push_once(slot, &mut e.dirty);
         } else if e.conn.wants_write_shutdown() && !e.sending {
             self.driver.shutdown_write(e.id);
@@ -376,41 +418,21 @@ impl<D: Driver> Shard<D> {
         }
     }
 
-    fn sweep(&mut self) {
-        let st = &mut self.st;
-        st.next_sweep = st.now + Duration::from_millis(SWEEP_INTERVAL_MS);
-        let (now, settings) = (st.now, &st.p.settings);
-        let unix = commands::unix_now();
-        let mut changed = Vec::new();
-        for (slot, e) in st.table.iter_mut() {
-            if e.closing {
-                continue;
+    /// Fires the deadlines due at `now`, connection by connection, and reschedules each.
+    fn run_timers(&mut self) {
+        let now = self.st.now;
+        while let Some((at, id)) = self.st.deadlines.pop_due(now) {
+            let Some(e) = self.st.table.get_id_mut(id) else {
+                continue; // the connection is gone
+            };
+            if e.timer_at != Some(at) {
+                continue; // stale: an earlier deadline was entered since, and popped before
             }
-            let before = e.conn.outbox.queued();
-            e.conn.handle_timeout(now, settings);
-            let expired = e
-                .session
-                .identity
-                .as_ref()
-                .and_then(|i| i.expires_at)
-                .is_some_and(|exp| exp <= unix);
-            let late =
-                e.session.identity.is_none() && e.session.auth_deadline.is_some_and(|d| now >= d);
-            if expired || late {
-                let text = if expired {
-                    "token expired"
-                } else {
-                    "authentication timeout"
-                };
-                e.conn
-                    .close(CloseCode::UNAUTHORIZED, text, CloseReason::AuthFailed, now);
+            e.timer_at = None;
+            if !e.closing {
+                e.conn.handle_timeout(now, &self.st.p.settings);
             }
-            if e.conn.is_done() || e.conn.outbox.queued() != before {
-                changed.push(slot);
-            }
-        }
-        for slot in changed {
-            self.after_change(slot);
+            self.after_change(id.slot);
         }
     }
 
@@ -428,7 +450,9 @@ impl<D: Driver> Shard<D> {
                 continue;
             };
             e.dirty = false;
-            if e.closing || e.sending || e.conn.outbox.is_empty() {
+            // Fan-out may have changed its deadlines (a slow consumer's close).
+            self.st.deadlines.schedule(e);
+            if e.closing || e.sending || !e.conn.has_output() {
                 if !e.closing && e.conn.is_done() {
                     self.finish(slot);
                 }
@@ -436,7 +460,7 @@ impl<D: Driver> Shard<D> {
             }
             sends += 1;
             let mut batch = self.driver.batch();
-            e.conn.outbox.fill(&mut batch);
+            e.conn.poll_transmit(&mut batch);
             let stats = &self.st.p.stats;
             ShardStats::add(&stats.sends, 1);
             ShardStats::add(&stats.send_wait_buckets[wait_bucket(waited_ms)], 1);
@@ -462,8 +486,7 @@ impl<D: Driver> Shard<D> {
             if let Some(e) = self.st.table.get_mut(slot) {
                 let after_ms = window * (2 * i as u64 + 1) / (2 * n);
                 e.conn
-                    .outbox
-                    .push_unchecked(crate::wire::reply::reconnect(after_ms, "shutdown"));
+                    .queue(crate::wire::reply::reconnect(after_ms, "shutdown"));
             }
         }
     }
@@ -490,15 +513,18 @@ impl<D: Driver> Shard<D> {
 }
 
 impl State {
-    fn timeout(&self) -> Duration {
+    /// How long the driver may sleep from `now`: not at all with sends or batches waiting,
+    /// else until the earliest connection deadline or the drain deadline (`None`: until an
+    /// event).
+    fn timeout(&self, now: Instant) -> Option<Duration> {
         if !self.dirty.is_empty() || !self.p.batches.is_empty() {
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         }
-        let mut until = self.next_sweep;
-        if let Some(d) = self.drain_deadline {
-            until = until.min(d);
-        }
-        until.saturating_duration_since(Instant::now())
+        let until = match (self.deadlines.next(), self.drain_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        until.map(|t| t.saturating_duration_since(now))
     }
 
     fn on_data(&mut self, id: ConnId, data: &mut [u8]) {
@@ -507,7 +533,7 @@ impl State {
         };
         let slot = id.slot;
         let (now, settings) = (self.now, &self.p.settings);
-        let mut close = None;
+        let (mut close, mut auth) = (None, None);
         let mut ctx = Context {
             shard: self.p.id,
             conn: id,
@@ -520,7 +546,9 @@ impl State {
             policy: &self.p.policy,
             auth_timeout: self.p.auth_timeout,
             now,
+            unix_secs: self.unix_secs,
             close: &mut close,
+            auth: &mut auth,
         };
         let http = HttpContext {
             state: &self.p.state,
@@ -539,6 +567,6 @@ impl State {
                 AppEvent::Message(_) => {}
                 AppEvent::Http(request) => outbox.push_unchecked(http::handle(request, &http)),
             });
-        e.after_input(close, settings, now);
+        e.after_input(close, auth, settings, now);
     }
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::conn::CloseOrder;
+use crate::conn::{AuthTimer, CloseOrder};
 use crate::conn::{CloseReason, Conn, ConnSettings};
 use crate::conn_id::{ConnId, Slot};
 use crate::protocol::message::CloseCode;
@@ -29,8 +29,6 @@ pub struct Session {
     pub channels: Vec<Subscription>,
     /// The authenticated user, if any.
     pub identity: Option<Box<crate::auth::Identity>>,
-    /// When a connection that must authenticate is closed if it has not.
-    pub auth_deadline: Option<std::time::Instant>,
     /// Publish rate buckets, per namespace (allocated on first rate-limited publish).
     pub rates: RareList<RateBucket>,
     /// Replies waiting behind a `subscribe` the distributor has not answered yet (allocated
@@ -206,6 +204,8 @@ pub struct Entry {
     pub sending: bool,
     /// Already waiting in the shard's send queue (`dirty`).
     pub dirty: bool,
+    /// The earliest deadline the shard's timer queue holds for this connection.
+    pub timer_at: Option<Instant>,
     /// The driver was told to close it; waiting for `Closed`.
     pub closing: bool,
     /// Counted in the server-wide connection total.
@@ -227,6 +227,7 @@ impl Entry {
             session,
             sending: false,
             dirty: false,
+            timer_at: None,
             closing: false,
             counted,
             degrade: 0,
@@ -235,19 +236,24 @@ impl Entry {
         }
     }
 
-    /// What the shard does after a read was handed to the connection: first the close the
-    /// commands ordered (`order`, if any), then the slow-consumer check: an outbox over
+    /// What the shard does after a read was handed to the connection: first the auth deadline
+    /// the commands moved (`auth`), then the close they ordered (`order`), then the slow-consumer
+    /// check: an outbox over
     /// `max_queued_bytes`, or replies held behind a join over it, closes with 1008.
     pub fn after_input(
         &mut self,
         order: Option<CloseOrder>,
+        auth: Option<AuthTimer>,
         settings: &ConnSettings,
         now: Instant,
     ) {
+        if let Some(timer) = auth {
+            self.conn.set_auth_timer(timer);
+        }
         if let Some(order) = order {
             self.conn.close(order.code, order.text, order.reason, now);
         }
-        if self.conn.outbox.over(settings.max_queued_bytes)
+        if self.conn.queue_over(settings.max_queued_bytes)
             || self.session.held_bytes() > settings.max_queued_bytes
         {
             self.conn.close(
@@ -409,7 +415,12 @@ mod tests {
     }
 
     fn entry() -> Entry {
-        let conn = Conn::new(Instant::now(), crate::conn::Admission::Admit);
+        let now = Instant::now();
+        let conn = Conn::new(
+            now,
+            &crate::testing::settings(1024),
+            crate::conn::Admission::Admit,
+        );
         Entry::new(conn, Session::default(), true)
     }
 

@@ -97,7 +97,7 @@ impl Harness {
         let policy = if self.strict { &e.strict } else { &e.open };
         let entry = self.table.get_id_mut(self.id).expect("entry");
         let settings = &self.settings;
-        let mut close = None;
+        let (mut close, mut auth) = (None, None);
         let mut joins = 0;
         let mut ctx = Context {
             shard: 0,
@@ -111,7 +111,9 @@ impl Harness {
             policy,
             auth_timeout: Duration::from_secs(5),
             now,
+            unix_secs: 1_800_000_000 + self.offset.as_secs(),
             close: &mut close,
+            auth: &mut auth,
         };
         let http_ctx = HttpContext {
             state: &e.state,
@@ -131,7 +133,7 @@ impl Harness {
                 AppEvent::Http(request) => outbox.push_unchecked(http::handle(request, &http_ctx)),
             });
         self.pending_joins += joins;
-        entry.after_input(close, settings, now);
+        entry.after_input(close, auth, settings, now);
     }
 
     /// `Shard::after_change`.
@@ -139,7 +141,7 @@ impl Harness {
         let e = self.entry();
         if e.conn.is_done() {
             self.finish();
-        } else if e.conn.outbox.is_empty() && e.conn.wants_write_shutdown() {
+        } else if !e.conn.has_output() && e.conn.wants_write_shutdown() {
             e.conn.handle_write_shutdown();
         }
     }
@@ -152,23 +154,13 @@ impl Harness {
         self.finished = true;
     }
 
-    /// `Shard::sweep` for this connection.
+    /// `Shard::run_timers` for this connection: its deadlines that are due.
     fn sweep(&mut self) {
         let now = self.now();
         let settings = self.settings.clone();
         let e = self.entry();
-        e.conn.handle_timeout(now, &settings);
-        let expired = e
-            .session
-            .identity
-            .as_ref()
-            .and_then(|i| i.expires_at)
-            .is_some_and(|exp| exp <= commands::unix_now());
-        let late =
-            e.session.identity.is_none() && e.session.auth_deadline.is_some_and(|d| now >= d);
-        if expired || late {
-            e.conn
-                .close(CloseCode::UNAUTHORIZED, "auth", CloseReason::AuthFailed, now);
+        if e.conn.poll_timeout().is_some_and(|at| at <= now) {
+            e.conn.handle_timeout(now, &settings);
         }
     }
 
@@ -178,11 +170,11 @@ impl Harness {
             return None; // `Entry::sending`: one send at a time
         }
         let e = self.table.get_id_mut(self.id).expect("entry");
-        if e.conn.outbox.is_empty() {
+        if !e.conn.has_output() {
             return None;
         }
         let mut batch = SendBatch::default();
-        e.conn.outbox.fill(&mut batch);
+        e.conn.poll_transmit(&mut batch);
         assert_eq!(batch.len, batch.slices().map(<[u8]>::len).sum::<usize>());
         assert!(batch.len > 0, "an outbox with bytes queued filled an empty batch");
         Some(batch)
@@ -423,7 +415,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Admission::Admit
     };
-    let id = table.insert(Entry::new(Conn::new(now, admission), session, true));
+    let id = table.insert(Entry::new(Conn::new(now, &settings, admission), session, true));
     let mut h = Harness {
         settings,
         table,
@@ -493,9 +485,7 @@ fuzz_target!(|data: &[u8]| {
                     );
                 } else {
                     if e.conn.is_open() {
-                        e.conn
-                            .outbox
-                            .push_unchecked(framecast::wire::reply::reconnect(5000, "shutdown"));
+                        e.conn.queue(framecast::wire::reply::reconnect(5000, "shutdown"));
                     }
                     e.conn.close(
                         CloseCode::GOING_AWAY,
@@ -518,12 +508,12 @@ fuzz_target!(|data: &[u8]| {
     if !h.finished {
         // The peer reads everything that is queued.
         for _ in 0..1000 {
-            if h.entry().conn.outbox.is_empty() {
+            if !h.entry().conn.has_output() {
                 break;
             }
             h.send(usize::MAX);
         }
-        assert!(h.entry().conn.outbox.is_empty(), "outbox never drains");
+        assert!(!h.entry().conn.has_output(), "outbox never drains");
         h.finish();
     }
     let echo = echo_seen || (!h.entry().conn.is_native() && h.written.starts_with(b"HTTP/1.1 101"));
