@@ -1,6 +1,8 @@
 //! Subscriber connections for the load generator: one mio loop per worker thread drives many
-//! non-blocking connections through connect → upgrade → subscribe → read, counting every event
-//! and recording publish-to-receive latency from the `"t"` the publisher put in its data.
+//! non-blocking connections through connect → upgrade → subscribe (if the server needs a
+//! message for that) → read, counting every `T=<digits>` marker in every data frame and
+//! recording publish-to-receive latency from it. Nothing else about the server's messages is
+//! assumed: a framecast `event` envelope and a raw peer's rebroadcast bytes are read alike.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -12,17 +14,19 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::frames::{find_send_time, parse_server_frame, put_client_frame};
+use super::frames::{for_each_marker, parse_server_frame, put_client_frame, Opcode};
 use super::now_ns;
-use framecast::protocol::frame::Kind;
+use super::template::Template;
 
 /// Counters one worker shares with the coordinator.
 #[derive(Debug, Default)]
 pub struct WorkerCounters {
     /// Connections subscribed and reading.
     pub ready: AtomicU64,
-    /// Events received (any time).
+    /// Messages received (any time): `T=` markers in data frames.
     pub delivered: AtomicU64,
+    /// Data frames without a marker (welcome and acknowledgement messages, ...).
+    pub other_frames: AtomicU64,
     /// Connections that failed to connect or upgrade.
     pub errors: AtomicU64,
     /// Connections lost after they were ready.
@@ -41,6 +45,8 @@ pub struct WorkerPlan {
     pub conns: Vec<(usize, String)>,
     /// How many connections may be connecting at once.
     pub concurrency: usize,
+    /// The message each subscriber sends once upgraded (`{CHANNEL}` = its channel), if any.
+    pub subscribe: Option<Template>,
     /// Record latencies only while set.
     pub measuring: Arc<AtomicBool>,
     /// Stop when set.
@@ -67,7 +73,7 @@ struct Sub {
 const SCRATCH: usize = 256 * 1024;
 
 /// Runs one worker until `stop`; returns its latency histogram (microseconds).
-pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
+pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
     let mut subs: Vec<Sub> = Vec::with_capacity(plan.conns.len());
@@ -75,7 +81,6 @@ pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
     let mut in_progress = 0;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut scratch = vec![0u8; SCRATCH];
-    let finder = memchr::memmem::Finder::new(b"\"t\":");
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: bG9hZGdlbmVyYXRvcjEyMw==\r\n\r\n",
         plan.path, plan.host
@@ -170,27 +175,32 @@ pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
                         break;
                     }
                     used = end + 4;
-                    out.clear();
-                    let msg = format!(r#"{{"type":"subscribe","channels":["{}"]}}"#, sub.channel);
-                    put_client_frame(&mut out, Kind::Text, msg.as_bytes(), [1, 2, 3, 4]);
-                    let _ = sub.stream.write_all(&out);
+                    if let Some(t) = plan.subscribe.as_mut() {
+                        let msg = t.render_string(0, 0, &sub.channel);
+                        out.clear();
+                        put_client_frame(&mut out, Opcode::Text, msg.as_bytes(), [1, 2, 3, 4]);
+                        let _ = sub.stream.write_all(&out);
+                    }
                     sub.state = State::Open;
                     in_progress -= 1;
                     plan.counters.ready.fetch_add(1, Ordering::Relaxed);
                 }
                 let now = if measuring { now_ns() } else { 0 };
                 let mut delivered = 0u64;
+                let mut other = 0u64;
                 let mut pongs: Vec<Vec<u8>> = Vec::new();
                 while let Some((frame, len)) = parse_server_frame(&data[used..]) {
                     used += len;
                     match frame.opcode {
-                        0x1 | 0x2 => {
-                            if let Some(t) = find_send_time(&finder, frame.payload) {
-                                delivered += 1;
+                        // text, binary and their continuations
+                        0x0..=0x2 => {
+                            let n = for_each_marker(frame.payload, |t| {
                                 if measuring {
                                     let _ = hist.record((now.saturating_sub(t) / 1000).max(1));
                                 }
-                            }
+                            });
+                            delivered += n;
+                            other += u64::from(n == 0);
                         }
                         0x9 => pongs.push(frame.payload.to_vec()),
                         _ => {}
@@ -200,9 +210,14 @@ pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
                 plan.counters
                     .delivered
                     .fetch_add(delivered, Ordering::Relaxed);
+                if other > 0 {
+                    plan.counters
+                        .other_frames
+                        .fetch_add(other, Ordering::Relaxed);
+                }
                 for p in pongs {
                     out.clear();
-                    put_client_frame(&mut out, Kind::Pong, &p, [5, 6, 7, 8]);
+                    put_client_frame(&mut out, Opcode::Pong, &p, [5, 6, 7, 8]);
                     let _ = sub.stream.write_all(&out);
                 }
                 if n < SCRATCH {
