@@ -26,8 +26,14 @@ enum Mode {
 /// raw JSON value). A raw rebroadcasting server needs no subscribe message:
 ///   framecast-load --url ws://127.0.0.1:9001/ --subscribe-msg '' \
 ///     --publish-template 'T={T} SEQ={SEQ} {PAD}' --payload-bytes 64
+/// A flag given twice takes its last value (scripts append per-server flags to common ones).
 #[derive(Debug, Parser)]
-#[command(name = "framecast-load", version, verbatim_doc_comment)]
+#[command(
+    name = "framecast-load",
+    version,
+    verbatim_doc_comment,
+    args_override_self = true
+)]
 struct Args {
     /// WebSocket URL of the server.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
