@@ -18,7 +18,7 @@
 #   SERVERS ["uws-js node-ws go-gorilla py-websockets rust-tokio-tungstenite"]  WORKLOADS ["W1 W2 W3"]
 #   W1_SUBS [1000] W1_RATES ["50 200 1000 3000"] W1_PAYLOAD [64] W1_DURATION [10] W1_WARMUP [2]
 #   W2_SUBS [5000] W2_BURSTS ["2 10"] (messages per tick) W2_TICK_MS [16] W2_PAYLOAD [64] W2_DURATION [10] W2_WARMUP [2]
-#   W3_SUBS [19000] W3_DURATION [5] W3_SETTLE_MS [2000]
+#   W3_SUBS [19000] W3_SRC_IPS [4] W3_DURATION [5] W3_SETTLE_MS [2000]
 #   SETTLE_MS [1000] CONNECT_CONCURRENCY [200] SERVER_CPU [0] LOADGEN_CPU [1] BASE_PORT [9400]
 #   STARTUP_TIMEOUT [30] LOAD_THREADS [auto: cores in its affinity mask, 1 when pinned]
 #   QUIET_PCT [15] QUIET_WAIT [180]: before each step wait (up to QUIET_WAIT s) until the machine's
@@ -45,6 +45,7 @@ W2_PAYLOAD=${W2_PAYLOAD:-64}
 W2_DURATION=${W2_DURATION:-10}
 W2_WARMUP=${W2_WARMUP:-2}
 W3_SUBS=${W3_SUBS:-19000}
+W3_SRC_IPS=${W3_SRC_IPS:-4}
 W3_DURATION=${W3_DURATION:-5}
 W3_SETTLE_MS=${W3_SETTLE_MS:-2000}
 SETTLE_MS=${SETTLE_MS:-1000}
@@ -239,7 +240,7 @@ for entry in "${LIST[@]}"; do
             --payload-bytes "$W2_PAYLOAD" --settle-ms "$SETTLE_MS" --warmup "$W2_WARMUP" --duration "$W2_DURATION"
         done ;;
       W3)
-        run_one "$name" "$cmd" "$extra" W3 "" --subs "$W3_SUBS" --rate 0 \
+        run_one "$name" "$cmd" "$extra" W3 "" --subs "$W3_SUBS" --src-ips "$W3_SRC_IPS" --rate 0 \
           --settle-ms "$W3_SETTLE_MS" --warmup 0 --duration "$W3_DURATION" ;;
       *) echo "compare.sh: unknown workload $wl" >&2 ;;
     esac
@@ -260,7 +261,7 @@ done
     case "$wl" in
       W1) echo "- W1 fan-out: $W1_SUBS subs, messages padded to $W1_PAYLOAD bytes, rates [$W1_RATES] msg/s, 1 ms ticks, warmup ${W1_WARMUP}s + ${W1_DURATION}s measured" ;;
       W2) echo "- W2 frame clock: $W2_SUBS subs, bursts of [$W2_BURSTS] msgs every $W2_TICK_MS ms (one step each), padded to $W2_PAYLOAD bytes, warmup ${W2_WARMUP}s + ${W2_DURATION}s" ;;
-      W3) echo "- W3 idle memory: $W3_SUBS idle subs, settle ${W3_SETTLE_MS} ms, held ${W3_DURATION}s" ;;
+      W3) echo "- W3 idle memory: $W3_SUBS idle subs over $W3_SRC_IPS source IPs, settle ${W3_SETTLE_MS} ms, held ${W3_DURATION}s" ;;
     esac
   done
   for entry in "${LIST[@]}"; do

@@ -73,7 +73,8 @@ pub struct LoadConfig {
     pub progress: bool,
 }
 
-/// What the load says to the server: the messages and how they are paced.
+/// What the load says to the server: the messages, how they are paced, and where subscribers
+/// connect from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Traffic {
     /// Template of the message each subscriber sends once connected (`{CHANNEL}`), or `None`
@@ -92,6 +93,9 @@ pub struct Traffic {
     pub http_path: String,
     /// Burst period of the publisher: `rate × tick` messages are due per tick.
     pub tick: Duration,
+    /// Loopback source addresses for subscribers (0: the system's choice); subscriber i binds
+    /// to 127.0.0.(2 + i mod K).
+    pub source_ips: u32,
 }
 
 impl Traffic {
@@ -118,6 +122,7 @@ impl Traffic {
             seed: 1,
             http_path: "/api/v1/broadcast".to_string(),
             tick: Duration::from_millis(1),
+            source_ips: 0,
         }
     }
 }
@@ -249,6 +254,7 @@ pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadE
             conns,
             concurrency: cfg.connect_concurrency.max(1),
             subscribe: subscribe.clone(),
+            source_ips: traffic.source_ips,
             measuring: measuring.clone(),
             stop: stop.clone(),
             counters: c,

@@ -95,6 +95,10 @@ struct Args {
     /// Subscriber threads [default: cores in this process's affinity mask].
     #[arg(long)]
     threads: Option<usize>,
+    /// Subscriber i connects from 127.0.0.(2 + i mod K) (loopback servers; 0 = one address):
+    /// for more than ~28k connections, and faster connects long before that.
+    #[arg(long, default_value_t = 0)]
+    src_ips: u32,
     /// Connections opened at once per thread.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
@@ -145,6 +149,7 @@ fn main() -> anyhow::Result<()> {
     traffic.seed = args.payload_seed;
     traffic.http_path = args.http_path;
     traffic.tick = tick;
+    traffic.source_ips = args.src_ips;
     let cfg = LoadConfig {
         url: args.url,
         subscribers: args.subs,

@@ -5,7 +5,7 @@
 //! assumed: a framecast `event` envelope and a raw peer's rebroadcast bytes are read alike.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +45,8 @@ pub struct WorkerPlan {
     pub conns: Vec<(usize, String)>,
     /// How many connections may be connecting at once.
     pub concurrency: usize,
+    /// Connection i binds to 127.0.0.(2 + i mod K) first when K > 0 (see [`source_ip`]).
+    pub source_ips: u32,
     /// The message each subscriber sends once upgraded (`{CHANNEL}` = its channel), if any.
     pub subscribe: Option<Template>,
     /// Record latencies only while set.
@@ -88,9 +90,9 @@ pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
     let mut out = Vec::new();
     while !plan.stop.load(Ordering::Relaxed) {
         while in_progress < plan.concurrency && next < plan.conns.len() {
-            let (_, channel) = &plan.conns[next];
+            let (index, channel) = &plan.conns[next];
             next += 1;
-            match TcpStream::connect(plan.addr) {
+            match connect(plan.addr, source_ip(*index, plan.source_ips)) {
                 Ok(mut stream) => {
                     let token = Token(subs.len());
                     poll.registry().register(
@@ -229,6 +231,32 @@ pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
     Ok(hist)
 }
 
+/// The loopback source address of connection `index` with `k` source addresses: more than the
+/// ~28k connections one address has ports for, and cheaper port searches long before that.
+pub fn source_ip(index: usize, k: u32) -> Option<Ipv4Addr> {
+    (k > 0).then(|| {
+        let n = 2 + (index as u32 % k);
+        Ipv4Addr::new(127, (n >> 16) as u8, (n >> 8) as u8, n as u8)
+    })
+}
+
+/// A non-blocking connect, from `src` if given.
+fn connect(addr: SocketAddr, src: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+    let Some(ip) = src else {
+        return TcpStream::connect(addr);
+    };
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&SocketAddr::new(ip.into(), 0).into())?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        // EINPROGRESS: completion is reported as writable, like mio's own connect
+        Err(e) if e.raw_os_error() == Some(115) || e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(sock.into()))
+}
+
 fn fail(sub: &mut Sub, in_progress: &mut usize, counters: &WorkerCounters) {
     match sub.state {
         State::Open => {
@@ -259,5 +287,47 @@ pub fn wait_ready(counters: &[Arc<WorkerCounters>], want: u64, timeout: Duration
             return ready;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_addresses_cycle_from_127_0_0_2() {
+        assert_eq!(source_ip(0, 0), None);
+        let ips: Vec<_> = (0..5)
+            .map(|i| source_ip(i, 4).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            ips,
+            [
+                "127.0.0.2",
+                "127.0.0.3",
+                "127.0.0.4",
+                "127.0.0.5",
+                "127.0.0.2"
+            ]
+        );
+        assert_eq!(source_ip(300, 1000).unwrap(), Ipv4Addr::new(127, 0, 1, 46));
+    }
+
+    #[test]
+    fn a_bound_connect_completes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut poll = Poll::new().unwrap();
+        let mut s = connect(addr, Some(Ipv4Addr::new(127, 0, 0, 3))).unwrap();
+        poll.registry()
+            .register(&mut s, Token(0), Interest::WRITABLE)
+            .unwrap();
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip().to_string(), "127.0.0.3");
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(events.iter().any(|e| e.is_writable()));
+        assert!(s.peer_addr().is_ok());
     }
 }
