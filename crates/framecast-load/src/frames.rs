@@ -1,26 +1,45 @@
-//! The client side of WebSocket framing, just what a load generator needs: masked frames out,
-//! unmasked server frames parsed in place.
+//! The client side of WebSocket framing (RFC 6455), just what a load generator needs: masked
+//! frames out, unmasked server frames parsed in place, and the `T=<digits>` send-time markers the
+//! publisher's template put into every message. Self-contained, so the load generator does not
+//! depend on the server it measures.
 
-use framecast::protocol::frame::{put_server_header, Kind};
-use framecast::protocol::mask::unmask;
+/// Frame opcodes the load generator sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opcode {
+    /// A text message.
+    Text = 0x1,
+    /// A binary message.
+    Binary = 0x2,
+    /// Close.
+    Close = 0x8,
+    /// Ping.
+    Ping = 0x9,
+    /// Pong.
+    Pong = 0xA,
+}
 
-/// Appends a masked client frame (FIN set) of `kind` with `payload` to `out`: the server's header
-/// encoding with the mask bit set, then the key, then the masked payload.
-pub fn put_client_frame(out: &mut Vec<u8>, kind: Kind, payload: &[u8], mask: [u8; 4]) {
-    let header_at = out.len();
-    put_server_header(out, kind, payload.len());
-    out[header_at + 1] |= 0x80;
+/// Appends a masked client frame (FIN set) of `opcode` with `payload` to `out`.
+pub fn put_client_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8], mask: [u8; 4]) {
+    out.push(0x80 | opcode as u8);
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
     out.extend_from_slice(&mask);
-    let body_at = out.len();
-    out.extend_from_slice(payload);
-    // XOR masking is its own inverse, so the server's unmask also masks.
-    unmask(&mut out[body_at..], mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
 }
 
 /// One parsed server frame.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ServerFrame<'a> {
-    /// The opcode (1 text, 2 binary, 8 close, 9 ping, 10 pong).
+    /// The opcode (0 continuation, 1 text, 2 binary, 8 close, 9 ping, 10 pong).
     pub opcode: u8,
     /// The payload.
     pub payload: &'a [u8],
@@ -52,17 +71,36 @@ pub fn parse_server_frame(buf: &[u8]) -> Option<(ServerFrame<'_>, usize)> {
     ))
 }
 
-/// Finds `"t":<digits>` in an event and returns the number (publish time, ns since the epoch).
-pub fn find_send_time(finder: &memchr::memmem::Finder<'_>, payload: &[u8]) -> Option<u64> {
-    let at = finder.find(payload)? + finder.needle().len();
-    let digits = payload[at..].iter().take_while(|b| b.is_ascii_digit());
-    let mut n: u64 = 0;
-    let mut any = false;
-    for d in digits {
-        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        any = true;
+/// The number right after `T=` at the start of `digits`, if there is one (at most 19 digits, so
+/// it fits a `u64`).
+pub fn parse_marker(digits: &[u8]) -> Option<u64> {
+    let n = digits
+        .iter()
+        .take(20)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if n == 0 || n > 19 {
+        return None;
     }
-    any.then_some(n)
+    Some(
+        digits[..n]
+            .iter()
+            .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0')),
+    )
+}
+
+/// Calls `f` with every send time marked `T=<digits>` in `payload` and returns how many there
+/// were. A server that joins several messages into one frame (the gorilla hub joins queued
+/// messages with `\n`) is counted right; a `T=` without digits is not a marker.
+pub fn for_each_marker(payload: &[u8], mut f: impl FnMut(u64)) -> u64 {
+    let mut count = 0;
+    for at in memchr::memmem::find_iter(payload, b"T=") {
+        if let Some(t) = parse_marker(&payload[at + 2..]) {
+            f(t);
+            count += 1;
+        }
+    }
+    count
 }
 
 #[cfg(test)]
@@ -91,28 +129,72 @@ mod tests {
         }
     }
 
-    #[test]
-    fn client_frames_parse_back_with_the_servers_own_parser() {
-        for len in [0usize, 5, 125, 126, 70_000] {
-            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let mut out = Vec::new();
-            put_client_frame(&mut out, Kind::Binary, &payload, [1, 2, 3, 4]);
-            let h = framecast::protocol::frame::parse_client_header(&out)
-                .unwrap()
-                .unwrap();
-            assert_eq!((h.kind, h.payload_len as usize), (Kind::Binary, len));
-            let mut body = out[h.header_len..].to_vec();
-            unmask(&mut body, h.mask);
-            assert_eq!(body, payload);
-        }
+    /// Decodes a client frame by the RFC: FIN + opcode, mask bit, length, key, masked payload.
+    fn decode_client_frame(f: &[u8]) -> (u8, Vec<u8>) {
+        assert_eq!(f[0] & 0xf0, 0x80, "FIN set, no RSV bits");
+        assert_eq!(f[1] & 0x80, 0x80, "client frames are masked");
+        let (len, at) = match f[1] & 0x7f {
+            126 => (u16::from_be_bytes([f[2], f[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(f[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        let key = &f[at..at + 4];
+        assert_eq!(f.len(), at + 4 + len);
+        let body = f[at + 4..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ key[i % 4])
+            .collect();
+        (f[0] & 0x0f, body)
     }
 
     #[test]
-    fn send_time_is_read_from_the_event_data() {
-        let finder = memchr::memmem::Finder::new(b"\"t\":");
-        let ev =
-            br#"{"type":"event","channel":"c","seq":1,"data":{"t":1732245600123456789,"pad":"x"}}"#;
-        assert_eq!(find_send_time(&finder, ev), Some(1_732_245_600_123_456_789));
-        assert_eq!(find_send_time(&finder, b"{\"type\":\"pong\"}"), None);
+    fn client_frames_are_masked_with_the_shortest_length_encoding() {
+        for (len, header) in [
+            (0usize, 2),
+            (5, 2),
+            (125, 2),
+            (126, 4),
+            (65535, 4),
+            (70_000, 10),
+        ] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut out = Vec::new();
+            put_client_frame(&mut out, Opcode::Binary, &payload, [1, 2, 3, 4]);
+            assert_eq!(out.len(), header + 4 + len, "length {len}");
+            assert_eq!(decode_client_frame(&out), (2, payload));
+        }
+        let mut out = Vec::new();
+        put_client_frame(&mut out, Opcode::Pong, b"hi", [9, 9, 9, 9]);
+        assert_eq!(decode_client_frame(&out), (0xA, b"hi".to_vec()));
+    }
+
+    #[test]
+    fn send_times_are_read_from_raw_payloads_and_json_events() {
+        let mut seen = Vec::new();
+        // a raw peer's rebroadcast, and the gorilla hub's coalesced frame
+        assert_eq!(for_each_marker(b"T=17 SEQ=0 xxxx", |t| seen.push(t)), 1);
+        assert_eq!(
+            for_each_marker(b"T=1 SEQ=1 xx\nT=2 SEQ=2 xx\nT=3 SEQ=3 xx", |t| seen
+                .push(t)),
+            3
+        );
+        // framecast's event envelope: the timestamp field's `T1` is not a marker
+        let ev = br#"{"type":"event","channel":"c","seq":1,"timestamp":"2026-12-02T06:40:00.000Z","data":{"t":"T=1796180400123456789","pad":"x"}}"#;
+        assert_eq!(for_each_marker(ev, |t| seen.push(t)), 1);
+        assert_eq!(seen, [17, 1, 2, 3, 1_796_180_400_123_456_789]);
+        // no digits, too many digits, cut at the end
+        assert_eq!(for_each_marker(b"T= T=x {\"type\":\"pong\"}", |_| {}), 0);
+        assert_eq!(for_each_marker(b"T=123456789012345678901", |_| {}), 0);
+        assert_eq!(parse_marker(b"42"), Some(42));
+        assert_eq!(parse_marker(b"18446744073709551615"), None, "20 digits");
+        assert_eq!(
+            parse_marker(b"9999999999999999999 "),
+            Some(9_999_999_999_999_999_999)
+        );
+        assert_eq!(parse_marker(b""), None);
     }
 }

@@ -1,7 +1,15 @@
-//! The load generator behind `framecast-load` and `cargo bench --bench fanout`: opens N real
-//! WebSocket subscribers spread over C channels, publishes at a rate over WebSocket or HTTP, and
-//! measures delivered events per second, the delivery ratio, publish-to-receive latency and,
-//! when given the server's PID on the same host, its CPU and memory per connection.
+//! The load generator behind `framecast-load`, `cargo bench --bench fanout` and the peer
+//! comparison in `benches/peers/`: opens N real WebSocket subscribers spread over C channels,
+//! publishes at a rate over WebSocket or HTTP, and measures delivered messages per second, the
+//! delivery ratio, publish-to-receive latency and, when given the server's PID on the same host,
+//! its CPU and memory per connection.
+//!
+//! It speaks framecast's protocol by default ([`run`]) and any broadcast server's with
+//! [`run_with`] and a [`Traffic`]: a subscribe message template (or none, for servers that
+//! subscribe every connection), a publish template, and the payload's size and kind. Latency
+//! comes from the `T=<digits>` send time the publish template embeds, found wherever it lands in
+//! what subscribers receive, so a server that just rebroadcasts bytes is timed like one that
+//! wraps them in an envelope.
 //!
 //! Timeline: connect and subscribe all → settle → warm-up (publishing, nothing counted) →
 //! measured window → report.
@@ -10,6 +18,7 @@ pub mod frames;
 pub mod procstat;
 pub mod publisher;
 pub mod subscribers;
+pub mod template;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +31,7 @@ use thiserror::Error;
 pub use publisher::PublishMode;
 use publisher::{run_publisher, PublisherPlan};
 use subscribers::{run_worker, wait_ready, WorkerCounters, WorkerPlan};
+pub use template::{PayloadKind, Size, Template};
 
 /// Nanoseconds since the Unix epoch (the clock publisher and subscribers share).
 pub fn now_ns() -> u64 {
@@ -41,7 +51,7 @@ pub struct LoadConfig {
     pub channels: usize,
     /// Events per second over all channels.
     pub rate: f64,
-    /// Padding bytes per event.
+    /// Padding bytes per event ([`run`] only; [`run_with`] takes the size from its [`Traffic`]).
     pub payload: usize,
     /// Publish over WebSocket or HTTP.
     pub mode: PublishMode,
@@ -63,15 +73,75 @@ pub struct LoadConfig {
     pub progress: bool,
 }
 
+/// What the load says to the server: the messages, how they are paced, and where subscribers
+/// connect from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Traffic {
+    /// Template of the message each subscriber sends once connected (`{CHANNEL}`), or `None`
+    /// for servers that subscribe every connection on their own.
+    pub subscribe: Option<String>,
+    /// Template of every published message (see [`template`] for the placeholders); it must
+    /// put `T={T}` where subscribers will receive it.
+    pub publish: String,
+    /// Filler size.
+    pub size: Size,
+    /// Filler content.
+    pub kind: PayloadKind,
+    /// Seed of the generated payloads.
+    pub seed: u64,
+    /// Path POSTed to in HTTP publish mode.
+    pub http_path: String,
+    /// Burst period of the publisher: `rate × tick` messages are due per tick.
+    pub tick: Duration,
+    /// Loopback source addresses for subscribers (0: the system's choice); subscriber i binds
+    /// to 127.0.0.(2 + i mod K).
+    pub source_ips: u32,
+}
+
+impl Traffic {
+    /// framecast's subscribe command.
+    pub const FRAMECAST_SUBSCRIBE: &'static str =
+        r#"{"type":"subscribe","channels":["{CHANNEL}"]}"#;
+    /// framecast's publish command, the send time and the filler in its data.
+    pub const FRAMECAST_PUBLISH: &'static str = r#"{"type":"publish","channel":"{CHANNEL}","event_type":"load","data":{"t":"T={T}","pad":"{PAD}"}}"#;
+    /// The body of framecast's `POST /api/v1/broadcast`.
+    pub const FRAMECAST_HTTP_PUBLISH: &'static str =
+        r#"{"channel":"{CHANNEL}","event_type":"load","data":{"t":"T={T}","pad":"{PAD}"}}"#;
+
+    /// framecast's protocol with `pad` filler bytes in every event.
+    pub fn framecast(mode: PublishMode, pad: usize) -> Traffic {
+        Traffic {
+            subscribe: Some(Self::FRAMECAST_SUBSCRIBE.to_string()),
+            publish: match mode {
+                PublishMode::WebSocket => Self::FRAMECAST_PUBLISH,
+                PublishMode::Http => Self::FRAMECAST_HTTP_PUBLISH,
+            }
+            .to_string(),
+            size: Size::Filler(pad),
+            kind: PayloadKind::Pad,
+            seed: 1,
+            http_path: "/api/v1/broadcast".to_string(),
+            tick: Duration::from_millis(1),
+            source_ips: 0,
+        }
+    }
+}
+
 /// What was measured.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct LoadReport {
+    /// Subscribers asked for.
+    pub subscribers_requested: u64,
     /// Subscribers that connected and subscribed.
     pub subscribers: u64,
     /// Seconds to connect and subscribe them all.
     pub connect_seconds: f64,
+    /// Publish rate asked for, messages per second.
+    pub target_rate: f64,
     /// Events published per second in the window.
     pub published_per_second: f64,
+    /// Messages the publisher skipped after falling more than ~100 ms behind (whole run).
+    pub publisher_skipped: u64,
     /// Events received per second, summed over subscribers.
     pub delivered_per_second: f64,
     /// delivered / (published × subscribers per channel).
@@ -82,12 +152,22 @@ pub struct LoadReport {
     pub errors: u64,
     /// Subscribers lost during the run.
     pub disconnects: u64,
+    /// Data frames subscribers received without a `T=` marker (acknowledgements, welcomes).
+    pub other_frames: u64,
     /// Server CPU in % of one core over the window (needs the PID).
     pub server_cpu_percent: Option<f64>,
     /// Server resident memory at the end, MiB.
     pub server_rss_mib: Option<f64>,
     /// (RSS at end − RSS before connecting) / subscribers, KiB.
     pub server_rss_per_connection_kib: Option<f64>,
+    /// Busy % (kernel network work included) of the core the server is pinned to, if one.
+    pub server_core_busy_percent: Option<f64>,
+    /// Busy % of the core the load generator is pinned to, if one (near 100: it was the limit).
+    pub loadgen_core_busy_percent: Option<f64>,
+    /// The load generator's own CPU in % of one core.
+    pub loadgen_cpu_percent: Option<f64>,
+    /// Busy % of every core over the window.
+    pub cpu_busy_percent: Vec<f64>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -95,6 +175,8 @@ pub struct LoadReport {
 pub struct Percentiles {
     /// Median.
     pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
     /// 99th percentile.
     pub p99: f64,
     /// 99.9th percentile.
@@ -135,9 +217,19 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), LoadError> {
     Ok((addr, host.to_string(), path.to_string()))
 }
 
-/// Runs one measurement.
+/// Runs one measurement with framecast's protocol (`cfg.payload` filler bytes per event).
 pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
+    run_with(cfg, &Traffic::framecast(cfg.mode, cfg.payload))
+}
+
+/// Runs one measurement with the messages of `traffic`.
+pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadError> {
     let (addr, host, path) = parse_url(&cfg.url)?;
+    let template = |text: &str, seed: u64| Template::parse(text, traffic.size, traffic.kind, seed);
+    let subscribe = traffic
+        .subscribe
+        .as_deref()
+        .map(|t| Template::parse(t, Size::Filler(0), PayloadKind::Pad, 0));
     let channels: Vec<String> = (0..cfg.channels.max(1))
         .map(|i| format!("load-{i}"))
         .collect();
@@ -161,6 +253,8 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
             path: path.clone(),
             conns,
             concurrency: cfg.connect_concurrency.max(1),
+            subscribe: subscribe.clone(),
+            source_ips: traffic.source_ips,
             measuring: measuring.clone(),
             stop: stop.clone(),
             counters: c,
@@ -179,18 +273,22 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
     }
     std::thread::sleep(cfg.settle);
     let sent = Arc::new(AtomicU64::new(0));
+    let skipped = Arc::new(AtomicU64::new(0));
     let publisher = (cfg.rate > 0.0).then(|| {
         let plan = PublisherPlan {
             addr,
             host: host.clone(),
             path: path.clone(),
+            http_path: traffic.http_path.clone(),
             api_key: cfg.api_key.clone(),
             mode: cfg.mode,
             channels: channels.clone(),
             rate: cfg.rate,
-            pad: cfg.payload,
+            tick: traffic.tick,
+            template: template(&traffic.publish, traffic.seed),
             stop: stop.clone(),
             sent: sent.clone(),
+            skipped: skipped.clone(),
         };
         std::thread::spawn(move || run_publisher(plan))
     });
@@ -203,6 +301,8 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
     let window_start = Instant::now();
     let (sent0, delivered0) = (sent.load(Ordering::Relaxed), delivered(&counters));
     let cpu0 = cfg.server_pid.and_then(procstat::sample);
+    let own0 = procstat::sample(std::process::id());
+    let cores0 = procstat::cpu_jiffies();
     measuring.store(true, Ordering::Relaxed);
     let mut last = (Instant::now(), delivered0);
     while window_start.elapsed() < cfg.duration {
@@ -226,6 +326,8 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
     let secs = window_start.elapsed().as_secs_f64();
     let (sent1, delivered1) = (sent.load(Ordering::Relaxed), delivered(&counters));
     let cpu1 = cfg.server_pid.and_then(procstat::sample);
+    let own1 = procstat::sample(std::process::id());
+    let busy = procstat::busy_percent(&cores0, &procstat::cpu_jiffies());
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = publisher {
         if let Ok(Err(e)) = p.join() {
@@ -242,10 +344,20 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
     let per_channel = ready as f64 / channels.len() as f64;
     let delivered_n = (delivered1 - delivered0) as f64;
     let ms = |us: u64| us as f64 / 1000.0;
+    let core_busy = |core: Option<usize>| core.and_then(|c| busy.get(c).copied());
+    let sum = |f: fn(&WorkerCounters) -> &AtomicU64| {
+        counters
+            .iter()
+            .map(|c| f(c).load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
     let mut report = LoadReport {
+        subscribers_requested: cfg.subscribers as u64,
         subscribers: ready,
         connect_seconds,
+        target_rate: cfg.rate,
         published_per_second: published / secs,
+        publisher_skipped: skipped.load(Ordering::Relaxed),
         delivered_per_second: delivered_n / secs,
         delivery_ratio: if published > 0.0 {
             delivered_n / (published * per_channel)
@@ -254,19 +366,23 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
         },
         latency_ms: Percentiles {
             p50: ms(hist.value_at_quantile(0.5)),
+            p90: ms(hist.value_at_quantile(0.9)),
             p99: ms(hist.value_at_quantile(0.99)),
             p999: ms(hist.value_at_quantile(0.999)),
             max: ms(hist.max()),
             count: hist.len(),
         },
-        errors: counters
-            .iter()
-            .map(|c| c.errors.load(Ordering::Relaxed))
-            .sum(),
-        disconnects: counters
-            .iter()
-            .map(|c| c.disconnects.load(Ordering::Relaxed))
-            .sum(),
+        errors: sum(|c| &c.errors),
+        disconnects: sum(|c| &c.disconnects),
+        other_frames: sum(|c| &c.other_frames),
+        server_core_busy_percent: cfg
+            .server_pid
+            .and_then(|pid| core_busy(procstat::single_core(Some(pid)))),
+        loadgen_core_busy_percent: core_busy(procstat::single_core(None)),
+        loadgen_cpu_percent: own0
+            .zip(own1)
+            .map(|((c0, _), (c1, _))| (c1 - c0) * 100.0 / secs),
+        cpu_busy_percent: busy.clone(),
         ..LoadReport::default()
     };
     if let (Some((c0, _)), Some((c1, rss1))) = (cpu0, cpu1) {
@@ -285,9 +401,9 @@ pub fn summary_table(cfg: &LoadConfig, r: &LoadReport) -> String {
     let opt =
         |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |x| format!("{x:.digits$}"));
     format!(
-        "| subscribers | channels | published/s | delivered/s | delivery ratio | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | server RSS MiB | RSS/conn KiB | errors/disconnects |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n\
-         | {} | {} | {:.0} | {:.0} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {}/{} |\n",
+        "| subscribers | channels | published/s | delivered/s | delivery ratio | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | server core busy % | load core busy % | server RSS MiB | RSS/conn KiB | errors/disconnects |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n\
+         | {} | {} | {:.0} | {:.0} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {}/{} |\n",
         r.subscribers,
         cfg.channels,
         r.published_per_second,
@@ -298,6 +414,8 @@ pub fn summary_table(cfg: &LoadConfig, r: &LoadReport) -> String {
         r.latency_ms.p999,
         r.latency_ms.max,
         opt(r.server_cpu_percent, 1),
+        opt(r.server_core_busy_percent, 0),
+        opt(r.loadgen_core_busy_percent, 0),
         opt(r.server_rss_mib, 1),
         opt(r.server_rss_per_connection_kib, 2),
         r.errors,
@@ -317,5 +435,25 @@ mod tests {
             (9000, "127.0.0.1:9000", "/ws")
         );
         assert!(parse_url("http://x/ws").is_err());
+    }
+
+    #[test]
+    fn framecast_traffic_renders_its_protocol_with_a_marker_in_the_data() {
+        let t = Traffic::framecast(PublishMode::WebSocket, 3);
+        let mut publish = Template::parse(&t.publish, t.size, t.kind, t.seed);
+        let msg = publish.render_string(1_796_180_400_000_000_000, 0, "load-0");
+        let v: serde_json::Value = serde_json::from_str(&msg).unwrap();
+        assert_eq!(v["type"], "publish");
+        assert_eq!(v["channel"], "load-0");
+        assert_eq!(v["data"]["pad"], "xxx");
+        let mut at = Vec::new();
+        frames::for_each_marker(msg.as_bytes(), |t| at.push(t));
+        assert_eq!(at, [1_796_180_400_000_000_000]);
+        let http = Traffic::framecast(PublishMode::Http, 0);
+        let body = Template::parse(&http.publish, http.size, http.kind, 1).render_string(5, 0, "c");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"]["t"],
+            "T=5"
+        );
     }
 }

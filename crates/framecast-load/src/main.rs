@@ -1,12 +1,13 @@
-//! `framecast-load`: point the load measurement at any framecast deployment. Opens subscribers,
-//! publishes at a rate over WebSocket or HTTP, prints a progress line every second and a summary
-//! table (and, with --json, one JSON line) at the end.
+//! `framecast-load`: point the load measurement at any framecast deployment, or at any other
+//! WebSocket broadcast server with message templates. Opens subscribers, publishes at a rate over
+//! WebSocket or HTTP, prints a progress line every second and a summary table (and, with --json,
+//! one JSON line) at the end.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use framecast_load::{self as load, LoadConfig, PublishMode};
+use framecast_load::{self as load, LoadConfig, PayloadKind, PublishMode, Size, Traffic};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -17,9 +18,22 @@ enum Mode {
     Http,
 }
 
-/// Load generator for framecast: subscribers, channels, publish rate, latency.
+/// Load generator for framecast and other WebSocket broadcast servers: subscribers, channels,
+/// publish rate, latency.
+///
+/// Templates take {T} (send time, ns since the epoch; subscribers find it after `T=`), {SEQ},
+/// {CHANNEL}, {PAD} (the filler; escaped inside a JSON string) and {PAYLOAD} (the filler as a
+/// raw JSON value). A raw rebroadcasting server needs no subscribe message:
+///   framecast-load --url ws://127.0.0.1:9001/ --subscribe-msg '' \
+///     --publish-template 'T={T} SEQ={SEQ} {PAD}' --payload-bytes 64
+/// A flag given twice takes its last value (scripts append per-server flags to common ones).
 #[derive(Debug, Parser)]
-#[command(name = "framecast-load", version)]
+#[command(
+    name = "framecast-load",
+    version,
+    verbatim_doc_comment,
+    args_override_self = true
+)]
 struct Args {
     /// WebSocket URL of the server.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
@@ -30,27 +44,61 @@ struct Args {
     /// Channels; subscriber i joins load-(i mod channels).
     #[arg(long, default_value_t = 1)]
     channels: usize,
-    /// Events per second over all channels (0: connect only, for memory checks).
+    /// Messages per second over all channels (0: connect only, for memory checks).
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
-    /// Padding bytes in each event's data.
+    /// Messages per tick instead of --rate (rate = burst / tick).
+    #[arg(long)]
+    burst: Option<u32>,
+    /// Publisher tick: what is due is sent in one burst every tick.
+    #[arg(long, default_value_t = 1.0)]
+    tick_ms: f64,
+    /// Filler bytes in each message ({PAD} / {PAYLOAD}).
     #[arg(long, default_value_t = 32)]
     payload: usize,
-    /// Publish over WebSocket (`publish` commands) or HTTP (`POST /api/v1/broadcast`).
+    /// Pad every published message to this many bytes in all instead (overrides --payload),
+    /// so that servers with different envelopes get the same messages.
+    #[arg(long)]
+    payload_bytes: Option<usize>,
+    /// Filler content: `x` characters, or realistic JSON (moving entities, gauges).
+    #[arg(long, default_value = "pad", value_parser = ["pad", "positions", "metrics"])]
+    payload_kind: String,
+    /// Seed of the generated payloads (same seed, same messages).
+    #[arg(long, default_value_t = 1)]
+    payload_seed: u64,
+    /// Message each subscriber sends once connected ({CHANNEL}); '' sends none
+    /// [default: framecast's subscribe command].
+    #[arg(long)]
+    subscribe_msg: Option<String>,
+    /// Template of every published message [default: framecast's publish command, or the
+    /// body of its POST /api/v1/broadcast with --publish http].
+    #[arg(long)]
+    publish_template: Option<String>,
+    /// Publish over WebSocket (text frames) or HTTP (POST to --http-path, keep-alive).
     #[arg(long, value_enum, default_value_t = Mode::Ws)]
     publish: Mode,
+    /// Path of the HTTP publish endpoint.
+    #[arg(long, default_value = "/api/v1/broadcast")]
+    http_path: String,
     /// Bearer key for HTTP publishing.
     #[arg(long, env = "FRAMECAST_API_KEY")]
     api_key: Option<String>,
+    /// Milliseconds between the last subscriber connecting and the publisher starting.
+    #[arg(long, default_value_t = 500)]
+    settle_ms: u64,
     /// Seconds of warm-up before measuring.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
     /// Seconds measured.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Subscriber threads [default: available cores].
+    /// Subscriber threads [default: cores in this process's affinity mask].
     #[arg(long)]
     threads: Option<usize>,
+    /// Subscriber i connects from 127.0.0.(2 + i mod K) (loopback servers; 0 = one address):
+    /// for more than ~28k connections, and faster connects long before that.
+    #[arg(long, default_value_t = 0)]
+    src_ips: u32,
     /// Connections opened at once per thread.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
@@ -60,6 +108,12 @@ struct Args {
     /// Also print the report as one JSON line.
     #[arg(long)]
     json: bool,
+    /// A name for this run, copied into the JSON line.
+    #[arg(long)]
+    label: Option<String>,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,31 +122,64 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    let mode = match args.publish {
+        Mode::Ws => PublishMode::WebSocket,
+        Mode::Http => PublishMode::Http,
+    };
+    anyhow::ensure!(args.tick_ms > 0.0, "--tick-ms must be positive");
+    let tick = Duration::from_secs_f64(args.tick_ms / 1000.0);
+    let rate = match args.burst {
+        Some(b) => f64::from(b) / tick.as_secs_f64(),
+        None => args.rate,
+    };
+    let mut traffic = Traffic::framecast(mode, args.payload);
+    if let Some(s) = args.subscribe_msg {
+        traffic.subscribe = (!s.is_empty()).then_some(s);
+    }
+    if let Some(p) = args.publish_template {
+        traffic.publish = p;
+    }
+    if let Some(total) = args.payload_bytes {
+        traffic.size = Size::Total(total);
+    }
+    traffic.kind = args
+        .payload_kind
+        .parse::<PayloadKind>()
+        .map_err(anyhow::Error::msg)?;
+    traffic.seed = args.payload_seed;
+    traffic.http_path = args.http_path;
+    traffic.tick = tick;
+    traffic.source_ips = args.src_ips;
     let cfg = LoadConfig {
         url: args.url,
         subscribers: args.subs,
         channels: args.channels.max(1),
-        rate: args.rate,
+        rate,
         payload: args.payload,
-        mode: match args.publish {
-            Mode::Ws => PublishMode::WebSocket,
-            Mode::Http => PublishMode::Http,
-        },
+        mode,
         api_key: args.api_key,
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.duration),
-        settle: Duration::from_millis(500),
+        settle: Duration::from_millis(args.settle_ms),
         threads: args
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         connect_concurrency: args.connect_concurrency,
         server_pid: args.server_pid,
-        progress: true,
+        progress: !args.quiet,
     };
-    let report = load::run(&cfg).context("load run failed")?;
+    let report = load::run_with(&cfg, &traffic).context("load run failed")?;
     print!("{}", load::summary_table(&cfg, &report));
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        v["label"] = args.label.into();
+        v["payload_kind"] = traffic.kind.to_string().into();
+        v["payload_bytes"] = match traffic.size {
+            Size::Total(n) => n.into(),
+            Size::Filler(_) => serde_json::Value::Null,
+        };
+        v["tick_ms"] = args.tick_ms.into();
+        println!("{v}");
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! Subscriber connections for the load generator: one mio loop per worker thread drives many
-//! non-blocking connections through connect → upgrade → subscribe → read, counting every event
-//! and recording publish-to-receive latency from the `"t"` the publisher put in its data.
+//! non-blocking connections through connect → upgrade → subscribe (if the server needs a
+//! message for that) → read, counting every `T=<digits>` marker in every data frame and
+//! recording publish-to-receive latency from it. Nothing else about the server's messages is
+//! assumed: a framecast `event` envelope and a raw peer's rebroadcast bytes are read alike.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,17 +14,19 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::frames::{find_send_time, parse_server_frame, put_client_frame};
+use super::frames::{for_each_marker, parse_server_frame, put_client_frame, Opcode};
 use super::now_ns;
-use framecast::protocol::frame::Kind;
+use super::template::Template;
 
 /// Counters one worker shares with the coordinator.
 #[derive(Debug, Default)]
 pub struct WorkerCounters {
     /// Connections subscribed and reading.
     pub ready: AtomicU64,
-    /// Events received (any time).
+    /// Messages received (any time): `T=` markers in data frames.
     pub delivered: AtomicU64,
+    /// Data frames without a marker (welcome and acknowledgement messages, ...).
+    pub other_frames: AtomicU64,
     /// Connections that failed to connect or upgrade.
     pub errors: AtomicU64,
     /// Connections lost after they were ready.
@@ -41,6 +45,10 @@ pub struct WorkerPlan {
     pub conns: Vec<(usize, String)>,
     /// How many connections may be connecting at once.
     pub concurrency: usize,
+    /// Connection i binds to 127.0.0.(2 + i mod K) first when K > 0 (see [`source_ip`]).
+    pub source_ips: u32,
+    /// The message each subscriber sends once upgraded (`{CHANNEL}` = its channel), if any.
+    pub subscribe: Option<Template>,
     /// Record latencies only while set.
     pub measuring: Arc<AtomicBool>,
     /// Stop when set.
@@ -67,7 +75,7 @@ struct Sub {
 const SCRATCH: usize = 256 * 1024;
 
 /// Runs one worker until `stop`; returns its latency histogram (microseconds).
-pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
+pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
     let mut subs: Vec<Sub> = Vec::with_capacity(plan.conns.len());
@@ -75,7 +83,6 @@ pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
     let mut in_progress = 0;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut scratch = vec![0u8; SCRATCH];
-    let finder = memchr::memmem::Finder::new(b"\"t\":");
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: bG9hZGdlbmVyYXRvcjEyMw==\r\n\r\n",
         plan.path, plan.host
@@ -83,9 +90,9 @@ pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
     let mut out = Vec::new();
     while !plan.stop.load(Ordering::Relaxed) {
         while in_progress < plan.concurrency && next < plan.conns.len() {
-            let (_, channel) = &plan.conns[next];
+            let (index, channel) = &plan.conns[next];
             next += 1;
-            match TcpStream::connect(plan.addr) {
+            match connect(plan.addr, source_ip(*index, plan.source_ips)) {
                 Ok(mut stream) => {
                     let token = Token(subs.len());
                     poll.registry().register(
@@ -170,27 +177,32 @@ pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
                         break;
                     }
                     used = end + 4;
-                    out.clear();
-                    let msg = format!(r#"{{"type":"subscribe","channels":["{}"]}}"#, sub.channel);
-                    put_client_frame(&mut out, Kind::Text, msg.as_bytes(), [1, 2, 3, 4]);
-                    let _ = sub.stream.write_all(&out);
+                    if let Some(t) = plan.subscribe.as_mut() {
+                        let msg = t.render_string(0, 0, &sub.channel);
+                        out.clear();
+                        put_client_frame(&mut out, Opcode::Text, msg.as_bytes(), [1, 2, 3, 4]);
+                        let _ = sub.stream.write_all(&out);
+                    }
                     sub.state = State::Open;
                     in_progress -= 1;
                     plan.counters.ready.fetch_add(1, Ordering::Relaxed);
                 }
                 let now = if measuring { now_ns() } else { 0 };
                 let mut delivered = 0u64;
+                let mut other = 0u64;
                 let mut pongs: Vec<Vec<u8>> = Vec::new();
                 while let Some((frame, len)) = parse_server_frame(&data[used..]) {
                     used += len;
                     match frame.opcode {
-                        0x1 | 0x2 => {
-                            if let Some(t) = find_send_time(&finder, frame.payload) {
-                                delivered += 1;
+                        // text, binary and their continuations
+                        0x0..=0x2 => {
+                            let n = for_each_marker(frame.payload, |t| {
                                 if measuring {
                                     let _ = hist.record((now.saturating_sub(t) / 1000).max(1));
                                 }
-                            }
+                            });
+                            delivered += n;
+                            other += u64::from(n == 0);
                         }
                         0x9 => pongs.push(frame.payload.to_vec()),
                         _ => {}
@@ -200,9 +212,14 @@ pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
                 plan.counters
                     .delivered
                     .fetch_add(delivered, Ordering::Relaxed);
+                if other > 0 {
+                    plan.counters
+                        .other_frames
+                        .fetch_add(other, Ordering::Relaxed);
+                }
                 for p in pongs {
                     out.clear();
-                    put_client_frame(&mut out, Kind::Pong, &p, [5, 6, 7, 8]);
+                    put_client_frame(&mut out, Opcode::Pong, &p, [5, 6, 7, 8]);
                     let _ = sub.stream.write_all(&out);
                 }
                 if n < SCRATCH {
@@ -212,6 +229,32 @@ pub fn run_worker(plan: WorkerPlan) -> io::Result<Histogram<u64>> {
         }
     }
     Ok(hist)
+}
+
+/// The loopback source address of connection `index` with `k` source addresses: more than the
+/// ~28k connections one address has ports for, and cheaper port searches long before that.
+pub fn source_ip(index: usize, k: u32) -> Option<Ipv4Addr> {
+    (k > 0).then(|| {
+        let n = 2 + (index as u32 % k);
+        Ipv4Addr::new(127, (n >> 16) as u8, (n >> 8) as u8, n as u8)
+    })
+}
+
+/// A non-blocking connect, from `src` if given.
+fn connect(addr: SocketAddr, src: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+    let Some(ip) = src else {
+        return TcpStream::connect(addr);
+    };
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&SocketAddr::new(ip.into(), 0).into())?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        // EINPROGRESS: completion is reported as writable, like mio's own connect
+        Err(e) if e.raw_os_error() == Some(115) || e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(sock.into()))
 }
 
 fn fail(sub: &mut Sub, in_progress: &mut usize, counters: &WorkerCounters) {
@@ -244,5 +287,47 @@ pub fn wait_ready(counters: &[Arc<WorkerCounters>], want: u64, timeout: Duration
             return ready;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_addresses_cycle_from_127_0_0_2() {
+        assert_eq!(source_ip(0, 0), None);
+        let ips: Vec<_> = (0..5)
+            .map(|i| source_ip(i, 4).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            ips,
+            [
+                "127.0.0.2",
+                "127.0.0.3",
+                "127.0.0.4",
+                "127.0.0.5",
+                "127.0.0.2"
+            ]
+        );
+        assert_eq!(source_ip(300, 1000).unwrap(), Ipv4Addr::new(127, 0, 1, 46));
+    }
+
+    #[test]
+    fn a_bound_connect_completes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut poll = Poll::new().unwrap();
+        let mut s = connect(addr, Some(Ipv4Addr::new(127, 0, 0, 3))).unwrap();
+        poll.registry()
+            .register(&mut s, Token(0), Interest::WRITABLE)
+            .unwrap();
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip().to_string(), "127.0.0.3");
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(events.iter().any(|e| e.is_writable()));
+        assert!(s.peer_addr().is_ok());
     }
 }
