@@ -2,6 +2,7 @@
 //! payloads), and parsing a client `publish`: framecast's parser (validate once, keep `data` as
 //! the bytes sent) against the two ways it was or could be done, a simd-json value tree and a
 //! serde_json value tree, each re-encoding `data`. Throughput is reported in bytes/s.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

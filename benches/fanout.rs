@@ -6,6 +6,7 @@
 //! Environment: FANOUT_SUBS (1000), FANOUT_CHANNELS (1), FANOUT_RATE (1000 events/s),
 //! FANOUT_PAYLOAD (32 bytes), FANOUT_SECONDS (10), FANOUT_WARMUP (2), FANOUT_TICK_HZ (60),
 //! FANOUT_SHARDS (1), FANOUT_IO (auto), FANOUT_PUBLISH (ws|http). Defaults finish in ~20 s.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

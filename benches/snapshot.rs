@@ -2,6 +2,7 @@
 //! keep arriving at the 10k-key cap, and answering a joining subscriber with the whole snapshot
 //! (10k keys), right after a change and again within the same tick (a reconnect storm).
 //! Throughput is events kept per second (put) and snapshot events handed to joiners per second.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

@@ -5,6 +5,7 @@
 //! subscriber deliveries (fan-out) per second. `distributor_tick_conflated` measures the same
 //! tick for conflated channels (newest per key, rate-level windows and their shared variants),
 //! counting publications offered per second.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,7 +55,7 @@ fn distributor_tick(c: &mut Criterion) {
                     let t = Instant::now();
                     std::hint::black_box(encode_tick(
                         &mut registry,
-                        &TickInput::immediate(1, "2026-11-22T04:20:00.123Z", 2),
+                        &TickInput::immediate(1, "2026-11-22T04:20:00.123Z", 2, t),
                         &namespaces,
                     ));
                     total += t.elapsed();

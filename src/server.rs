@@ -81,6 +81,8 @@ pub struct ServerHandle {
     _claim: listen::AddrClaim,
 }
 
+// Starting and stopping the threads is timed against the clock.
+#[allow(clippy::disallowed_methods)]
 impl Server {
     /// A server with this configuration.
     pub fn new(config: Config) -> Server {
@@ -283,6 +285,7 @@ impl Server {
     }
 }
 
+#[allow(clippy::disallowed_methods)]
 impl ServerHandle {
     /// The address the server listens on (with the real port when 0 was configured).
     pub fn local_addr(&self) -> SocketAddr {

@@ -2,6 +2,7 @@
 //! server share the port (the kernel splitting connections between the two). Starting where
 //! someone already listens fails, naming the address, in the embedding API and in the binary;
 //! a restart on the address of a server that stopped works (TIME_WAIT does not block it).
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 mod common;
 

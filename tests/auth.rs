@@ -1,5 +1,6 @@
 //! Auth, namespaces, permissions and isolation over real sockets, with tokens signed in the
 //! test (HS256 secret, RS256 and ES256 key pairs from tests/fixtures).
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 mod common;
 

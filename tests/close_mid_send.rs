@@ -3,6 +3,7 @@
 //! block in the kernel until the queue cap closes them), some reset the connection after the first
 //! event. The server must keep the readers' streams whole, shut down in time, and, run under
 //! valgrind by tests/sanitize.sh, touch no freed memory on the way.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 mod common;
 

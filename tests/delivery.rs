@@ -1,6 +1,7 @@
 //! Delivery semantics over real sockets: history and recovery (also onto another shard and
 //! across a restart), snapshots, conflation, per-client step-down with gap notices, max_hz,
 //! volatile drops, reconnect hints on drain, and server time for clock-offset estimates.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 mod common;
 

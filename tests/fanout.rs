@@ -1,4 +1,5 @@
 //! Fan-out through the distributor and frame clock to many real clients, on both backends.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 mod common;
 

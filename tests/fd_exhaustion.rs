@@ -3,6 +3,7 @@
 //! ones are accepted, on both backends; the binary runs under RLIMIT_NOFILE = 64 (soft and hard,
 //! so it cannot raise it) and 80 clients connect at once. And the binary raises a soft limit
 //! to the hard one at start, and says how many connections that allows.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 mod common;
 

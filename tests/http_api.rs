@@ -1,4 +1,5 @@
 //! The HTTP API with a real HTTP client (ureq) against a running server, on both backends.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 mod common;
 

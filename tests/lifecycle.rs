@@ -1,5 +1,6 @@
 //! Connection and server lifecycle over real sockets: shutdown, caps and timeouts, on both
 //! backends.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 mod common;
 

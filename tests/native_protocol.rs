@@ -1,4 +1,5 @@
 //! The native JSON protocol over real sockets, on both backends.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! docs/schema/*.json (the draft-07 schemas docs/protocol.md publishes) hold for what a real
 //! server sends and for the client requests the docs show.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! RFC 6455 read-side behaviour with a raw client that writes frames by hand, on both backends.
+#![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 mod common;
 

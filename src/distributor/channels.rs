@@ -407,7 +407,7 @@ mod tests {
         });
         let _ = crate::distributor::tick::encode_tick(
             &mut reg,
-            &crate::distributor::tick::TickInput::immediate(1, "t", 1),
+            &crate::distributor::tick::TickInput::immediate(1, "t", 1, std::time::Instant::now()),
             &Default::default(),
         );
         let names = |v: Vec<crate::status::ChannelInfo>| {

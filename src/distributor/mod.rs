@@ -177,6 +177,8 @@ pub struct Distributor {
     host_level_logged: u8,
 }
 
+// The distributor owns its thread and its frame clock; tick.rs below it is handed the time.
+#[allow(clippy::disallowed_methods)]
 impl Distributor {
     pub(crate) fn new(
         rx: IngressRx,
@@ -430,7 +432,7 @@ impl Distributor {
             return;
         }
         self.stats.busy_ticks.fetch_add(1, Ordering::Relaxed);
-        let timestamp = crate::wire::timestamp();
+        let timestamp = crate::wire::WallTime::of(std::time::SystemTime::now()).rfc3339();
         let input = tick::TickInput {
             frame,
             timestamp: &timestamp,

@@ -39,12 +39,12 @@ pub struct TickInput<'a> {
 
 impl<'a> TickInput<'a> {
     /// A tick without a frame clock (immediate mode): no rate levels.
-    pub fn immediate(frame: u64, timestamp: &'a str, shards: usize) -> TickInput<'a> {
+    pub fn immediate(frame: u64, timestamp: &'a str, shards: usize, now: Instant) -> TickInput<'a> {
         TickInput {
             frame,
             timestamp,
             shards,
-            now: Instant::now(),
+            now,
             boundaries: 0,
             host_level: 0,
             levels: false,
@@ -289,7 +289,7 @@ mod tests {
         reg.queue(publication("nobody", 0));
         let batches = encode_tick(
             &mut reg,
-            &TickInput::immediate(7, "ts", 2),
+            &TickInput::immediate(7, "ts", 2, Instant::now()),
             &Namespaces::default(),
         );
         assert!(batches[0].is_empty());
@@ -305,7 +305,7 @@ mod tests {
         reg.queue(publication("a", 9));
         let next = encode_tick(
             &mut reg,
-            &TickInput::immediate(8, "ts", 2),
+            &TickInput::immediate(8, "ts", 2, Instant::now()),
             &Namespaces::default(),
         );
         assert!(String::from_utf8_lossy(&next[1][0].frames).contains("\"seq\":4,"));
@@ -371,7 +371,11 @@ mod tests {
         for n in 0..3 {
             reg.queue(publication("chat:1", n));
         }
-        encode_tick(&mut reg, &TickInput::immediate(1, "ts", 1), &ns);
+        encode_tick(
+            &mut reg,
+            &TickInput::immediate(1, "ts", 1, Instant::now()),
+            &ns,
+        );
         let state = reg.get_mut("chat:1").unwrap();
         assert_eq!(state.history.after(1, 3).unwrap().len(), 2);
     }

@@ -2,13 +2,17 @@
 //! publishes the built-in channels the seeds rely on — `system.status` (SigmaVault's host
 //! figures) every `status_interval` and `heartbeat` every `heartbeat_interval` — through the
 //! same ingress as any publisher. It never touches a connection.
+// The observer owns its thread and its clock.
+#![allow(clippy::disallowed_methods)]
 
 pub mod sysinfo;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::wire::WallTime;
 
 use serde_json::json;
 
@@ -111,7 +115,7 @@ fn run(
                 "load_average": sysinfo::load_average(),
                 "connections": state.totals().connections,
                 "events_per_sec": state.rates.events_in(),
-                "timestamp": unix_seconds(),
+                "timestamp": WallTime::of(SystemTime::now()).unix_secs(),
             });
             cpu = cpu_now;
             let _ = ingress.publish_json(
@@ -122,7 +126,8 @@ fn run(
         }
         if let Some(due) = next_heartbeat.filter(|&d| now >= d) {
             next_heartbeat = Some(due + heartbeat_every).map(|n| n.max(now));
-            let data = json!({"server_time": crate::wire::timestamp(), "unix_ms": unix_millis()});
+            let wall = WallTime::of(SystemTime::now());
+            let data = json!({"server_time": wall.rfc3339(), "unix_ms": wall.unix_ms()});
             let _ = ingress.publish_json(
                 HEARTBEAT_CHANNEL,
                 HEARTBEAT_CHANNEL,
@@ -136,16 +141,4 @@ fn run(
             .unwrap_or(next_rates);
         std::thread::park_timeout(wake.saturating_duration_since(Instant::now()));
     }
-}
-
-fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

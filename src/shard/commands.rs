@@ -19,6 +19,7 @@ use crate::table::{Session, SubState, Subscription};
 use crate::wire::command::{self, Command, ErrorCode};
 use crate::wire::command::{StreamPosition, SubscribeArgs};
 use crate::wire::reply;
+use crate::wire::WallTime;
 
 /// Everything a message handler may touch.
 pub struct Context<'a> {
@@ -44,8 +45,8 @@ pub struct Context<'a> {
     pub auth_timeout: std::time::Duration,
     /// The loop turn's time.
     pub now: std::time::Instant,
-    /// The loop turn's wall-clock time, in seconds since the Unix epoch (token expiry).
-    pub unix_secs: u64,
+    /// The loop turn's wall-clock time (token expiry, `timestamp` fields).
+    pub wall: WallTime,
     /// Set to close the connection after this message.
     pub close: &'a mut Option<CloseOrder>,
     /// Set to move the connection's auth deadline after this message.
@@ -59,7 +60,7 @@ pub use crate::conn::{AuthTimer, CloseOrder};
 fn token_timer(ctx: &Context<'_>, identity: &crate::auth::Identity) -> AuthTimer {
     match identity.expires_at {
         Some(exp) => {
-            let left = std::time::Duration::from_secs(exp.saturating_sub(ctx.unix_secs));
+            let left = std::time::Duration::from_secs(exp.saturating_sub(ctx.wall.unix_secs()));
             AuthTimer::Until(ctx.now + left, "token expired")
         }
         None => AuthTimer::Stop,
@@ -110,7 +111,7 @@ pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
                 .and_then(|a| a.strip_prefix("Bearer "))
                 .map(str::trim)
         });
-    match token.map(|t| ctx.policy.verify(t, ctx.unix_secs)) {
+    match token.map(|t| ctx.policy.verify(t, ctx.wall.unix_secs())) {
         Some(Ok(identity)) => {
             *ctx.auth = Some(token_timer(ctx, &identity));
             ctx.session.identity = Some(Box::new(identity));
@@ -141,6 +142,7 @@ pub fn on_open(ctx: &mut Context<'_>, outbox: &mut Outbox) {
     let identity = ctx.session.identity.as_deref();
     let user = identity.map(|i| i.user_id.clone());
     outbox.push_unchecked(reply::connected(
+        ctx.wall,
         &id,
         user.as_deref(),
         ctx.tick_hz,
@@ -148,7 +150,7 @@ pub fn on_open(ctx: &mut Context<'_>, outbox: &mut Outbox) {
         identity.is_none() && !ctx.policy.anonymous,
     ));
     if let Some(text) = ctx.welcome {
-        outbox.push_unchecked(reply::notification(text, "info"));
+        outbox.push_unchecked(reply::notification(ctx.wall, text, "info"));
     }
     if ctx.session.identity.is_some() || ctx.policy.anonymous {
         let since = ctx.session.defaults_since.take().map(Vec::from);
@@ -217,10 +219,14 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
     let id = request.id.as_deref();
     let unauthenticated = ctx.session.identity.is_none() && !ctx.policy.anonymous;
     let frame = match request.command {
-        Command::Auth { token, since } => match ctx.policy.verify(&token, ctx.unix_secs) {
+        Command::Auth { token, since } => match ctx.policy.verify(&token, ctx.wall.unix_secs()) {
             Ok(identity) => {
-                let frame =
-                    reply::authenticated(&identity.user_id, expires_at_ms(Some(&identity)), id);
+                let frame = reply::authenticated(
+                    ctx.wall,
+                    &identity.user_id,
+                    expires_at_ms(Some(&identity)),
+                    id,
+                );
                 *ctx.auth = Some(token_timer(ctx, &identity));
                 ctx.session.identity = Some(Box::new(identity));
                 push_reply(ctx, outbox, frame);
@@ -245,7 +251,7 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
                 return;
             }
         },
-        Command::Ping { ping_id } => reply::pong(ping_id.as_deref(), id),
+        Command::Ping { ping_id } => reply::pong(ctx.wall, ping_id.as_deref(), id),
         _ if unauthenticated => reply::error(
             ErrorCode::Unauthorized,
             "authenticate first: {\"type\":\"auth\",\"token\":\"<jwt>\"}",
@@ -260,7 +266,7 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
                 unsubscribe(ctx, name);
             }
             let names: Vec<&str> = channels.iter().map(String::as_str).collect();
-            reply::subscription_change("unsubscribed", &names, id)
+            reply::subscription_change(ctx.wall, "unsubscribed", &names, id)
         }
         Command::Publish {
             channel,

@@ -23,6 +23,8 @@ pub struct ShardView<'a> {
     pub policy: &'a Policy,
     /// Frame-clock rate (0 = immediate mode).
     pub tick_hz: u32,
+    /// The loop turn's wall-clock time.
+    pub wall: crate::wire::WallTime,
 }
 
 /// How `channel` is delivered to a subscriber at rate level `floor`.
@@ -114,7 +116,9 @@ pub fn apply(
             JoinReply::Subscribe => SubscribedTo::Request(request.id.as_deref()),
             JoinReply::Defaults => SubscribedTo::Defaults,
         };
-        entry.conn.queue(reply::subscribed(&names, &positions, to));
+        entry
+            .conn
+            .queue(reply::subscribed(view.wall, &names, &positions, to));
     }
     for channel in joined.channels {
         let waiting = entry.session.waiting(&channel.name);
@@ -207,6 +211,7 @@ mod tests {
             shard: 0,
             policy,
             tick_hz: 60,
+            wall: crate::wire::WallTime::of(std::time::SystemTime::UNIX_EPOCH),
         }
     }
 

@@ -33,7 +33,7 @@ use crate::status::ServerState;
 pub use crate::status::ShardStats;
 use crate::table::send_queue::wait_bucket;
 pub use crate::table::{self as table, SendQueue};
-use crate::wire::reply;
+use crate::wire::{reply, WallTime};
 use commands::Context;
 use deadlines::Deadlines;
 use table::{ConnTable, Entry, Session};
@@ -106,14 +106,16 @@ struct State {
     deadlines: Deadlines,
     /// The current turn's time.
     now: Instant,
-    /// The current turn's wall-clock time, in seconds since the Unix epoch.
-    unix_secs: u64,
+    /// The current turn's wall-clock time.
+    wall: WallTime,
     drain_deadline: Option<Instant>,
     /// "could not register a connection" repeats under descriptor or memory pressure: logged
     /// as sparingly as the accept warnings.
     register_warnings: LogLimiter,
 }
 
+// The shard owns its thread: `run` (and `new`) read the clocks, everything below is handed them.
+#[allow(clippy::disallowed_methods)]
 impl<D: Driver> Shard<D> {
     /// Builds a shard around its driver.
     pub fn new(driver: D, parts: ShardParts) -> Shard<D> {
@@ -127,7 +129,7 @@ impl<D: Driver> Shard<D> {
                 dirty: SendQueue::new(now),
                 deadlines: Deadlines::default(),
                 now,
-                unix_secs: 0,
+                wall: WallTime::of(SystemTime::UNIX_EPOCH),
                 drain_deadline: None,
                 register_warnings: LogLimiter::new(accept::LOG_EVERY),
             },
@@ -161,9 +163,7 @@ impl<D: Driver> Shard<D> {
         events: &mut Vec<Event<D::Input>>,
     ) -> Turn {
         self.st.now = now;
-        self.st.unix_secs = wall
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        self.st.wall = WallTime::of(wall);
         self.st.dirty.set_now(now);
         for event in events.drain(..) {
             self.on_event(event);
@@ -377,6 +377,7 @@ impl<D: Driver> Shard<D> {
                         shard: st.p.id,
                         policy: &st.p.policy,
                         tick_hz: st.p.tick_hz,
+                        wall: st.wall,
                     };
                     let applied =
                         joined::apply(*joined, &mut st.table, &mut st.topics, &st.p.ingress, view);
@@ -546,7 +547,7 @@ impl State {
             policy: &self.p.policy,
             auth_timeout: self.p.auth_timeout,
             now,
-            unix_secs: self.unix_secs,
+            wall: self.wall,
             close: &mut close,
             auth: &mut auth,
         };

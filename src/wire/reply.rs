@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::command::{CommandError, ErrorCode};
-use super::timestamp;
+use super::WallTime;
 use crate::protocol::frame::{server_frame, Kind};
 
 /// Writes one flat JSON object field by field (values are either strings, escaped here, or
@@ -62,6 +62,7 @@ fn expiry(o: &mut Obj, expires_at_ms: Option<u64>) {
 
 /// `connected`: the first message on every native connection.
 pub fn connected(
+    at: WallTime,
     client_id: &str,
     user_id: Option<&str>,
     tick_hz: u32,
@@ -74,8 +75,8 @@ pub fn connected(
         Some(u) => o.str("user_id", u),
         None => o.raw("user_id", "null"),
     };
-    o.str("timestamp", &timestamp())
-        .raw("server_time_ms", &unix_ms().to_string())
+    o.str("timestamp", &at.rfc3339())
+        .raw("server_time_ms", &at.unix_ms().to_string())
         .raw("tick_hz", &tick_hz.to_string());
     expiry(&mut o, expires_at_ms);
     o.raw(
@@ -83,13 +84,6 @@ pub fn connected(
         if auth_required { "true" } else { "false" },
     );
     o.frame()
-}
-
-/// Server wall-clock time in milliseconds since the Unix epoch (for clock-offset estimates).
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One channel's stream position in a `subscribed` reply, with what the client needs to know
@@ -140,7 +134,12 @@ pub enum SubscribedTo<'a> {
 /// `subscribed` with each channel's position (`seq`, `epoch`, traits, and `recovered` where
 /// the request carried `since`); `recovered` at the top is true only if every asked-for
 /// recovery succeeded.
-pub fn subscribed(channels: &[&str], positions: &[Position<'_>], to: SubscribedTo<'_>) -> Bytes {
+pub fn subscribed(
+    at: WallTime,
+    channels: &[&str],
+    positions: &[Position<'_>],
+    to: SubscribedTo<'_>,
+) -> Bytes {
     let mut o = Obj::new("subscribed");
     o.list("channels", channels);
     let id = match to {
@@ -182,7 +181,7 @@ pub fn subscribed(channels: &[&str], positions: &[Position<'_>], to: SubscribedT
             },
         );
     }
-    o.str("timestamp", &timestamp()).id(id).frame()
+    o.str("timestamp", &at.rfc3339()).id(id).frame()
 }
 
 /// `gap`: the client did not get `skipped` events of `channel` between `from_seq` and
@@ -205,10 +204,10 @@ pub fn reconnect(after_ms: u64, reason: &str) -> Bytes {
 }
 
 /// `subscribed` or `unsubscribed` confirming the channels of a request.
-pub fn subscription_change(kind: &str, channels: &[&str], id: Option<&str>) -> Bytes {
+pub fn subscription_change(at: WallTime, kind: &str, channels: &[&str], id: Option<&str>) -> Bytes {
     Obj::new(kind)
         .list("channels", channels)
-        .str("timestamp", &timestamp())
+        .str("timestamp", &at.rfc3339())
         .id(id)
         .frame()
 }
@@ -222,13 +221,13 @@ pub fn subscriptions(channels: &[&str], id: Option<&str>) -> Bytes {
 }
 
 /// `pong` answering an application-level ping.
-pub fn pong(ping_id: Option<&str>, id: Option<&str>) -> Bytes {
+pub fn pong(at: WallTime, ping_id: Option<&str>, id: Option<&str>) -> Bytes {
     let mut o = Obj::new("pong");
     if let Some(p) = ping_id {
         o.raw("ping_id", p);
     }
-    o.str("timestamp", &timestamp())
-        .raw("server_time_ms", &unix_ms().to_string())
+    o.str("timestamp", &at.rfc3339())
+        .raw("server_time_ms", &at.unix_ms().to_string())
         .id(id)
         .frame()
 }
@@ -247,17 +246,22 @@ pub fn published(channel: &str, seq: Option<u64>, frame: u64, id: Option<&str>) 
 }
 
 /// `authenticated`: the `auth` message's token was accepted.
-pub fn authenticated(user_id: &str, expires_at_ms: Option<u64>, id: Option<&str>) -> Bytes {
+pub fn authenticated(
+    at: WallTime,
+    user_id: &str,
+    expires_at_ms: Option<u64>,
+    id: Option<&str>,
+) -> Bytes {
     let mut o = Obj::new("authenticated");
-    o.str("user_id", user_id).str("timestamp", &timestamp());
+    o.str("user_id", user_id).str("timestamp", &at.rfc3339());
     expiry(&mut o, expires_at_ms);
     o.id(id).frame()
 }
 
 /// `notification` (SigmaVault's welcome message form).
-pub fn notification(message: &str, level: &str) -> Bytes {
+pub fn notification(at: WallTime, message: &str, level: &str) -> Bytes {
     let mut o = Obj::new("notification");
-    o.str("timestamp", &timestamp());
+    o.str("timestamp", &at.rfc3339());
     o.key("data");
     let data = serde_json::json!({"message": message, "level": level});
     serde_json::to_writer(&mut o.0, &data).expect("writing to a Vec cannot fail");
@@ -282,6 +286,8 @@ pub fn command_error(e: &CommandError) -> Bytes {
 mod tests {
     use super::*;
 
+    const AT: WallTime = WallTime::from_unix_ms(1_800_000_000_123);
+
     fn json(frame: &Bytes) -> serde_json::Value {
         let header = match frame[1] {
             126 => 4,
@@ -293,7 +299,19 @@ mod tests {
 
     #[test]
     fn connected_has_the_documented_fields() {
-        let v = json(&connected("c-1", None, 60, Some(1_800_000_000_000), true));
+        let v = json(&connected(
+            AT,
+            "c-1",
+            None,
+            60,
+            Some(1_800_000_000_000),
+            true,
+        ));
+        assert_eq!(
+            v["server_time_ms"], 1_800_000_000_123u64,
+            "the time passed in"
+        );
+        assert_eq!(v["timestamp"], "2027-01-15T08:00:00.123Z");
         assert_eq!(v["auth_required"], true);
         assert_eq!(v["expires_at_ms"], 1_800_000_000_000u64);
         assert_eq!(v["type"], "connected");
@@ -306,6 +324,7 @@ mod tests {
     #[test]
     fn subscribed_reports_positions_and_overall_recovery() {
         let v = json(&subscribed(
+            AT,
             &["a", "b"],
             &[
                 Position {
@@ -349,7 +368,7 @@ mod tests {
 
     #[test]
     fn subscribed_to_defaults_says_so_and_has_no_id() {
-        let v = json(&subscribed(&["news"], &[], SubscribedTo::Defaults));
+        let v = json(&subscribed(AT, &["news"], &[], SubscribedTo::Defaults));
         assert_eq!(v["default"], true);
         assert!(v.get("id").is_none());
     }

@@ -111,7 +111,9 @@ impl Harness {
             policy,
             auth_timeout: Duration::from_secs(5),
             now,
-            unix_secs: 1_800_000_000 + self.offset.as_secs(),
+            wall: framecast::wire::WallTime::from_unix_ms(
+                1_800_000_000_000 + self.offset.as_millis() as u64,
+            ),
             close: &mut close,
             auth: &mut auth,
         };
@@ -311,6 +313,7 @@ impl Harness {
                 shard: 0,
                 policy,
                 tick_hz: 60,
+                wall: framecast::wire::WallTime::from_unix_ms(1_800_000_000_000),
             },
         );
     }

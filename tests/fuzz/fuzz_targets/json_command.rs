@@ -13,12 +13,15 @@ use bytes::BytesMut;
 use framecast::wire::channel;
 use framecast::wire::command::{self, Command, MAX_KEY_BYTES};
 use framecast::wire::event::{put_event_frame, EventFields};
-use framecast::wire::reply;
+use framecast::wire::{reply, WallTime};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common/mod.rs"]
 mod common;
 use common::{assert_json, assert_text_json_frame};
+
+/// The wall-clock time the replies are encoded at.
+const AT: WallTime = WallTime::from_unix_ms(1_800_000_000_000);
 
 fuzz_target!(|data: &[u8]| {
     if data.len() > common::MAX_MESSAGE_BYTES {
@@ -65,14 +68,14 @@ fuzz_target!(|data: &[u8]| {
                     replay_events: 0,
                 })
                 .collect();
-            reply::subscribed(&names, &positions, reply::SubscribedTo::Request(id))
+            reply::subscribed(AT, &names, &positions, reply::SubscribedTo::Request(id))
         }
         Command::Unsubscribe(list) => {
             for c in list {
                 assert!(channel::is_valid(c), "invalid channel passed: {c:?}");
             }
             let names: Vec<&str> = list.iter().map(String::as_str).collect();
-            reply::subscription_change("unsubscribed", &names, id)
+            reply::subscription_change(AT, "unsubscribed", &names, id)
         }
         Command::Publish {
             channel: ch,
@@ -110,11 +113,11 @@ fuzz_target!(|data: &[u8]| {
             if let Some(p) = ping_id {
                 assert_json("ping_id", p.as_bytes());
             }
-            reply::pong(ping_id.as_deref(), id)
+            reply::pong(AT, ping_id.as_deref(), id)
         }
         Command::GetSubscriptions => reply::subscriptions(&[], id),
         Command::Auth { token, .. } => {
-            reply::authenticated(&token.chars().take(50).collect::<String>(), None, id)
+            reply::authenticated(AT, &token.chars().take(50).collect::<String>(), None, id)
         }
     };
     assert_text_json_frame("reply", &frame);
