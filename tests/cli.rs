@@ -39,10 +39,10 @@ fn spawn_listening_server() -> (
 fn help_lists_every_configuration_key() {
     let out = framecast().arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for (key, _) in framecast::config::KEYS {
-        let flag = format!("--{}", key.replace('_', "-"));
+    for key in framecast::config::KEYS {
+        let flag = format!("--{}", key.name.replace('_', "-"));
         assert!(help.contains(&flag), "--help lacks {flag}");
-        let env = format!("FRAMECAST_{}", key.to_uppercase());
+        let env = format!("FRAMECAST_{}", key.name.to_uppercase());
         assert!(help.contains(&env), "--help lacks {env}");
     }
 }

@@ -23,7 +23,7 @@ fn max_channels_above_the_registry_cap_is_refused_naming_the_key() {
     let err = c.set("max_channels", "1000001").unwrap_err();
     assert!(err.to_string().contains("`max_channels`"), "{err}");
     assert_eq!(c.max_channels, crate::limits::MAX_CHANNELS);
-    c.check().unwrap();
+    c.clone().check().unwrap();
     c.max_channels = crate::limits::MAX_CHANNELS + 1; // as an embedder may build it
     let err = c.check().unwrap_err();
     assert!(err.to_string().contains("max_channels"), "{err}");
@@ -73,10 +73,10 @@ fn byte_sizes_accept_suffixes_and_reject_garbage() {
 fn non_loopback_without_api_key_is_refused_unless_insecure() {
     let mut c = Config::default();
     c.set("listen", "0.0.0.0:8080").unwrap();
-    let err = c.check().unwrap_err().to_string();
+    let err = c.clone().check().unwrap_err().to_string();
     assert!(err.contains("api_key"), "{err}");
     c.set("insecure_api", "true").unwrap();
-    c.check().unwrap();
+    c.clone().check().unwrap();
     c.set("insecure_api", "false").unwrap();
     c.set("api_key", "0123456789abcdef").unwrap();
     c.check().unwrap();
@@ -109,7 +109,7 @@ fn a_namespace_nobody_could_join_is_refused_naming_it() {
             "test",
         )
         .unwrap();
-        let err = c.check().unwrap_err();
+        let err = c.clone().check().unwrap_err();
         assert!(
             err.to_string().contains("`namespaces.session.subscribe`"),
             "{err}"
