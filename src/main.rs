@@ -53,8 +53,7 @@ struct Cli {
     /// TOML configuration file (keys as below, e.g. `tick_hz = 60`).
     #[arg(long, env = "FRAMECAST_CONFIG")]
     config: Option<PathBuf>,
-    /// Every configuration key as `--<key>` / `FRAMECAST_<KEY>` (declared in the library's key
-    /// table).
+    // Every configuration key as `--<key>` / `FRAMECAST_<KEY>`, from the library's key table.
     #[command(flatten)]
     keys: framecast::config::KeyFlags,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.

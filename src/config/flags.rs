@@ -19,11 +19,6 @@ impl KeyFlags {
             .iter()
             .try_for_each(|(key, value)| config.set(key, value))
     }
-
-    /// The given keys with their text values.
-    pub fn values(&self) -> &[(&'static str, String)] {
-        &self.values
-    }
 }
 
 /// The clap argument of one key.
