@@ -53,131 +53,15 @@ struct Cli {
     /// TOML configuration file (keys as below, e.g. `tick_hz = 60`).
     #[arg(long, env = "FRAMECAST_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "FRAMECAST_LISTEN")]
-    listen: Option<String>,
-    /// Number of shards (threads pinned to cores) [default: number of cores].
-    #[arg(long, env = "FRAMECAST_SHARDS")]
-    shards: Option<String>,
-    /// I/O backend: auto, uring or epoll [default: auto].
-    #[arg(long, env = "FRAMECAST_IO")]
-    io: Option<String>,
-    /// Frame clock ticks per second; 0 sends every event at once [default: 60].
-    #[arg(long, env = "FRAMECAST_TICK_HZ")]
-    tick_hz: Option<String>,
-    /// Largest client message, e.g. 65536 or 64KiB; bigger closes with 1009 [default: 64KiB].
-    #[arg(long, env = "FRAMECAST_MAX_MESSAGE_BYTES")]
-    max_message_bytes: Option<String>,
-    /// Outbound bytes queued per connection before it is closed as slow (1008) [default: 4MiB].
-    #[arg(long, env = "FRAMECAST_MAX_QUEUED_BYTES")]
-    max_queued_bytes: Option<String>,
-    /// Connections at once; beyond, upgrades get HTTP 503 [default: 100000].
-    #[arg(long, env = "FRAMECAST_MAX_CONNECTIONS")]
-    max_connections: Option<String>,
-    /// Server ping period, e.g. 30s [default: 30s].
-    #[arg(long, env = "FRAMECAST_PING_INTERVAL")]
-    ping_interval: Option<String>,
-    /// Time for a pong before the connection is closed [default: 10s].
-    #[arg(long, env = "FRAMECAST_PONG_TIMEOUT")]
-    pong_timeout: Option<String>,
-    /// Time for the HTTP upgrade of a new connection [default: 10s].
-    #[arg(long, env = "FRAMECAST_HANDSHAKE_TIMEOUT")]
-    handshake_timeout: Option<String>,
-    /// Time a graceful shutdown waits for connections to close [default: 10s].
-    #[arg(long, env = "FRAMECAST_DRAIN_TIMEOUT")]
-    drain_timeout: Option<String>,
-    /// Serve an echo endpoint at this path for conformance suites [default: off].
-    #[arg(long, env = "FRAMECAST_ECHO_PATH")]
-    echo_path: Option<String>,
-    /// Pin shard threads to cores: true or false [default: true].
-    #[arg(long, env = "FRAMECAST_PIN_CORES")]
-    pin_cores: Option<String>,
-    /// Bearer key required by /api/v1/* and /metrics (16+ characters) [default: none].
-    #[arg(long, env = "FRAMECAST_API_KEY")]
-    api_key: Option<String>,
-    /// Serve the HTTP API on a non-loopback address without an api_key: true or false.
-    #[arg(long, env = "FRAMECAST_INSECURE_API", num_args = 0..=1, default_missing_value = "true")]
-    insecure_api: Option<String>,
-    /// Largest HTTP request body; bigger is 413 [default: 1MiB].
-    #[arg(long, env = "FRAMECAST_MAX_HTTP_BODY_BYTES")]
-    max_http_body_bytes: Option<String>,
-    /// Period of the built-in system.status channel; 0 disables it [default: 5s].
-    #[arg(long, env = "FRAMECAST_STATUS_INTERVAL")]
-    status_interval: Option<String>,
-    /// Period of the built-in heartbeat channel; 0 disables it [default: 10s].
-    #[arg(long, env = "FRAMECAST_HEARTBEAT_INTERVAL")]
-    heartbeat_interval: Option<String>,
-    /// Comma-separated channels every connection is subscribed to on connect [default: none].
-    #[arg(long, env = "FRAMECAST_DEFAULT_CHANNELS")]
-    default_channels: Option<String>,
-    /// Text of a welcome notification sent after `connected` [default: none].
-    #[arg(long, env = "FRAMECAST_WELCOME")]
-    welcome: Option<String>,
-    /// HS256 secret for client JWTs (16+ characters) [default: none].
-    #[arg(long, env = "FRAMECAST_JWT_SECRET")]
-    jwt_secret: Option<String>,
-    /// PEM public key file for RS256/ES256 client JWTs [default: none].
-    #[arg(long, env = "FRAMECAST_JWT_PUBLIC_KEY_FILE")]
-    jwt_public_key_file: Option<String>,
-    /// Allow connections without a token: true or false [default: true only without a key].
-    #[arg(long, env = "FRAMECAST_ALLOW_ANONYMOUS")]
-    allow_anonymous: Option<String>,
-    /// Time to send {"type":"auth"} when a token is required [default: 5s].
-    #[arg(long, env = "FRAMECAST_AUTH_TIMEOUT")]
-    auth_timeout: Option<String>,
-    /// Comma-separated browser origins allowed to connect [default: any].
-    #[arg(long, env = "FRAMECAST_ALLOWED_ORIGINS")]
-    allowed_origins: Option<String>,
-    /// Comma-separated browser origins that may call the HTTP API (CORS; * = any) [default: none].
-    #[arg(long, env = "FRAMECAST_CORS_ORIGINS")]
-    cors_origins: Option<String>,
-    /// Subscriptions per connection [default: 1000].
-    #[arg(long, env = "FRAMECAST_MAX_SUBSCRIPTIONS")]
-    max_subscriptions: Option<String>,
-    /// Channels server-wide that clients may create by subscribing [default: 100000].
-    #[arg(long, env = "FRAMECAST_MAX_CHANNELS")]
-    max_channels: Option<String>,
+    // Every configuration key as `--<key>` / `FRAMECAST_<KEY>`, from the library's key table.
+    #[command(flatten)]
+    keys: framecast::config::KeyFlags,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, env = "FRAMECAST_LOG_LEVEL", default_value = "info")]
     log_level: String,
     /// Log format: text or json.
     #[arg(long, env = "FRAMECAST_LOG_FORMAT", default_value = "text")]
     log_format: String,
-}
-
-impl Cli {
-    fn overrides(&self) -> [(&'static str, &Option<String>); 28] {
-        [
-            ("listen", &self.listen),
-            ("shards", &self.shards),
-            ("io", &self.io),
-            ("tick_hz", &self.tick_hz),
-            ("max_message_bytes", &self.max_message_bytes),
-            ("max_queued_bytes", &self.max_queued_bytes),
-            ("max_connections", &self.max_connections),
-            ("ping_interval", &self.ping_interval),
-            ("pong_timeout", &self.pong_timeout),
-            ("handshake_timeout", &self.handshake_timeout),
-            ("drain_timeout", &self.drain_timeout),
-            ("echo_path", &self.echo_path),
-            ("pin_cores", &self.pin_cores),
-            ("api_key", &self.api_key),
-            ("insecure_api", &self.insecure_api),
-            ("max_http_body_bytes", &self.max_http_body_bytes),
-            ("status_interval", &self.status_interval),
-            ("heartbeat_interval", &self.heartbeat_interval),
-            ("default_channels", &self.default_channels),
-            ("welcome", &self.welcome),
-            ("jwt_secret", &self.jwt_secret),
-            ("jwt_public_key_file", &self.jwt_public_key_file),
-            ("allow_anonymous", &self.allow_anonymous),
-            ("auth_timeout", &self.auth_timeout),
-            ("allowed_origins", &self.allowed_origins),
-            ("cors_origins", &self.cors_origins),
-            ("max_subscriptions", &self.max_subscriptions),
-            ("max_channels", &self.max_channels),
-        ]
-    }
 }
 
 fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
@@ -227,11 +111,7 @@ fn run() -> anyhow::Result<()> {
     if let Some(path) = &cli.config {
         config.apply_file(path)?;
     }
-    for (key, value) in cli.overrides() {
-        if let Some(value) = value {
-            config.set(key, value)?;
-        }
-    }
+    cli.keys.apply(&mut config)?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("installing signal handlers")?;
     let server = framecast::Server::new(config).start()?;

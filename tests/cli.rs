@@ -40,10 +40,10 @@ fn spawn_listening_server() -> (
 fn help_lists_every_configuration_key() {
     let out = framecast().arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for (key, _) in framecast::config::KEYS {
-        let flag = format!("--{}", key.replace('_', "-"));
+    for key in framecast::config::KEYS {
+        let flag = format!("--{}", key.name.replace('_', "-"));
         assert!(help.contains(&flag), "--help lacks {flag}");
-        let env = format!("FRAMECAST_{}", key.to_uppercase());
+        let env = format!("FRAMECAST_{}", key.name.to_uppercase());
         assert!(help.contains(&env), "--help lacks {env}");
     }
 }
@@ -133,4 +133,80 @@ fn the_server_process_keeps_its_heap_out_of_transparent_huge_pages() {
         .find_map(|l| l.strip_prefix("THP_enabled:"))
         .expect("/proc/PID/status has THP_enabled (Linux 5.0+)");
     assert_eq!(thp.trim(), "0", "THP_enabled in /proc/PID/status");
+}
+
+/// The `tick_hz` the server announces when started with `file` as its configuration, the
+/// environment `env` and the extra flags `flags`.
+fn announced_tick_hz(file: &std::path::Path, env: &[(&str, &str)], flags: &[&str]) -> u64 {
+    let mut child = framecast()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+            "--pin-cores",
+            "false",
+        ])
+        .args(["--log-level", "info", "--log-format", "json", "--config"])
+        .arg(file)
+        .args(flags)
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let announced = lines
+        .take(20)
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .find(|v| v["fields"]["message"] == "framecast listening");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = announced.expect("server announced it is listening");
+    line["fields"]["tick_hz"].as_u64().unwrap()
+}
+
+#[test]
+fn flags_win_over_the_environment_which_wins_over_the_file() {
+    let dir = std::env::temp_dir().join(format!("framecast-cli-order-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("order.toml");
+    std::fs::write(&file, "tick_hz = 10\n").unwrap();
+    let env = [("FRAMECAST_TICK_HZ", "20")];
+    assert_eq!(announced_tick_hz(&file, &[], &[]), 10);
+    assert_eq!(announced_tick_hz(&file, &env, &[]), 20);
+    assert_eq!(announced_tick_hz(&file, &env, &["--tick-hz", "30"]), 30);
+}
+
+#[test]
+fn an_invalid_value_in_the_file_stops_the_start_naming_the_key() {
+    let dir = std::env::temp_dir().join(format!("framecast-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad-value.toml");
+    std::fs::write(&file, "max_channels = 2000000\n").unwrap();
+    let out = framecast().arg("--config").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("`max_channels`"), "{err}");
+}
+
+#[test]
+fn insecure_api_alone_is_a_switch() {
+    let out = framecast()
+        .args([
+            "--listen",
+            "0.0.0.0:0",
+            "--insecure-api",
+            "--ping-interval",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    // Past the api_key rule (the switch counted as true), stopped by the next rule checked.
+    assert!(
+        err.contains("`ping_interval`") && !err.contains("api_key"),
+        "{err}"
+    );
 }

@@ -1,7 +1,12 @@
-//! Text → value parsers shared by every configuration source; each returns a message for the
-//! caller to wrap with the key's name.
+//! Text → value parsers shared by every configuration source (TOML file, environment, flags);
+//! each returns a message for the caller to wrap with the key's name. The key table
+//! (`keys.rs`) names one of these per key.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use super::IoBackend;
 
 /// Parses an integer in `min..=max`.
 pub fn parse_number<T>(value: &str, min: u64, max: u64) -> Result<T, String>
@@ -61,4 +66,107 @@ pub fn parse_bool_flag(value: &str) -> Result<bool, String> {
         "false" | "0" | "no" | "off" => Ok(false),
         _ => Err(format!("`{value}` is not true or false")),
     }
+}
+
+/// Parses a socket address such as `127.0.0.1:8080`.
+pub fn address(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("`{value}` is not an address like 127.0.0.1:8080"))
+}
+
+/// Parses `auto`, `uring` (or `io_uring`) or `epoll`.
+pub fn backend(value: &str) -> Result<IoBackend, String> {
+    match value {
+        "auto" => Ok(IoBackend::Auto),
+        "uring" | "io_uring" => Ok(IoBackend::Uring),
+        "epoll" => Ok(IoBackend::Epoll),
+        _ => Err(format!("`{value}` is not one of auto, uring, epoll")),
+    }
+}
+
+/// Parses an HTTP path starting with `/`; empty means none.
+pub fn endpoint_path(value: &str) -> Result<Option<String>, String> {
+    match value {
+        "" => Ok(None),
+        p if p.starts_with('/') => Ok(Some(p.to_string())),
+        _ => Err(format!("`{value}` must start with `/`")),
+    }
+}
+
+/// Parses a secret of at least 16 characters; empty means none.
+pub fn secret(value: &str) -> Result<Option<String>, String> {
+    match value {
+        "" => Ok(None),
+        k if k.len() < 16 => Err("use at least 16 characters".into()),
+        k => Ok(Some(k.to_string())),
+    }
+}
+
+/// Any text; empty means none.
+pub fn optional_text(value: &str) -> Result<Option<String>, String> {
+    Ok((!value.is_empty()).then(|| value.to_string()))
+}
+
+/// A file path; empty means none.
+pub fn optional_path(value: &str) -> Result<Option<PathBuf>, String> {
+    Ok((!value.is_empty()).then(|| PathBuf::from(value)))
+}
+
+/// `true`/`false` as an explicit choice (no value means "decide from other keys").
+pub fn explicit_bool(value: &str) -> Result<Option<bool>, String> {
+    parse_bool_flag(value).map(Some)
+}
+
+/// A comma-separated list of valid channel names, blanks dropped.
+pub fn channel_list(value: &str) -> Result<Vec<String>, String> {
+    let list = comma_list(value);
+    match list.iter().find(|n| !crate::wire::channel::is_valid(n)) {
+        Some(bad) => Err(format!("`{bad}` is not a valid channel name")),
+        None => Ok(list),
+    }
+}
+
+/// A comma-separated list of origins, blanks dropped (not checked: browsers send many forms).
+pub fn origin_list(value: &str) -> Result<Vec<String>, String> {
+    Ok(comma_list(value))
+}
+
+/// A comma-separated list of origins for CORS, each `scheme://host[:port]` or `*`.
+pub fn cors_origin_list(value: &str) -> Result<Vec<String>, String> {
+    let list = comma_list(value);
+    match list.iter().find(|o| !is_origin_pattern(o)) {
+        Some(bad) => Err(format!(
+            "`{bad}` is not an origin (scheme://host[:port], or * for any)"
+        )),
+        None => Ok(list),
+    }
+}
+
+/// The items of a comma-separated list, trimmed, blanks dropped.
+fn comma_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `*`, or an origin as browsers send it: `scheme://host[:port]` with no path.
+fn is_origin_pattern(o: &str) -> bool {
+    o == "*"
+        || o.split_once("://").is_some_and(|(scheme, rest)| {
+            !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                && !rest.is_empty()
+                && !rest.contains(['/', '?', '#', ' '])
+        })
+}
+
+/// The number of cores this process may run on (at least 1): the default shard count.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
