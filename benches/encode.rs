@@ -6,8 +6,8 @@
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use framecast::wire::command;
-use framecast::wire::event::{put_event_frame, EventFields};
+use framecast::internals::wire::command;
+use framecast::internals::wire::event::{put_event_frame, EventFields};
 
 fn payload(size: usize) -> Vec<u8> {
     let mut data = br#"{"t":1732245600123456789,"pad":""#.to_vec();

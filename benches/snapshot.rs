@@ -6,9 +6,9 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use framecast::distributor::snapshot::Snapshot;
-use framecast::limits::MAX_SNAPSHOT_KEYS;
-use framecast::wire::event::EventFields;
+use framecast::internals::distributor::snapshot::Snapshot;
+use framecast::internals::limits::MAX_SNAPSHOT_KEYS;
+use framecast::internals::wire::event::EventFields;
 
 const TS: &str = "2026-11-22T04:20:00.123Z";
 

@@ -12,14 +12,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use framecast::conn::{Admission, AppEvent, Conn, ConnSettings, SendBatch};
-use framecast::distributor::channels::ChannelRegistry;
-use framecast::distributor::tick::{encode_tick, TickInput};
-use framecast::distributor::{ChannelFrames, Publication, TickBatch};
-use framecast::fanout::{deliver, Topics};
-use framecast::protocol::handshake::Routes;
-use framecast::shard::table::{ConnTable, Entry, Session};
-use framecast::shard::SendQueue;
+use framecast::internals::conn::{Admission, AppEvent, Conn, ConnSettings, SendBatch};
+use framecast::internals::distributor::channels::ChannelRegistry;
+use framecast::internals::distributor::tick::{encode_tick, TickInput};
+use framecast::internals::distributor::{ChannelFrames, Publication, TickBatch};
+use framecast::internals::fanout::{deliver, Topics};
+use framecast::internals::protocol::handshake::Routes;
+use framecast::internals::shard::table::{ConnTable, Entry, Session};
+use framecast::internals::shard::SendQueue;
 
 fn publication(channel: &Arc<str>) -> Publication {
     Publication {
@@ -109,7 +109,10 @@ fn distributor_tick_conflated(c: &mut Criterion) {
                     timestamp: "2026-11-22T04:20:00.123Z",
                     shards: 1,
                     now: Instant::now(),
-                    boundaries: framecast::distributor::conflate::boundaries(frame - 1, frame),
+                    boundaries: framecast::internals::distributor::conflate::boundaries(
+                        frame - 1,
+                        frame,
+                    ),
                     host_level: 0,
                     levels: true,
                 };

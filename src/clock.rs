@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// One tick of the clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tick {
+pub(crate) struct Tick {
     /// Frame number (ticks since start, counting merged ones).
     pub frame: u64,
     /// How late the tick fired relative to its deadline.
@@ -18,7 +18,7 @@ pub struct Tick {
 
 /// A drift-free periodic deadline source.
 #[derive(Clone, Debug)]
-pub struct FrameClock {
+pub(crate) struct FrameClock {
     start: Instant,
     period: Duration,
     next: u64,
@@ -26,7 +26,7 @@ pub struct FrameClock {
 
 impl FrameClock {
     /// A clock whose frame 1 is due one `period` after `start`.
-    pub fn new(start: Instant, period: Duration) -> FrameClock {
+    pub(crate) fn new(start: Instant, period: Duration) -> FrameClock {
         FrameClock {
             start,
             period,
@@ -34,13 +34,8 @@ impl FrameClock {
         }
     }
 
-    /// The period between ticks.
-    pub fn period(&self) -> Duration {
-        self.period
-    }
-
     /// When the next tick is due.
-    pub fn deadline(&self) -> Instant {
+    pub(crate) fn deadline(&self) -> Instant {
         self.at(self.next)
     }
 
@@ -49,7 +44,7 @@ impl FrameClock {
     }
 
     /// Fires the next tick at `now` (at or after [`deadline`](Self::deadline)).
-    pub fn fire(&mut self, now: Instant) -> Tick {
+    pub(crate) fn fire(&mut self, now: Instant) -> Tick {
         let due = self.deadline();
         let elapsed = now.saturating_duration_since(self.start);
         let current = (elapsed.as_nanos() / self.period.as_nanos().max(1)) as u64;

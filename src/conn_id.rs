@@ -9,11 +9,11 @@
 //! none of them should depend on another for it.
 
 /// Index of a connection in its shard's table.
-pub type Slot = u32;
+pub(crate) type Slot = u32;
 
 /// A slot's generation; only the low [`ConnId::GEN_BITS`] bits are kept (io_uring's 64-bit
 /// `user_data` carries them beside the slot and the operation).
-pub type Gen = u32;
+pub(crate) type Gen = u32;
 
 /// One connection of a shard: `{slot, generation}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

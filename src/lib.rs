@@ -19,31 +19,34 @@
 //! (the HTTP API on the same port), [`status`] (what it reports) and [`observer`] (rates and the
 //! built-in channels). [`server`] wires it together and is the embedding API.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 // Tests may read the clock; the server's code is handed the time (clippy.toml).
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
-pub mod auth;
-pub mod clock;
+pub(crate) mod auth;
+pub(crate) mod clock;
 pub mod config;
-pub mod conn;
-pub mod conn_id;
-pub mod distributor;
-pub mod driver;
-pub mod fanout;
-pub mod http;
-pub mod limits;
-pub mod log_limit;
-pub mod observer;
-pub mod protocol;
-pub mod server;
-pub mod shard;
-pub mod status;
-pub mod table;
+pub(crate) mod conn;
+pub(crate) mod conn_id;
+pub(crate) mod distributor;
+pub(crate) mod driver;
+pub(crate) mod fanout;
+pub(crate) mod http;
+#[doc(hidden)]
+pub mod internals;
+pub(crate) mod limits;
+pub(crate) mod log_limit;
+pub(crate) mod observer;
+pub(crate) mod protocol;
+pub(crate) mod server;
+pub(crate) mod shard;
+pub(crate) mod status;
+pub(crate) mod table;
 #[cfg(test)]
 mod testing;
-pub mod wire;
+pub(crate) mod wire;
 
 pub use config::{Config, ConfigError, IoBackend};
 pub use distributor::PublishError;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 /// Lets a warning through at most once per `every`, counting the ones held back meanwhile.
 #[derive(Debug)]
-pub struct LogLimiter {
+pub(crate) struct LogLimiter {
     every: Duration,
     last: Option<Instant>,
     held_back: u32,
@@ -13,7 +13,7 @@ pub struct LogLimiter {
 
 impl LogLimiter {
     /// A limiter passing one warning per `every`.
-    pub fn new(every: Duration) -> LogLimiter {
+    pub(crate) fn new(every: Duration) -> LogLimiter {
         LogLimiter {
             every,
             last: None,
@@ -22,7 +22,7 @@ impl LogLimiter {
     }
 
     /// Whether to log now; if so, also how many warnings were held back since the last one.
-    pub fn admit(&mut self, now: Instant) -> Option<u32> {
+    pub(crate) fn admit(&mut self, now: Instant) -> Option<u32> {
         match self.last {
             Some(last) if now.saturating_duration_since(last) < self.every => {
                 self.held_back += 1;

@@ -97,7 +97,7 @@ fn run() -> anyhow::Result<()> {
     let huge_pages = opt_out_of_huge_pages();
     // Each connection is a descriptor: allow as many as the hard limit lets us (the startup
     // line reports how many connections that makes, as `fd_connections`).
-    let nofile = framecast::driver::fd_limit::raise_soft_to_hard();
+    let nofile = framecast::internals::driver::fd_limit::raise_soft_to_hard();
     let cli = Cli::parse();
     init_logging(&cli.log_level, &cli.log_format)?;
     if let Err(error) = huge_pages {

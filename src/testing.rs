@@ -10,7 +10,7 @@ use crate::protocol::handshake::Routes;
 use crate::table::{ConnTable, Entry, Session};
 
 /// Connection settings with a `max_queued_bytes` of `cap`.
-pub fn settings(cap: usize) -> ConnSettings {
+pub(crate) fn settings(cap: usize) -> ConnSettings {
     ConnSettings {
         max_message_bytes: 64 * 1024,
         max_queued_bytes: cap,
@@ -26,10 +26,10 @@ pub fn settings(cap: usize) -> ConnSettings {
 }
 
 /// An upgrade request to the native endpoint `/ws`.
-pub const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+pub(crate) const UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
 /// Inserts an open native connection (101 already sent, queue empty) into `table`.
-pub fn open_entry(table: &mut ConnTable, session: Session, now: Instant) -> ConnId {
+pub(crate) fn open_entry(table: &mut ConnTable, session: Session, now: Instant) -> ConnId {
     let mut conn = Conn::new(now, &settings(1 << 20), Admission::Admit);
     let settings = settings(1 << 20);
     conn.handle_input(&mut UPGRADE.to_vec(), now, &settings, &mut |_,
@@ -43,7 +43,7 @@ pub fn open_entry(table: &mut ConnTable, session: Session, now: Instant) -> Conn
 }
 
 /// Everything queued on the connection in `slot`, as the socket would get it.
-pub fn drain(table: &mut ConnTable, slot: Slot) -> Vec<u8> {
+pub(crate) fn drain(table: &mut ConnTable, slot: Slot) -> Vec<u8> {
     let conn = &mut table.get_mut(slot).expect("open").conn;
     let mut batch = SendBatch::default();
     conn.poll_transmit(&mut batch);
@@ -53,7 +53,7 @@ pub fn drain(table: &mut ConnTable, slot: Slot) -> Vec<u8> {
 }
 
 /// A send batch of one frame.
-pub fn batch_of(frame: &bytes::Bytes) -> SendBatch {
+pub(crate) fn batch_of(frame: &bytes::Bytes) -> SendBatch {
     SendBatch {
         bufs: vec![frame.clone()],
         offset: 0,
@@ -63,7 +63,7 @@ pub fn batch_of(frame: &bytes::Bytes) -> SendBatch {
 
 /// A masked client frame: `first` is the first header byte (FIN and opcode, e.g. `0x81` for a
 /// final text frame), the payload masked with a fixed key, as RFC 6455 requires of clients.
-pub fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [1, 2, 3, 4];
     let mut v = vec![first];
     match payload.len() {

@@ -206,7 +206,7 @@ async fn more_subscribers_on_one_shard_than_one_turn_sends_all_get_every_event_i
     cfg.shards = 1;
     let server = start(cfg);
     let addr = server.local_addr();
-    let subscribers = framecast::limits::SENDS_PER_TURN * 2 + 44;
+    let subscribers = framecast::internals::limits::SENDS_PER_TURN * 2 + 44;
     let mut clients = Vec::new();
     for _ in 0..subscribers {
         let (mut ws, _) = connect(addr).await;

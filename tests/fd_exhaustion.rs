@@ -118,8 +118,8 @@ fn the_binary_raises_its_soft_open_files_limit_to_the_hard_limit_and_reports_the
     let listening = server
         .wait_for_line(Duration::ZERO, |l| l.contains("framecast listening"))
         .unwrap();
-    let capacity =
-        framecast::driver::fd_limit::FD_RESERVE + 2 * framecast::driver::fd_limit::FDS_PER_SHARD;
+    let capacity = framecast::internals::driver::fd_limit::FD_RESERVE
+        + 2 * framecast::internals::driver::fd_limit::FDS_PER_SHARD;
     let expected = format!("fd_connections={}", 1024 - capacity);
     assert!(listening.contains(&expected), "{listening}");
 }

@@ -172,7 +172,8 @@ async fn delivery_messages_match_their_schemas() {
     assert_valid("server.event", &snap);
     assert_valid(
         "server.gap",
-        &serde_json::from_slice(&framecast::wire::reply::gap("pos:w", 3, 10, 14)[2..]).unwrap(),
+        &serde_json::from_slice(&framecast::internals::wire::reply::gap("pos:w", 3, 10, 14)[2..])
+            .unwrap(),
     );
     let stopping = tokio::task::spawn_blocking(move || server.shutdown());
     loop {

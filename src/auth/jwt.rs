@@ -46,7 +46,7 @@ struct Claims {
 }
 
 /// A configured key and algorithm.
-pub struct Verifier {
+pub(crate) struct Verifier {
     key: DecodingKey,
     validation: Validation,
 }
@@ -69,7 +69,7 @@ fn validation(alg: Algorithm) -> Validation {
 
 impl Verifier {
     /// HS256 with a shared secret.
-    pub fn hs256(secret: &[u8]) -> Verifier {
+    pub(crate) fn hs256(secret: &[u8]) -> Verifier {
         Verifier {
             key: DecodingKey::from_secret(secret),
             validation: validation(Algorithm::HS256),
@@ -77,7 +77,7 @@ impl Verifier {
     }
 
     /// RS256 (RSA key) or ES256 (EC P-256 key) from a PEM public key file.
-    pub fn from_public_key_file(path: &Path) -> Result<Verifier, ConfigError> {
+    pub(crate) fn from_public_key_file(path: &Path) -> Result<Verifier, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             key: "jwt_public_key_file".into(),
             message,
@@ -102,7 +102,7 @@ impl Verifier {
     }
 
     /// Checks signature and claims at `now_unix`.
-    pub fn verify(&self, token: &str, now_unix: u64) -> Result<Identity, AuthError> {
+    pub(crate) fn verify(&self, token: &str, now_unix: u64) -> Result<Identity, AuthError> {
         let data = decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let c = data.claims;

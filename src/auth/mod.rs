@@ -2,15 +2,15 @@
 //! per channel namespace, who may subscribe and publish, and which browser origins may connect.
 #![forbid(unsafe_code)]
 
-pub mod jwt;
+pub(crate) mod jwt;
 
 use std::sync::Arc;
 
 use crate::config::{Access, Config, ConfigError, Namespace, Namespaces};
-pub use jwt::{AuthError, Identity, Verifier};
+pub(crate) use jwt::{AuthError, Identity, Verifier};
 
 /// The personal channel prefix: `user:<id>` is only for the connection whose user is `<id>`.
-pub const PERSONAL_PREFIX: &str = "user:";
+pub(crate) const PERSONAL_PREFIX: &str = "user:";
 
 /// Everything that decides what a connection may do.
 #[derive(Debug)]
@@ -113,7 +113,7 @@ impl Policy {
 }
 
 /// Whether `channel` matches a pattern: an exact name, or a prefix ending in `*`.
-pub fn pattern_matches(pattern: &str, channel: &str) -> bool {
+pub(crate) fn pattern_matches(pattern: &str, channel: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => channel.starts_with(prefix),
         None => pattern == channel,

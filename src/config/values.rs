@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::IoBackend;
 
 /// Parses an integer in `min..=max`.
-pub fn parse_number<T>(value: &str, min: u64, max: u64) -> Result<T, String>
+pub(crate) fn parse_number<T>(value: &str, min: u64, max: u64) -> Result<T, String>
 where
     T: TryFrom<u64>,
 {
@@ -24,7 +24,7 @@ where
 }
 
 /// Parses a byte size: a whole number with an optional `KiB`, `MiB` or `GiB` suffix.
-pub fn parse_bytes(value: &str, min: u64, max: u64) -> Result<usize, String> {
+pub(crate) fn parse_bytes(value: &str, min: u64, max: u64) -> Result<usize, String> {
     let v = value.trim();
     let (digits, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => (&v[..i], v[i..].trim()),
@@ -50,7 +50,7 @@ pub fn parse_bytes(value: &str, min: u64, max: u64) -> Result<usize, String> {
 }
 
 /// Parses a duration such as `30s`, `500ms` or `2m`; a bare number means seconds.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
@@ -60,7 +60,7 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
 }
 
 /// Parses `true`/`false` (also `1`/`0`, `yes`/`no`).
-pub fn parse_bool_flag(value: &str) -> Result<bool, String> {
+pub(crate) fn parse_bool_flag(value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
@@ -69,14 +69,14 @@ pub fn parse_bool_flag(value: &str) -> Result<bool, String> {
 }
 
 /// Parses a socket address such as `127.0.0.1:8080`.
-pub fn address(value: &str) -> Result<SocketAddr, String> {
+pub(crate) fn address(value: &str) -> Result<SocketAddr, String> {
     value
         .parse()
         .map_err(|_| format!("`{value}` is not an address like 127.0.0.1:8080"))
 }
 
 /// Parses `auto`, `uring` (or `io_uring`) or `epoll`.
-pub fn backend(value: &str) -> Result<IoBackend, String> {
+pub(crate) fn backend(value: &str) -> Result<IoBackend, String> {
     match value {
         "auto" => Ok(IoBackend::Auto),
         "uring" | "io_uring" => Ok(IoBackend::Uring),
@@ -86,7 +86,7 @@ pub fn backend(value: &str) -> Result<IoBackend, String> {
 }
 
 /// Parses an HTTP path starting with `/`; empty means none.
-pub fn endpoint_path(value: &str) -> Result<Option<String>, String> {
+pub(crate) fn endpoint_path(value: &str) -> Result<Option<String>, String> {
     match value {
         "" => Ok(None),
         p if p.starts_with('/') => Ok(Some(p.to_string())),
@@ -95,7 +95,7 @@ pub fn endpoint_path(value: &str) -> Result<Option<String>, String> {
 }
 
 /// Parses a secret of at least 16 characters; empty means none.
-pub fn secret(value: &str) -> Result<Option<String>, String> {
+pub(crate) fn secret(value: &str) -> Result<Option<String>, String> {
     match value {
         "" => Ok(None),
         k if k.len() < 16 => Err("use at least 16 characters".into()),
@@ -104,22 +104,22 @@ pub fn secret(value: &str) -> Result<Option<String>, String> {
 }
 
 /// Any text; empty means none.
-pub fn optional_text(value: &str) -> Result<Option<String>, String> {
+pub(crate) fn optional_text(value: &str) -> Result<Option<String>, String> {
     Ok((!value.is_empty()).then(|| value.to_string()))
 }
 
 /// A file path; empty means none.
-pub fn optional_path(value: &str) -> Result<Option<PathBuf>, String> {
+pub(crate) fn optional_path(value: &str) -> Result<Option<PathBuf>, String> {
     Ok((!value.is_empty()).then(|| PathBuf::from(value)))
 }
 
 /// `true`/`false` as an explicit choice (no value means "decide from other keys").
-pub fn explicit_bool(value: &str) -> Result<Option<bool>, String> {
+pub(crate) fn explicit_bool(value: &str) -> Result<Option<bool>, String> {
     parse_bool_flag(value).map(Some)
 }
 
 /// A comma-separated list of valid channel names, blanks dropped.
-pub fn channel_list(value: &str) -> Result<Vec<String>, String> {
+pub(crate) fn channel_list(value: &str) -> Result<Vec<String>, String> {
     let list = comma_list(value);
     match list.iter().find(|n| !crate::wire::channel::is_valid(n)) {
         Some(bad) => Err(format!("`{bad}` is not a valid channel name")),
@@ -128,12 +128,12 @@ pub fn channel_list(value: &str) -> Result<Vec<String>, String> {
 }
 
 /// A comma-separated list of origins, blanks dropped (not checked: browsers send many forms).
-pub fn origin_list(value: &str) -> Result<Vec<String>, String> {
+pub(crate) fn origin_list(value: &str) -> Result<Vec<String>, String> {
     Ok(comma_list(value))
 }
 
 /// A comma-separated list of origins for CORS, each `scheme://host[:port]` or `*`.
-pub fn cors_origin_list(value: &str) -> Result<Vec<String>, String> {
+pub(crate) fn cors_origin_list(value: &str) -> Result<Vec<String>, String> {
     let list = comma_list(value);
     match list.iter().find(|o| !is_origin_pattern(o)) {
         Some(bad) => Err(format!(
@@ -167,6 +167,6 @@ fn is_origin_pattern(o: &str) -> bool {
 }
 
 /// The number of cores this process may run on (at least 1): the default shard count.
-pub fn available_cores() -> usize {
+pub(crate) fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

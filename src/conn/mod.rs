@@ -26,8 +26,8 @@
 //! token expiry).
 #![forbid(unsafe_code)]
 
-pub mod outbox;
-pub mod timers;
+pub(crate) mod outbox;
+pub(crate) mod timers;
 
 use std::time::{Duration, Instant};
 
@@ -39,9 +39,11 @@ use crate::protocol::handshake::{
     error_response, parse_request, Endpoint, HttpRequest, RequestOutcome, Routes,
 };
 use crate::protocol::message::{CloseCode, Incoming, MessageReader};
-pub use outbox::{Full, Outbox, SendBatch};
+pub use outbox::SendBatch;
+pub(crate) use outbox::{Full, Outbox};
+pub use timers::AuthTimer;
+pub(crate) use timers::Timer;
 use timers::Timers;
-pub use timers::{AuthTimer, Timer};
 
 /// Per-shard settings every connection of the shard shares.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 /// The kinds of deadline a connection has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// The upgrade request (or the next keep-alive HTTP request) must arrive by then.
     Handshake,
     /// Time to send the next server ping.
@@ -39,23 +39,23 @@ pub enum AuthTimer {
 
 /// One deadline per [`Timer`].
 #[derive(Clone, Debug, Default)]
-pub struct Timers {
+pub(crate) struct Timers {
     at: [Option<Instant>; Timer::COUNT],
 }
 
 impl Timers {
     /// Sets (or replaces) `timer`'s deadline.
-    pub fn set(&mut self, timer: Timer, at: Instant) {
+    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
         self.at[timer.index()] = Some(at);
     }
 
     /// Clears `timer`.
-    pub fn stop(&mut self, timer: Timer) {
+    pub(crate) fn stop(&mut self, timer: Timer) {
         self.at[timer.index()] = None;
     }
 
     /// Clears every timer but `keep`.
-    pub fn stop_all_but(&mut self, keep: &[Timer]) {
+    pub(crate) fn stop_all_but(&mut self, keep: &[Timer]) {
         for (i, at) in self.at.iter_mut().enumerate() {
             if !keep.iter().any(|t| t.index() == i) {
                 *at = None;
@@ -64,12 +64,12 @@ impl Timers {
     }
 
     /// `timer`'s deadline, if set.
-    pub fn get(&self, timer: Timer) -> Option<Instant> {
+    pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
         self.at[timer.index()]
     }
 
     /// Clears `timer` and says whether it was due at `now`.
-    pub fn take_due(&mut self, timer: Timer, now: Instant) -> bool {
+    pub(crate) fn take_due(&mut self, timer: Timer, now: Instant) -> bool {
         let due = self.get(timer).is_some_and(|at| at <= now);
         if due {
             self.stop(timer);
@@ -78,7 +78,7 @@ impl Timers {
     }
 
     /// The earliest deadline set.
-    pub fn next(&self) -> Option<Instant> {
+    pub(crate) fn next(&self) -> Option<Instant> {
         self.at.iter().flatten().min().copied()
     }
 }

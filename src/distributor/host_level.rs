@@ -19,25 +19,25 @@ fn overran(took: Duration, period: Duration) -> bool {
 
 /// The host's step-down level (conflated channels tick every `2^level` frames).
 #[derive(Debug)]
-pub struct HostLevel {
+pub(crate) struct HostLevel {
     level: u8,
     period: Duration,
 }
 
 impl HostLevel {
     /// Level 0 for a frame clock of `period`.
-    pub fn new(period: Duration) -> HostLevel {
+    pub(crate) fn new(period: Duration) -> HostLevel {
         HostLevel { level: 0, period }
     }
 
     /// The current level.
-    pub fn level(&self) -> u8 {
+    pub(crate) fn level(&self) -> u8 {
         self.level
     }
 
     /// Takes one tick's work time and whether ticks were merged before it; returns the new level
     /// when it changed.
-    pub fn observe(&mut self, took: Duration, merged: bool) -> Option<u8> {
+    pub(crate) fn observe(&mut self, took: Duration, merged: bool) -> Option<u8> {
         let before = self.level;
         if merged || overran(took, self.period) {
             self.level = (self.level + 1).min(MAX_RATE_LEVEL);
@@ -51,7 +51,7 @@ impl HostLevel {
 /// Why the frame clock fell behind, for the operator: the distributor's own work, or the host
 /// running it late (another busy process, an overcommitted VM).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Behind {
+pub(crate) enum Behind {
     /// The tick's work took most of its period.
     WorkOverrun,
     /// The work was short: the thread was scheduled late and ticks merged.
@@ -60,7 +60,7 @@ pub enum Behind {
 
 impl Behind {
     /// snake_case name for structured logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Behind::WorkOverrun => "work_overrun",
             Behind::SchedulingDelay => "scheduling_delay",
@@ -68,7 +68,7 @@ impl Behind {
     }
 
     /// A phrase for the log message.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Behind::WorkOverrun => "tick work overran its period",
             Behind::SchedulingDelay => "the thread was scheduled late; tick work was short",
@@ -78,7 +78,7 @@ impl Behind {
 
 impl HostLevel {
     /// Which of the two made a tick late, from its work time.
-    pub fn cause(took: Duration, period: Duration) -> Behind {
+    pub(crate) fn cause(took: Duration, period: Duration) -> Behind {
         if overran(took, period) {
             Behind::WorkOverrun
         } else {

@@ -9,7 +9,7 @@ use crate::config::Namespaces;
 use crate::limits::MAX_RECOVERY_BYTES;
 
 /// Builds the answer to `request`.
-pub fn answer(
+pub(crate) fn answer(
     registry: &mut ChannelRegistry,
     mut request: JoinRequest,
     namespaces: &Namespaces,

@@ -8,8 +8,8 @@
 mod ack;
 pub mod channels;
 pub mod conflate;
-pub mod history;
-pub mod host_level;
+pub(crate) mod history;
+pub(crate) mod host_level;
 pub mod ingress;
 mod join;
 pub mod snapshot;
@@ -27,13 +27,14 @@ use crate::clock::FrameClock;
 use crate::driver::EventFd;
 use crate::log_limit::LogLimiter;
 use crate::status::ServerState;
-pub use crate::status::{DistributorStats, TICK_BUCKETS_US};
-pub use ack::{AckOutcome, AckTo, PublishAck};
+pub(crate) use crate::status::{DistributorStats, TICK_BUCKETS_US};
+pub(crate) use ack::{AckOutcome, AckTo, PublishAck};
 use channels::ChannelRegistry;
-pub use conflate::{Variant, Variants};
+pub(crate) use conflate::Variants;
 use host_level::HostLevel;
+pub(crate) use ingress::Origin;
 pub use ingress::{
-    Ingress, JoinReply, JoinRequest, Joined, JoinedChannel, Origin, Publication, PublishError,
+    Ingress, JoinReply, JoinRequest, Joined, JoinedChannel, Publication, PublishError,
 };
 use ingress::{IngressMsg, IngressRx};
 
@@ -88,7 +89,7 @@ pub struct TickBatch {
 
 /// What the distributor sends a shard, in one ordered inbox.
 #[derive(Debug)]
-pub enum ShardMsg {
+pub(crate) enum ShardMsg {
     /// One tick's frames.
     Tick(TickBatch),
     /// The answer to a join: the `subscribed` reply and the frames that precede live events.
@@ -96,7 +97,7 @@ pub enum ShardMsg {
 }
 
 /// The distributor's way to one shard.
-pub struct ShardLink {
+pub(crate) struct ShardLink {
     /// The shard's inbox, bounded.
     pub batches: Sender<ShardMsg>,
     /// Wakes the shard's loop.
@@ -108,7 +109,7 @@ pub struct ShardLink {
 
 impl ShardLink {
     /// A link with an empty backlog.
-    pub fn new(batches: Sender<ShardMsg>, waker: Arc<EventFd>) -> ShardLink {
+    pub(crate) fn new(batches: Sender<ShardMsg>, waker: Arc<EventFd>) -> ShardLink {
         ShardLink {
             batches,
             waker,
@@ -157,7 +158,7 @@ impl ShardLink {
 }
 
 /// The distributor thread's state.
-pub struct Distributor {
+pub(crate) struct Distributor {
     rx: Receiver<IngressMsg>,
     doorbell: Receiver<()>,
     ingress: Ingress,
@@ -208,7 +209,7 @@ impl Distributor {
     }
 
     /// Runs until [`Ingress`] receives a stop; dispatches what is pending before returning.
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         match self.period {
             Some(period) => self.run_ticked(period),
             None => self.run_immediate(),

@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 use crate::log_limit::LogLimiter;
 
 /// First pause after a resource failure.
-pub const FIRST_PAUSE: Duration = Duration::from_millis(100);
+pub(crate) const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// Longest pause while failures go on.
-pub const MAX_PAUSE: Duration = Duration::from_secs(1);
+pub(crate) const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// At most one accept warning per this interval.
-pub const LOG_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Whether an accept error means "out of a resource": retrying before something is freed
 /// would fail the same way.
-pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
@@ -29,7 +29,7 @@ pub fn is_resource_exhaustion(e: &io::Error) -> bool {
 
 /// A backend's accept policy: paused or not, and its rate-limited warnings.
 #[derive(Debug)]
-pub struct AcceptGate {
+pub(crate) struct AcceptGate {
     paused_until: Option<Instant>,
     pause: Duration,
     log: LogLimiter,
@@ -47,7 +47,7 @@ impl Default for AcceptGate {
 
 impl AcceptGate {
     /// Whether the backend may accept now (a pause that ran out ends here).
-    pub fn is_open(&mut self, now: Instant) -> bool {
+    pub(crate) fn is_open(&mut self, now: Instant) -> bool {
         match self.paused_until {
             Some(until) if now < until => false,
             Some(_) => {
@@ -61,7 +61,7 @@ impl AcceptGate {
     /// How long the backend may sleep before it should try to accept again (`None`: not paused,
     /// or the pause has run out: a backend that still cannot accept, such as io_uring waiting
     /// for the cancel of its armed accept, must not be told to wake at once, or it spins).
-    pub fn wait_hint(&self, now: Instant) -> Option<Duration> {
+    pub(crate) fn wait_hint(&self, now: Instant) -> Option<Duration> {
         self.paused_until
             .filter(|&until| until > now)
             .map(|until| until - now)
@@ -69,7 +69,7 @@ impl AcceptGate {
 
     /// An accept failed: pauses on resource exhaustion (returns true), logs either way within
     /// the rate limit.
-    pub fn on_error(&mut self, e: &io::Error, backend: &'static str, now: Instant) -> bool {
+    pub(crate) fn on_error(&mut self, e: &io::Error, backend: &'static str, now: Instant) -> bool {
         let exhausted = is_resource_exhaustion(e);
         if exhausted {
             self.paused_until = Some(now + self.pause);
@@ -95,12 +95,12 @@ impl AcceptGate {
     }
 
     /// A connection was accepted: failures are over, the next pause starts short again.
-    pub fn on_success(&mut self) {
+    pub(crate) fn on_success(&mut self) {
         self.pause = FIRST_PAUSE;
     }
 
     /// A connection closed and freed its descriptor: end a pause now.
-    pub fn on_descriptor_freed(&mut self) {
+    pub(crate) fn on_descriptor_freed(&mut self) {
         self.paused_until = None;
     }
 }

@@ -24,24 +24,24 @@
 // drop deadlines.
 #![allow(clippy::disallowed_methods)]
 
-pub mod accept;
-pub mod epoll;
+pub(crate) mod accept;
+pub(crate) mod epoll;
 pub mod fd_limit;
-pub mod uring;
+pub(crate) mod uring;
 mod wake;
 
 use std::io;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-pub use crate::conn::SendBatch;
-pub use crate::conn_id::{ConnId, Slot};
-pub use wake::EventFd;
+pub(crate) use crate::conn::SendBatch;
+pub(crate) use crate::conn_id::{ConnId, Slot};
+pub(crate) use wake::EventFd;
 
 /// Something that happened on the shard's sockets; `I` is the backend's handle to received
 /// bytes ([`Driver::Input`]).
 #[derive(Debug)]
-pub enum Event<I> {
+pub(crate) enum Event<I> {
     /// A new connection on the shard's listener.
     Accepted(OwnedFd),
     /// Bytes arrived for `conn`; read them with [`Driver::read_input`] and `data`.
@@ -68,7 +68,7 @@ pub enum Event<I> {
 }
 
 /// One shard's I/O backend.
-pub trait Driver {
+pub(crate) trait Driver {
     /// Handle to bytes received for one connection (a provided buffer, or "the socket is
     /// readable"), consumed by [`Driver::read_input`].
     type Input: std::fmt::Debug;

@@ -7,11 +7,11 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// A non-blocking eventfd.
 #[derive(Debug)]
-pub struct EventFd(File);
+pub(crate) struct EventFd(File);
 
 impl EventFd {
     /// Creates a non-blocking, close-on-exec eventfd.
-    pub fn new() -> io::Result<EventFd> {
+    pub(crate) fn new() -> io::Result<EventFd> {
         // SAFETY: eventfd takes no pointers; the result is checked before use.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
@@ -22,13 +22,13 @@ impl EventFd {
     }
 
     /// Wakes the waiting side (adds 1 to the counter); never blocks.
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         // An error can only be EAGAIN at counter overflow, when a wake is pending anyway.
         let _ = (&self.0).write(&1u64.to_ne_bytes());
     }
 
     /// Resets the counter after a wake-up.
-    pub fn drain(&self) {
+    pub(crate) fn drain(&self) {
         let mut buf = [0u8; 8];
         let _ = (&self.0).read(&mut buf);
     }

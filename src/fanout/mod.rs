@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod gaps;
-pub mod topics;
+pub(crate) mod topics;
 
 use std::time::Instant;
 
@@ -27,7 +27,8 @@ use crate::limits::MAX_RATE_LEVEL;
 use crate::table::SendQueue;
 use crate::table::{ConnTable, Entry};
 use gaps::announce_or_miss;
-pub use topics::{Member, Topics};
+pub(crate) use topics::Member;
+pub use topics::Topics;
 
 /// Counts from delivering one batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use crate::protocol::handshake::HttpRequest;
 const PREFLIGHT_MAX_AGE_S: u32 = 600;
 
 /// The request's `Origin`, if `allowed` lists it (or holds `*`).
-pub fn allowed<'r>(req: &'r HttpRequest, allowed: &[String]) -> Option<&'r str> {
+pub(crate) fn allowed<'r>(req: &'r HttpRequest, allowed: &[String]) -> Option<&'r str> {
     let origin = req.origin.as_deref()?;
     allowed
         .iter()
@@ -18,7 +18,7 @@ pub fn allowed<'r>(req: &'r HttpRequest, allowed: &[String]) -> Option<&'r str> 
 
 /// Adds the CORS headers for `origin` (echoed, never `*`, so `Authorization` may be sent), and
 /// for a preflight the methods, headers and cache time it may use.
-pub fn allow(response: &mut Response, origin: &str, preflight: bool) {
+pub(crate) fn allow(response: &mut Response, origin: &str, preflight: bool) {
     if origin.contains(['\r', '\n']) {
         return; // never reflect a header break (httparse refuses them anyway)
     }

@@ -37,7 +37,7 @@ fn histogram(out: &mut String, name: &str, help: &str, bounds: &[f64], counts: &
 }
 
 /// Renders every metric.
-pub fn render(state: &ServerState) -> Response {
+pub(crate) fn render(state: &ServerState) -> Response {
     let mut o = String::with_capacity(8192);
     let t = state.totals();
     let d = &state.distributor;

@@ -4,8 +4,8 @@
 //! Routes, bodies and errors are documented in docs/http-api.md and docs/openapi.yaml.
 #![forbid(unsafe_code)]
 
-pub mod cors;
-pub mod metrics;
+pub(crate) mod cors;
+pub(crate) mod metrics;
 pub mod routes;
 
 use bytes::Bytes;

@@ -5,7 +5,7 @@
 // The observer owns its thread and its clock.
 #![allow(clippy::disallowed_methods)]
 
-pub mod sysinfo;
+pub(crate) mod sysinfo;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,19 +20,19 @@ use crate::distributor::Ingress;
 use crate::status::ServerState;
 
 /// Built-in channel names.
-pub const STATUS_CHANNEL: &str = "system.status";
+pub(crate) const STATUS_CHANNEL: &str = "system.status";
 /// Built-in heartbeat channel.
-pub const HEARTBEAT_CHANNEL: &str = "heartbeat";
+pub(crate) const HEARTBEAT_CHANNEL: &str = "heartbeat";
 
 /// A running observer; stops when dropped or [`stop`](Self::stop)ped.
-pub struct Observer {
+pub(crate) struct Observer {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Observer {
     /// Starts the thread; a zero interval disables that channel.
-    pub fn start(
+    pub(crate) fn start(
         state: Arc<ServerState>,
         ingress: Ingress,
         status_interval: Duration,
@@ -50,7 +50,7 @@ impl Observer {
     }
 
     /// Stops the thread and waits for it.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             t.thread().unpark();

@@ -4,7 +4,7 @@ use std::fs;
 
 /// CPU time counters from the first line of /proc/stat.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuTimes {
+pub(crate) struct CpuTimes {
     /// Jiffies spent busy.
     pub busy: u64,
     /// Jiffies in all.
@@ -12,13 +12,13 @@ pub struct CpuTimes {
 }
 
 /// Reads /proc/stat's aggregate CPU line.
-pub fn cpu_times() -> CpuTimes {
+pub(crate) fn cpu_times() -> CpuTimes {
     let text = fs::read_to_string("/proc/stat").unwrap_or_default();
     parse_cpu_line(text.lines().next().unwrap_or(""))
 }
 
 /// Parses `cpu  user nice system idle iowait irq softirq steal ...`.
-pub fn parse_cpu_line(line: &str) -> CpuTimes {
+pub(crate) fn parse_cpu_line(line: &str) -> CpuTimes {
     let v: Vec<u64> = line
         .split_whitespace()
         .skip(1)
@@ -33,7 +33,7 @@ pub fn parse_cpu_line(line: &str) -> CpuTimes {
 }
 
 /// Busy percentage between two readings.
-pub fn cpu_usage(before: CpuTimes, after: CpuTimes) -> f64 {
+pub(crate) fn cpu_usage(before: CpuTimes, after: CpuTimes) -> f64 {
     let total = after.total.saturating_sub(before.total);
     if total == 0 {
         return 0.0;
@@ -42,13 +42,13 @@ pub fn cpu_usage(before: CpuTimes, after: CpuTimes) -> f64 {
 }
 
 /// (total, used) memory in bytes from /proc/meminfo (used = total - available).
-pub fn memory() -> (u64, u64) {
+pub(crate) fn memory() -> (u64, u64) {
     let text = fs::read_to_string("/proc/meminfo").unwrap_or_default();
     parse_meminfo(&text)
 }
 
 /// Parses MemTotal and MemAvailable (kB) from /proc/meminfo text.
-pub fn parse_meminfo(text: &str) -> (u64, u64) {
+pub(crate) fn parse_meminfo(text: &str) -> (u64, u64) {
     let field = |name: &str| {
         text.lines()
             .find(|l| l.starts_with(name))
@@ -62,7 +62,7 @@ pub fn parse_meminfo(text: &str) -> (u64, u64) {
 }
 
 /// The 1, 5 and 15 minute load averages.
-pub fn load_average() -> [f64; 3] {
+pub(crate) fn load_average() -> [f64; 3] {
     let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut it = text.split_whitespace().map(|x| x.parse().unwrap_or(0.0));
     [
@@ -73,7 +73,7 @@ pub fn load_average() -> [f64; 3] {
 }
 
 /// The host name.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())

@@ -2,7 +2,7 @@
 //! byte-wise reference.
 
 /// XORs `buf` with the 4-byte `mask`, starting at mask offset 0.
-pub fn unmask(buf: &mut [u8], mask: [u8; 4]) {
+pub(crate) fn unmask(buf: &mut [u8], mask: [u8; 4]) {
     let word = u64::from_ne_bytes([
         mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
     ]);
@@ -19,7 +19,8 @@ pub fn unmask(buf: &mut [u8], mask: [u8; 4]) {
 }
 
 /// The byte-wise reference the fast path must match.
-pub fn unmask_reference(buf: &mut [u8], mask: [u8; 4]) {
+#[cfg(test)]
+fn unmask_reference(buf: &mut [u8], mask: [u8; 4]) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b ^= mask[i & 3];
     }

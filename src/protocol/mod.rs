@@ -9,5 +9,5 @@
 
 pub mod frame;
 pub mod handshake;
-pub mod mask;
+pub(crate) mod mask;
 pub mod message;

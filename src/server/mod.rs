@@ -28,7 +28,6 @@ use wiring::ShardCommon;
 
 pub use error::StartError;
 pub use handle::ServerHandle;
-pub use wiring::WS_PATH;
 
 /// A configured server, not yet started.
 #[derive(Debug, Clone)]

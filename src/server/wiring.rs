@@ -17,7 +17,7 @@ use crate::shard::{ShardControl, ShardParts, ShardStats};
 use crate::status::ServerState;
 
 /// The path of the native WebSocket endpoint.
-pub const WS_PATH: &str = "/ws";
+pub(crate) const WS_PATH: &str = "/ws";
 
 impl From<&ValidConfig> for ConnSettings {
     fn from(config: &ValidConfig) -> ConnSettings {

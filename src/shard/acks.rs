@@ -9,7 +9,7 @@ use crate::wire::command::ErrorCode;
 use crate::wire::reply;
 
 /// Queues the reply `ack` asks for; returns the slot if its connection has new output.
-pub fn apply(ack: &PublishAck, table: &mut ConnTable) -> Option<Slot> {
+pub(crate) fn apply(ack: &PublishAck, table: &mut ConnTable) -> Option<Slot> {
     let entry = table.get_id_mut(ack.conn)?;
     if entry.closing || !entry.conn.is_open() {
         return None; // the publisher is gone

@@ -19,14 +19,14 @@ use crate::table::{ConnTable, Entry};
 
 /// Deadlines of a shard's connections.
 #[derive(Debug, Default)]
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     heap: BinaryHeap<Reverse<(Instant, ConnId)>>,
 }
 
 impl Deadlines {
     /// Enters `entry`'s next deadline if the queue does not already hold an earlier or equal one
     /// for it.
-    pub fn schedule(&mut self, entry: &mut Entry) {
+    pub(crate) fn schedule(&mut self, entry: &mut Entry) {
         let Some(at) = entry.conn.poll_timeout() else {
             return;
         };
@@ -37,13 +37,13 @@ impl Deadlines {
     }
 
     /// The earliest deadline held (possibly stale: then the wake-up finds nothing due).
-    pub fn next(&self) -> Option<Instant> {
+    pub(crate) fn next(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Takes the earliest deadline if it is due at `now`: the connection and the deadline, which
     /// is current only if it still equals the connection's [`Entry::timer_at`].
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, ConnId)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, ConnId)> {
         let &Reverse((at, _)) = self.heap.peek()?;
         if at > now {
             return None;
@@ -54,7 +54,7 @@ impl Deadlines {
     /// Drops stale deadlines from the front until the earliest held is a connection's real
     /// next deadline: for a gone connection, one superseded by an earlier push, or one that
     /// moved later (then the connection's real deadline is entered instead).
-    pub fn settle(&mut self, table: &mut ConnTable) {
+    pub(crate) fn settle(&mut self, table: &mut ConnTable) {
         while let Some(&Reverse((at, id))) = self.heap.peek() {
             let entry = match table.get_id_mut(id) {
                 Some(e) if e.timer_at == Some(at) => e,
@@ -70,15 +70,5 @@ impl Deadlines {
             entry.timer_at = None;
             self.schedule(entry);
         }
-    }
-
-    /// Deadlines held, stale ones included.
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
     }
 }

@@ -16,25 +16,25 @@ use std::net::{SocketAddr, TcpListener};
 use socket2::{Domain, Socket, Type};
 
 /// Backlog of each listener (the kernel caps it at `net.core.somaxconn`).
-pub const BACKLOG: i32 = 4096;
+pub(crate) const BACKLOG: i32 = 4096;
 
 /// A bound, non-listening socket that keeps another server from listening on the address
 /// (see the module doc). Hold it as long as the shards listen.
 #[derive(Debug)]
-pub struct AddrClaim {
+pub(crate) struct AddrClaim {
     _socket: Socket,
     addr: SocketAddr,
 }
 
 impl AddrClaim {
     /// The claimed address (with the real port when 0 was asked for).
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 }
 
 /// Claims `addr`: fails with [`io::ErrorKind::AddrInUse`] if something listens there.
-pub fn claim(addr: SocketAddr) -> io::Result<AddrClaim> {
+pub(crate) fn claim(addr: SocketAddr) -> io::Result<AddrClaim> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.set_cloexec(true)?;
@@ -61,7 +61,7 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Binds `count` listeners on the address `claim` holds.
-pub fn bind_shards(claim: &AddrClaim, count: usize) -> io::Result<Vec<TcpListener>> {
+pub(crate) fn bind_shards(claim: &AddrClaim, count: usize) -> io::Result<Vec<TcpListener>> {
     (0..count).map(|_| bind_one(claim.addr())).collect()
 }
 

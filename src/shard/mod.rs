@@ -6,11 +6,11 @@
 //! earliest deadline ([`deadlines::Deadlines`]), an event or a wake-up. Nothing here is shared
 //! with another shard.
 
-pub mod acks;
+pub(crate) mod acks;
 pub mod commands;
-pub mod deadlines;
+pub(crate) mod deadlines;
 pub mod joined;
-pub mod listen;
+pub(crate) mod listen;
 #[cfg(test)]
 mod tests;
 
@@ -30,17 +30,17 @@ use crate::limits::SENDS_PER_TURN;
 use crate::log_limit::LogLimiter;
 use crate::protocol::message::CloseCode;
 use crate::status::ServerState;
-pub use crate::status::ShardStats;
+pub(crate) use crate::status::ShardStats;
 use crate::table::send_queue::wait_bucket;
-pub use crate::table::{self as table, SendQueue};
+pub(crate) use crate::table::SendQueue;
+use crate::table::{ConnTable, Entry, Session};
 use crate::wire::{reply, WallTime};
 use commands::Context;
 use deadlines::Deadlines;
-use table::{ConnTable, Entry, Session};
 
 /// Orders from the server to a shard.
 #[derive(Debug)]
-pub enum ShardControl {
+pub(crate) enum ShardControl {
     /// Stop accepting, close every connection with 1001, exit by the deadline.
     Shutdown {
         /// When to stop waiting for connections to close.
@@ -49,7 +49,7 @@ pub enum ShardControl {
 }
 
 /// Everything a shard needs besides its driver.
-pub struct ShardParts {
+pub(crate) struct ShardParts {
     /// Index of the shard.
     pub id: usize,
     /// Connection settings.
@@ -82,7 +82,7 @@ pub struct ShardParts {
 
 /// What the loop does after a turn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Turn {
+pub(crate) enum Turn {
     /// Wait for the next event or deadline.
     Continue,
     /// Shut down and drained (or the drain overran): the thread ends.
@@ -90,7 +90,7 @@ pub enum Turn {
 }
 
 /// A shard's loop over a driver `D` (monomorphised: no dynamic dispatch in the loop).
-pub struct Shard<D: Driver> {
+pub(crate) struct Shard<D: Driver> {
     driver: D,
     st: State,
 }
@@ -118,7 +118,7 @@ struct State {
 #[allow(clippy::disallowed_methods)]
 impl<D: Driver> Shard<D> {
     /// Builds a shard around its driver.
-    pub fn new(driver: D, parts: ShardParts) -> Shard<D> {
+    pub(crate) fn new(driver: D, parts: ShardParts) -> Shard<D> {
         let now = Instant::now();
         Shard {
             driver,
@@ -138,7 +138,7 @@ impl<D: Driver> Shard<D> {
 
     /// Runs until shut down and every connection is closed (or the drain deadline passed): the
     /// one place the shard reads the clocks.
-    pub fn run(mut self) -> std::io::Result<()> {
+    pub(crate) fn run(mut self) -> std::io::Result<()> {
         tracing::debug!(
             shard = self.st.p.id,
             backend = self.driver.name(),
@@ -156,7 +156,7 @@ impl<D: Driver> Shard<D> {
 
     /// One loop turn at `now` (`wall`: the same moment on the wall clock, for token expiry):
     /// applies `events` (draining it), orders, tick batches, due deadlines, then sends.
-    pub fn turn(
+    pub(crate) fn turn(
         &mut self,
         now: Instant,
         wall: SystemTime,

@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicU64;
 
 /// Upper bounds (microseconds) of the tick-duration histogram buckets; +Inf follows.
-pub const TICK_BUCKETS_US: [u64; 11] = [
+pub(crate) const TICK_BUCKETS_US: [u64; 11] = [
     10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 16_667, 33_333,
 ];
 

@@ -7,8 +7,8 @@
 mod distributor_stats;
 mod shard_stats;
 
-pub use distributor_stats::{DistributorStats, TICK_BUCKETS_US};
-pub use shard_stats::ShardStats;
+pub(crate) use distributor_stats::{DistributorStats, TICK_BUCKETS_US};
+pub(crate) use shard_stats::ShardStats;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};

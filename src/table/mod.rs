@@ -5,7 +5,7 @@
 //! Its own module (not the shard's) because the shard loop and fan-out both work on it: fan-out
 //! depends on the table, not on the shard.
 
-pub mod send_queue;
+pub(crate) mod send_queue;
 
 pub use send_queue::SendQueue;
 

@@ -9,7 +9,8 @@ use std::time::Instant;
 use crate::conn_id::Slot;
 
 /// Upper bounds (milliseconds) of the send-wait histogram's buckets; one more bucket is +Inf.
-pub const SEND_WAIT_BUCKETS_MS: [u32; 12] = [1, 2, 5, 10, 17, 25, 50, 100, 250, 500, 1000, 5000];
+pub(crate) const SEND_WAIT_BUCKETS_MS: [u32; 12] =
+    [1, 2, 5, 10, 17, 25, 50, 100, 250, 500, 1000, 5000];
 
 /// Connections waiting for a send, in the order they got output. A connection is queued at most
 /// once (its `Entry::dirty` flag says it is in here).
@@ -59,7 +60,7 @@ impl SendQueue {
 }
 
 /// The histogram bucket of a wait of `ms` milliseconds (the last index is +Inf).
-pub fn wait_bucket(ms: u32) -> usize {
+pub(crate) fn wait_bucket(ms: u32) -> usize {
     SEND_WAIT_BUCKETS_MS
         .iter()
         .position(|&bound| ms <= bound)

@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use thiserror::Error;
 
 /// Deepest nesting of arrays and objects accepted in one message (the top level counts as 1).
-pub const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 /// Why a message is not acceptable JSON.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub enum JsonError {
 
 /// A JSON string that borrows from the message when it holds no escapes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Str<'a>(pub Cow<'a, str>);
+pub(crate) struct Str<'a>(pub Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Str<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -119,12 +119,12 @@ impl<'a> Fields<'a> {
 }
 
 /// Parses a nested object (already validated as part of its message) the same way.
-pub fn object(raw: &RawValue) -> Result<Fields<'_>, JsonError> {
+pub(crate) fn object(raw: &RawValue) -> Result<Fields<'_>, JsonError> {
     Fields::parse(raw.get().as_bytes())
 }
 
 /// Deserializes a small field value (a string, a number, a list of strings).
-pub fn value<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Option<T> {
+pub(crate) fn value<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Option<T> {
     serde_json::from_str(raw.get()).ok()
 }
 
@@ -179,7 +179,7 @@ fn first_duplicate<'e>(entries: &'e [(Cow<'_, str>, &RawValue)]) -> Option<&'e s
 /// Refuses nesting deeper than [`MAX_DEPTH`], in one pass without recursion. Brackets inside
 /// strings do not count; the text is validated afterwards by the parser, so malformed input
 /// only has to terminate here, not be judged.
-pub fn check_depth(text: &[u8]) -> Result<(), JsonError> {
+pub(crate) fn check_depth(text: &[u8]) -> Result<(), JsonError> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut i = 0;

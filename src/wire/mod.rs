@@ -5,7 +5,7 @@
 pub mod channel;
 pub mod command;
 pub mod event;
-pub mod json;
+pub(crate) mod json;
 pub mod reply;
 
 use std::time::{Duration, SystemTime};

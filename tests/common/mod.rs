@@ -51,7 +51,7 @@ pub fn uring_skipped() -> bool {
         let why = if std::env::var("FRAMECAST_TEST_IO").as_deref() == Ok("epoll") {
             Some("FRAMECAST_TEST_IO=epoll".to_string())
         } else {
-            framecast::driver::uring::probe()
+            framecast::internals::driver::uring::probe()
                 .err()
                 .map(|e| format!("io_uring is unavailable here: {e}"))
         };

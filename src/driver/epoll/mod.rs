@@ -24,7 +24,7 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// epoll reports readiness, not bytes: the input handle says "this socket is readable", and
 /// [`Driver::read_input`] reads it until it would block.
 #[derive(Debug)]
-pub struct Readable;
+pub(crate) struct Readable;
 
 /// One registered connection.
 struct EpollConn {
@@ -45,7 +45,7 @@ enum Progress {
 }
 
 /// A shard's epoll loop.
-pub struct EpollDriver {
+pub(crate) struct EpollDriver {
     poll: Poll,
     events: Events,
     listener: Option<TcpListener>,
@@ -61,7 +61,10 @@ pub struct EpollDriver {
 
 impl EpollDriver {
     /// Builds the loop around the shard's (non-blocking) listener and wake-up eventfd.
-    pub fn new(listener: std::net::TcpListener, waker: Arc<EventFd>) -> io::Result<EpollDriver> {
+    pub(crate) fn new(
+        listener: std::net::TcpListener,
+        waker: Arc<EventFd>,
+    ) -> io::Result<EpollDriver> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::from_std(listener);
         poll.registry()

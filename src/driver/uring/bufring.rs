@@ -16,7 +16,7 @@ use io_uring::types::BufRingEntry;
 use io_uring::IoUring;
 
 /// The buffer group id framecast registers.
-pub const GROUP: u16 = 0;
+pub(crate) const GROUP: u16 = 0;
 
 /// The kernel's `struct io_uring_buf`, the layout behind [`BufRingEntry`] (whose field is
 /// private): named fields let `push` write one field at a time through a raw pointer.
@@ -36,7 +36,7 @@ const _: () = assert!(
 );
 
 /// The ring of entries (page-aligned, shared with the kernel) and the buffers it points at.
-pub struct BufRing {
+pub(crate) struct BufRing {
     entries: *mut BufRingEntry,
     entries_layout: Layout,
     buffers: *mut u8,
@@ -50,7 +50,7 @@ pub struct BufRing {
 
 impl BufRing {
     /// Allocates `count` (a power of two) buffers of `size` bytes and registers them with `ring`.
-    pub fn new(ring: &IoUring, count: u16, size: usize) -> io::Result<BufRing> {
+    pub(crate) fn new(ring: &IoUring, count: u16, size: usize) -> io::Result<BufRing> {
         assert!(
             count.is_power_of_two(),
             "buffer count must be a power of two"
@@ -99,7 +99,7 @@ impl BufRing {
 
     /// The first `len` bytes of buffer `bid`, as filled by the kernel. Only for a `bid` a
     /// completion just returned (the kernel writes it no more until it is recycled).
-    pub fn get_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
+    pub(crate) fn get_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
         assert!(bid < self.count, "buffer id from the kernel is in range");
         let start = usize::from(bid) * self.size;
         // SAFETY: `start + len.min(size)` is inside the `count * size` allocation owned by
@@ -110,14 +110,14 @@ impl BufRing {
     }
 
     /// Gives buffer `bid` back to the kernel.
-    pub fn recycle(&mut self, bid: u16) {
+    pub(crate) fn recycle(&mut self, bid: u16) {
         self.push(bid);
         self.publish();
     }
 
     /// Tells the kernel to forget the ring (call once no operation can pick a buffer, i.e. with
     /// nothing in flight); afterwards dropping `self` frees the memory.
-    pub fn unregister(&mut self, ring: &IoUring) -> io::Result<()> {
+    pub(crate) fn unregister(&mut self, ring: &IoUring) -> io::Result<()> {
         if self.registered {
             ring.submitter().unregister_buf_ring(GROUP)?;
             self.registered = false;

@@ -58,13 +58,13 @@ const SUBMIT_STALL_LIMIT_MS: u32 = 1000;
 /// Received bytes: a buffer of the provided-buffer ring, lent to the shard by an
 /// [`Event::Input`] and returned to the ring by [`Driver::read_input`].
 #[derive(Debug)]
-pub struct ProvidedBuf {
+pub(crate) struct ProvidedBuf {
     bid: u16,
     len: u32,
 }
 
 /// A shard's io_uring loop.
-pub struct UringDriver {
+pub(crate) struct UringDriver {
     /// Closed by hand in `Drop`, after every operation is reaped and the buffer ring
     /// unregistered, before the memory operations pointed at is freed (shutdown.rs).
     ring: ManuallyDrop<IoUring>,
@@ -97,14 +97,16 @@ pub struct UringDriver {
     send_pool: Vec<Box<InflightSend>>,
 }
 
+/// What the tests look at.
+#[cfg(test)]
 impl UringDriver {
     /// Operations queued or in the kernel whose final completion has not been reaped.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight
     }
 
     /// Completions dropped because their slot had been reused since (none is expected).
-    pub fn stale_completions(&self) -> u64 {
+    pub(crate) fn stale_completions(&self) -> u64 {
         self.stale_completions
     }
 }

@@ -49,7 +49,7 @@ pub fn probe() -> io::Result<()> {
 impl UringDriver {
     /// Sets up the ring (with SINGLE_ISSUER + DEFER_TASKRUN when available) on the calling
     /// thread, which must be the only one to use it.
-    pub fn new(listener: TcpListener, waker: Arc<EventFd>) -> io::Result<UringDriver> {
+    pub(crate) fn new(listener: TcpListener, waker: Arc<EventFd>) -> io::Result<UringDriver> {
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()

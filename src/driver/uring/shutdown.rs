@@ -23,16 +23,16 @@ use super::user_data::Op;
 use super::UringDriver;
 
 /// Longest `Drop` waits for cancelled operations to complete before leaking their memory.
-pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+pub(crate) const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// While operations are left, cancellations are sent again this often.
-pub const CANCEL_AGAIN_AFTER: Duration = Duration::from_millis(100);
+pub(crate) const CANCEL_AGAIN_AFTER: Duration = Duration::from_millis(100);
 
 impl UringDriver {
     /// Stops everything: no more accepts, every socket shut down, every operation cancelled and
     /// its completion reaped, for at most `limit`. Returns how many operations are still in
     /// flight (0 unless the kernel did not finish in time). Events reaped meanwhile are
     /// dropped (an accepted socket among them is closed). The driver can only be dropped after.
-    pub fn cancel_and_reap(&mut self, limit: Duration) -> usize {
+    pub(crate) fn cancel_and_reap(&mut self, limit: Duration) -> usize {
         self.listener = None;
         for state in &mut self.conns {
             if let Some(stream) = state.begin_close() {

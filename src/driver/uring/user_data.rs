@@ -19,7 +19,7 @@ const GEN_MASK: u64 = (1 << ConnId::GEN_BITS) - 1;
 
 /// The operation a completion reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// Multishot accept on the listener.
     Accept,
     /// Multishot receive on a connection.
@@ -40,7 +40,7 @@ const CANCEL: u64 = 5;
 
 impl Op {
     /// Packs the operation into `user_data`.
-    pub fn encode(self) -> u64 {
+    pub(crate) fn encode(self) -> u64 {
         let (kind, tag) = match self {
             Op::Accept => (ACCEPT, ConnId::new(0, 0)),
             Op::Recv(t) => (RECV, t),
@@ -52,7 +52,7 @@ impl Op {
     }
 
     /// Unpacks `user_data`; `None` for a value framecast never submitted.
-    pub fn decode(user_data: u64) -> Option<Op> {
+    pub(crate) fn decode(user_data: u64) -> Option<Op> {
         let tag = ConnId::new(user_data as u32, ((user_data >> 32) & GEN_MASK) as u32);
         Some(match user_data >> 56 {
             ACCEPT => Op::Accept,

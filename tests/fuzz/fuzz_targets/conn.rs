@@ -39,18 +39,18 @@ use std::time::{Duration, Instant};
 use arbitrary::Unstructured;
 use bytes::BytesMut;
 use framecast::config::Delivery;
-use framecast::conn::{Admission, AppEvent, CloseReason, Conn, ConnSettings, SendBatch};
-use framecast::distributor::{
+use framecast::internals::conn::{Admission, AppEvent, CloseReason, Conn, ConnSettings, SendBatch};
+use framecast::internals::distributor::{
     ChannelFrames, JoinReply, JoinRequest, Joined, JoinedChannel, TickBatch,
 };
-use framecast::fanout::{self, Topics};
-use framecast::http::{self, HttpContext};
-use framecast::protocol::message::CloseCode;
-use framecast::shard::commands::{self, Context};
-use framecast::shard::joined;
-use framecast::shard::table::{ConnTable, Entry, Session, SubState};
-use framecast::shard::SendQueue;
-use framecast::wire::event::{put_event_frame, EventFields};
+use framecast::internals::fanout::{self, Topics};
+use framecast::internals::http::{self, HttpContext};
+use framecast::internals::protocol::message::CloseCode;
+use framecast::internals::shard::commands::{self, Context};
+use framecast::internals::shard::joined;
+use framecast::internals::shard::table::{ConnTable, Entry, Session, SubState};
+use framecast::internals::shard::SendQueue;
+use framecast::internals::wire::event::{put_event_frame, EventFields};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common/mod.rs"]
@@ -67,7 +67,7 @@ struct Harness {
     table: ConnTable,
     topics: Topics,
     dirty: SendQueue,
-    id: framecast::conn_id::ConnId,
+    id: framecast::internals::conn_id::ConnId,
     offset: Duration,
     strict: bool,
     /// Subscribes waiting for the distributor's answer.
@@ -111,7 +111,7 @@ impl Harness {
             policy,
             auth_timeout: Duration::from_secs(5),
             now,
-            wall: framecast::wire::WallTime::from_unix_ms(
+            wall: framecast::internals::wire::WallTime::from_unix_ms(
                 1_800_000_000_000 + self.offset.as_millis() as u64,
             ),
             close: &mut close,
@@ -313,7 +313,7 @@ impl Harness {
                 shard: 0,
                 policy,
                 tick_hz: 60,
-                wall: framecast::wire::WallTime::from_unix_ms(1_800_000_000_000),
+                wall: framecast::internals::wire::WallTime::from_unix_ms(1_800_000_000_000),
             },
         );
     }
@@ -413,7 +413,7 @@ fuzz_target!(|data: &[u8]| {
     let session = Session::default();
     let admission = if flags & 1 != 0 {
         Admission::Full {
-            goodbye: framecast::wire::reply::reconnect(2500, "server full"),
+            goodbye: framecast::internals::wire::reply::reconnect(2500, "server full"),
         }
     } else {
         Admission::Admit
@@ -488,7 +488,7 @@ fuzz_target!(|data: &[u8]| {
                     );
                 } else {
                     if e.conn.is_open() {
-                        e.conn.queue(framecast::wire::reply::reconnect(5000, "shutdown"));
+                        e.conn.queue(framecast::internals::wire::reply::reconnect(5000, "shutdown"));
                     }
                     e.conn.close(
                         CloseCode::GOING_AWAY,

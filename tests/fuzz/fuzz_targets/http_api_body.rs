@@ -16,8 +16,8 @@
 //! answered 202, 400, 413 (too much work) or 503; percent-decoding never yields more bytes than it was given.
 #![no_main]
 
-use framecast::http::{self, routes, HttpContext};
-use framecast::protocol::handshake::{parse_request, HttpRequest, RequestOutcome};
+use framecast::internals::http::{self, routes, HttpContext};
+use framecast::internals::protocol::handshake::{parse_request, HttpRequest, RequestOutcome};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common/mod.rs"]

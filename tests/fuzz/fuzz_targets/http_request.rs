@@ -8,8 +8,8 @@
 //! is `Partial`, and the request alone parses the same as with bytes after it).
 #![no_main]
 
-use framecast::limits::MAX_HTTP_HEAD_BYTES;
-use framecast::protocol::handshake::{parse_request, RequestOutcome, Routes};
+use framecast::internals::limits::MAX_HTTP_HEAD_BYTES;
+use framecast::internals::protocol::handshake::{parse_request, RequestOutcome, Routes};
 use libfuzzer_sys::fuzz_target;
 
 fn routes(max_body: usize) -> Routes {

@@ -10,10 +10,10 @@
 #![no_main]
 
 use bytes::BytesMut;
-use framecast::wire::channel;
-use framecast::wire::command::{self, Command, MAX_KEY_BYTES};
-use framecast::wire::event::{put_event_frame, EventFields};
-use framecast::wire::{reply, WallTime};
+use framecast::internals::wire::channel;
+use framecast::internals::wire::command::{self, Command, MAX_KEY_BYTES};
+use framecast::internals::wire::event::{put_event_frame, EventFields};
+use framecast::internals::wire::{reply, WallTime};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common/mod.rs"]
@@ -90,7 +90,7 @@ fuzz_target!(|data: &[u8]| {
             }
             // What every subscriber receives, encoded as the distributor does.
             let event_type = serde_json::to_vec(event_type).unwrap();
-            let key = key.as_deref().map(framecast::distributor::ingress::json_key);
+            let key = key.as_deref().map(framecast::internals::distributor::ingress::json_key);
             let mut out = BytesMut::new();
             let n = put_event_frame(
                 &mut out,

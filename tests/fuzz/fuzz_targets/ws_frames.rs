@@ -17,8 +17,8 @@
 //!   growth, + the message being reassembled).
 #![no_main]
 
-use framecast::protocol::frame::parse_client_header;
-use framecast::protocol::message::{Incoming, MessageReader};
+use framecast::internals::protocol::frame::parse_client_header;
+use framecast::internals::protocol::message::{Incoming, MessageReader};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common/mod.rs"]

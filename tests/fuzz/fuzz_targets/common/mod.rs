@@ -5,11 +5,11 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use framecast::auth::Policy;
-use framecast::conn::ConnSettings;
-use framecast::distributor::Ingress;
-use framecast::protocol::handshake::Routes;
-use framecast::status::ServerState;
+use framecast::internals::auth::Policy;
+use framecast::internals::conn::ConnSettings;
+use framecast::internals::distributor::Ingress;
+use framecast::internals::protocol::handshake::Routes;
+use framecast::internals::status::ServerState;
 use framecast::{Config, IoBackend, Server, ServerHandle};
 
 /// The configured default: 64 KiB.
