@@ -156,7 +156,7 @@ fn open_table(conns: usize, settings: &ConnSettings) -> (ConnTable, Topics) {
         let mut batch = SendBatch::default();
         conn.poll_transmit(&mut batch);
         conn.handle_sent(batch.len);
-        let id = table.insert(Entry::new(conn, Session::default(), true));
+        let id = table.insert(Entry::new(conn, Session::default()));
         topics.subscribe("bench", id.slot, 0);
     }
     (table, topics)

@@ -39,7 +39,7 @@ pub(crate) fn open_entry(table: &mut ConnTable, session: Session, now: Instant) 
     let mut batch = SendBatch::default();
     conn.poll_transmit(&mut batch);
     conn.handle_sent(batch.len);
-    table.insert(Entry::new(conn, session, true))
+    table.insert(Entry::new(conn, session))
 }
 
 /// Everything queued on the connection in `slot`, as the socket would get it.

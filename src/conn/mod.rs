@@ -159,8 +159,12 @@ impl CloseReason {
 
 #[derive(Debug)]
 enum Phase {
+    /// Reading an HTTP request: the upgrade, or plain requests on a keep-alive connection.
     Http {
         head: Vec<u8>,
+        /// Plain HTTP requests answered so far (an idle keep-alive connection that answered
+        /// some ends quietly at the handshake deadline).
+        answered: u32,
     },
     Open,
     /// Close frame queued; waiting for the peer's (or the [`Timer::Close`] deadline).
@@ -192,20 +196,15 @@ pub struct CloseOrder {
 #[derive(Debug)]
 pub struct Conn {
     phase: Phase,
-    endpoint: Endpoint,
+    /// The endpoint upgraded to (`None` before the upgrade).
+    endpoint: Option<Endpoint>,
     reader: MessageReader,
     outbox: Outbox,
     timers: Timers,
     /// The close text when [`Timer::Auth`] fires.
     auth_text: &'static str,
     admission: Admission,
-    /// Set after a protocol violation: the byte stream can no longer be framed, so further
-    /// input is discarded while the close frame goes out.
-    input_poisoned: bool,
-    /// Upgraded to the native endpoint (so the application saw `Opened`).
-    native: bool,
-    /// Answered at least one plain HTTP request.
-    served_http: bool,
+    /// Why the connection ends, once known.
     reason: Option<CloseReason>,
 }
 
@@ -230,16 +229,16 @@ impl Conn {
         let mut timers = Timers::default();
         timers.set(Timer::Handshake, now + settings.handshake_timeout);
         Conn {
-            phase: Phase::Http { head: Vec::new() },
-            endpoint: Endpoint::Native,
+            phase: Phase::Http {
+                head: Vec::new(),
+                answered: 0,
+            },
+            endpoint: None,
             reader: MessageReader::default(),
             outbox: Outbox::default(),
             timers,
             auth_text: "",
             admission,
-            input_poisoned: false,
-            native: false,
-            served_http: false,
             reason: None,
         }
     }
@@ -273,15 +272,15 @@ impl Conn {
         app: &mut impl FnMut(&mut Outbox, AppEvent<'_>),
     ) {
         match &mut self.phase {
-            Phase::Http { head } => {
+            Phase::Http { head, answered } => {
                 head.extend_from_slice(data);
-                let mut head = std::mem::take(head);
-                self.handle_request(&mut head, now, settings, app);
+                let (mut head, answered) = (std::mem::take(head), *answered);
+                self.handle_request(&mut head, answered, now, settings, app);
             }
-            Phase::Open | Phase::Closing { .. } if !self.input_poisoned => {
-                self.read_frames(data, now, settings, app)
-            }
-            Phase::Open | Phase::Closing { .. } | Phase::Lingering { .. } => {}
+            // Input is discarded once lingering: after a protocol violation the stream can no
+            // longer be framed, and an HTTP exchange that ended has nothing more to read.
+            Phase::Open | Phase::Closing { .. } => self.read_frames(data, now, settings, app),
+            Phase::Lingering { .. } => {}
             Phase::Done => {}
         }
     }
@@ -289,6 +288,7 @@ impl Conn {
     fn handle_request(
         &mut self,
         head: &mut Vec<u8>,
+        mut answered: u32,
         now: Instant,
         settings: &ConnSettings,
         app: &mut impl FnMut(&mut Outbox, AppEvent<'_>),
@@ -299,12 +299,13 @@ impl Conn {
                     debug_assert!(head.len() <= MAX_HTTP_HEAD_BYTES + settings.routes.max_body);
                     self.phase = Phase::Http {
                         head: std::mem::take(head),
+                        answered,
                     };
                     return;
                 }
                 RequestOutcome::Http(request) => {
                     app(&mut self.outbox, AppEvent::Http(&request));
-                    self.served_http = true;
+                    answered += 1;
                     head.drain(..request.consumed);
                     // The request timer restarts for the next request.
                     self.timers
@@ -330,7 +331,7 @@ impl Conn {
                             self.outbox.push_unchecked(goodbye.clone());
                         }
                         self.phase = Phase::Open;
-                        self.endpoint = endpoint;
+                        self.endpoint = Some(endpoint);
                         return self.close(
                             CloseCode::TRY_AGAIN_LATER,
                             "server is at max_connections",
@@ -352,11 +353,10 @@ impl Conn {
                     }
                     self.outbox.push_unchecked(response);
                     self.phase = Phase::Open;
-                    self.endpoint = endpoint;
+                    self.endpoint = Some(endpoint);
                     self.timers.stop(Timer::Handshake);
                     self.timers.set(Timer::Ping, now + settings.ping_interval);
                     if endpoint == Endpoint::Native {
-                        self.native = true;
                         app(
                             &mut self.outbox,
                             AppEvent::Opened {
@@ -381,7 +381,6 @@ impl Conn {
     }
 
     fn linger(&mut self, now: Instant) {
-        self.input_poisoned = true;
         self.phase = Phase::Lingering { write_shut: false };
         self.start_close_timer(now);
     }
@@ -413,9 +412,15 @@ impl Conn {
         }
     }
 
-    /// Whether the connection upgraded to the native WebSocket endpoint at some point.
+    /// Whether the connection upgraded to the native WebSocket endpoint at some point (and was
+    /// admitted: the application saw `Opened`).
     pub fn is_native(&self) -> bool {
-        self.native
+        self.endpoint == Some(Endpoint::Native) && self.is_admitted()
+    }
+
+    /// Whether the connection was admitted (not turned away because the server is full).
+    pub fn is_admitted(&self) -> bool {
+        self.admission == Admission::Admit
     }
 
     fn read_frames(
@@ -426,7 +431,7 @@ impl Conn {
         app: &mut impl FnMut(&mut Outbox, AppEvent<'_>),
     ) {
         let open = self.is_open();
-        let echo = self.endpoint == Endpoint::Echo;
+        let echo = self.endpoint == Some(Endpoint::Echo);
         let outbox = &mut self.outbox;
         let mut peer_close: Option<Option<CloseCode>> = None;
         let mut got_pong = false;
@@ -471,7 +476,6 @@ impl Conn {
                 self.reason = Some(CloseReason::ProtocolError);
                 self.linger(now);
             } else {
-                self.input_poisoned = true;
                 self.finish();
             }
         }
@@ -557,10 +561,10 @@ impl Conn {
     /// deadline, the auth deadline, the close deadline.
     pub fn handle_timeout(&mut self, now: Instant, settings: &ConnSettings) {
         if self.timers.take_due(Timer::Handshake, now) {
-            if let Phase::Http { head } = &self.phase {
+            if let Phase::Http { head, answered } = &self.phase {
                 // An idle keep-alive connection that already answered requests ends quietly;
                 // one that never completed a request timed out.
-                self.reason = Some(if head.is_empty() && self.served_http {
+                self.reason = Some(if head.is_empty() && *answered > 0 {
                     CloseReason::HttpDone
                 } else {
                     CloseReason::HandshakeTimeout

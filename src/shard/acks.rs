@@ -11,7 +11,7 @@ use crate::wire::reply;
 /// Queues the reply `ack` asks for; returns the slot if its connection has new output.
 pub(crate) fn apply(ack: &PublishAck, table: &mut ConnTable) -> Option<Slot> {
     let entry = table.get_id_mut(ack.conn)?;
-    if entry.closing || !entry.conn.is_open() {
+    if entry.is_closing() || !entry.conn.is_open() {
         return None; // the publisher is gone
     }
     let id = Some(&*ack.to.id);

@@ -57,7 +57,7 @@ pub fn apply(
 ) -> Option<Slot> {
     let (shard, max_channels) = (view.shard, view.policy.max_channels);
     let entry = match table.get_id_mut(joined.request.conn) {
-        Some(e) if !e.closing && e.conn.is_open() => e,
+        Some(e) if !e.is_closing() && e.conn.is_open() => e,
         _ => {
             // The connection is gone; its close sent no `leave` for channels still joining.
             for channel in joined.channels.iter().filter(|c| !c.refused) {

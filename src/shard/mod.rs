@@ -33,7 +33,7 @@ use crate::status::ServerState;
 pub(crate) use crate::status::ShardStats;
 use crate::table::send_queue::wait_bucket;
 pub(crate) use crate::table::SendQueue;
-use crate::table::{ConnTable, Entry, Session};
+use crate::table::{ConnTable, Entry, Session, SlotIo};
 use crate::wire::{reply, WallTime};
 use commands::Context;
 use deadlines::Deadlines;
@@ -221,7 +221,9 @@ impl<D: Driver> Shard<D> {
             }
             Event::Sent { conn, result } => {
                 if let Some(e) = self.st.table.get_id_mut(conn) {
-                    e.sending = false;
+                    if e.io == SlotIo::Sending {
+                        e.io = SlotIo::Idle;
+                    }
                     match result {
                         Ok(n) => {
                             ShardStats::add(&self.st.p.stats.bytes_out, n as u64);
@@ -266,7 +268,7 @@ impl<D: Driver> Shard<D> {
             ..Session::default()
         };
         let conn = Conn::new(self.st.now, &self.st.p.settings, admission);
-        let id = self.st.table.insert(Entry::new(conn, session, !reject));
+        let id = self.st.table.insert(Entry::new(conn, session));
         let slot = id.slot;
         ShardStats::add(&self.st.p.stats.accepted, 1);
         ShardStats::add(&self.st.p.stats.connections, 1);
@@ -289,7 +291,7 @@ impl<D: Driver> Shard<D> {
         let Some(e) = self.st.table.get_mut(slot) else {
             return;
         };
-        if e.closing {
+        if e.is_closing() {
             return;
         }
         self.st.deadlines.schedule(e);
@@ -297,7 +299,7 @@ impl<D: Driver> Shard<D> {
             self.finish(slot);
         } else if e.conn.has_output() {
             self.st.dirty.push_once(slot, &mut e.dirty);
-        } else if e.conn.wants_write_shutdown() && !e.sending {
+        } else if e.conn.wants_write_shutdown() && e.io == SlotIo::Idle {
             self.driver.shutdown_write(e.id);
             e.conn.handle_write_shutdown();
         }
@@ -309,12 +311,11 @@ impl<D: Driver> Shard<D> {
         let Some(e) = st.table.get_mut(slot) else {
             return;
         };
-        e.closing = true;
+        e.io = SlotIo::Closing;
         commands::unsubscribe_all(st.p.id, slot, &mut e.session, &mut st.topics, &st.p.ingress);
         let id = e.id;
-        if e.counted {
-            e.counted = false;
-            st.p.connections.fetch_sub(1, Ordering::Relaxed);
+        if e.conn.is_admitted() {
+            st.p.connections.fetch_sub(1, Ordering::Relaxed); // counted in by `on_accept`
         }
         let reason = e.conn.close_reason().unwrap_or(CloseReason::PeerGone);
         if reason == CloseReason::SlowConsumer {
@@ -430,7 +431,7 @@ impl<D: Driver> Shard<D> {
                 continue; // stale: an earlier deadline was entered since, and popped before
             }
             e.timer_at = None;
-            if !e.closing {
+            if !e.is_closing() {
                 e.conn.handle_timeout(now, &self.st.p.settings);
             }
             self.after_change(id.slot);
@@ -453,8 +454,8 @@ impl<D: Driver> Shard<D> {
             e.dirty = false;
             // Fan-out may have changed its deadlines (a slow consumer's close).
             self.st.deadlines.schedule(e);
-            if e.closing || e.sending || !e.conn.has_output() {
-                if !e.closing && e.conn.is_done() {
+            if e.io != SlotIo::Idle || !e.conn.has_output() {
+                if !e.is_closing() && e.conn.is_done() {
                     self.finish(slot);
                 }
                 continue;
@@ -466,7 +467,7 @@ impl<D: Driver> Shard<D> {
             ShardStats::add(&stats.sends, 1);
             ShardStats::add(&stats.send_wait_buckets[wait_bucket(waited_ms)], 1);
             ShardStats::add(&stats.send_wait_ms_sum, u64::from(waited_ms));
-            e.sending = true;
+            e.io = SlotIo::Sending;
             self.driver.send(e.id, batch);
         }
     }
@@ -479,7 +480,7 @@ impl<D: Driver> Shard<D> {
             .st
             .table
             .iter_mut()
-            .filter(|(_, e)| !e.closing && e.conn.is_open() && e.conn.is_native())
+            .filter(|(_, e)| !e.is_closing() && e.conn.is_open() && e.conn.is_native())
             .map(|(slot, _)| slot)
             .collect();
         let n = open.len() as u64;
@@ -504,7 +505,7 @@ impl<D: Driver> Shard<D> {
         self.st
             .table
             .iter_mut()
-            .filter(|(_, e)| !e.closing)
+            .filter(|(_, e)| !e.is_closing())
             .map(|(slot, e)| {
                 close(&mut e.conn, now);
                 slot

@@ -189,6 +189,21 @@ pub struct RateBucket {
     pub window: std::time::Instant,
 }
 
+/// Where a connection is with the driver. One send at a time; once the driver is told to
+/// close, nothing else is asked of it until it reports `Closed` (a send still in flight then
+/// completes, or is cancelled, without leaving `Closing`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotIo {
+    /// Registered, no send in flight.
+    Idle,
+    /// A send is in flight: the driver owns its batch until [`Event::Sent`].
+    ///
+    /// [`Event::Sent`]: crate::driver::Event::Sent
+    Sending,
+    /// The driver was told to close it; waiting for `Closed`.
+    Closing,
+}
+
 /// One connection and the shard's bookkeeping for it.
 #[derive(Debug)]
 pub struct Entry {
@@ -198,18 +213,12 @@ pub struct Entry {
     pub conn: Conn,
     /// Subscriptions.
     pub session: Session,
-    /// A send is in flight in the driver (it owns the batch until [`Event::Sent`]).
-    ///
-    /// [`Event::Sent`]: crate::driver::Event::Sent
-    pub sending: bool,
+    /// What the driver is doing with the connection.
+    pub io: SlotIo,
     /// Already waiting in the shard's send queue (`dirty`).
     pub dirty: bool,
     /// The earliest deadline the shard's timer queue holds for this connection.
     pub timer_at: Option<Instant>,
-    /// The driver was told to close it; waiting for `Closed`.
-    pub closing: bool,
-    /// Counted in the server-wide connection total.
-    pub counted: bool,
     /// Step-down level for conflated channels (0 = full rate), from the queue's fill.
     pub degrade: u8,
     /// Frame of the batch in which `degrade` was last evaluated.
@@ -220,20 +229,23 @@ pub struct Entry {
 
 impl Entry {
     /// A fresh entry around `conn`.
-    pub fn new(conn: Conn, session: Session, counted: bool) -> Entry {
+    pub fn new(conn: Conn, session: Session) -> Entry {
         Entry {
             id: ConnId::default(),
             conn,
             session,
-            sending: false,
+            io: SlotIo::Idle,
             dirty: false,
             timer_at: None,
-            closing: false,
-            counted,
             degrade: 0,
             degrade_frame: 0,
             gaps: RareList::default(),
         }
+    }
+
+    /// Whether the driver was told to close it.
+    pub fn is_closing(&self) -> bool {
+        self.io == SlotIo::Closing
     }
 
     /// What the shard does after a read was handed to the connection: first the auth deadline
@@ -421,7 +433,7 @@ mod tests {
             &crate::testing::settings(1024),
             crate::conn::Admission::Admit,
         );
-        Entry::new(conn, Session::default(), true)
+        Entry::new(conn, Session::default())
     }
 
     #[test]

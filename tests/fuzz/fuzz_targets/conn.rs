@@ -418,7 +418,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Admission::Admit
     };
-    let id = table.insert(Entry::new(Conn::new(now, &settings, admission), session, true));
+    let id = table.insert(Entry::new(Conn::new(now, &settings, admission), session));
     let mut h = Harness {
         settings,
         table,
