@@ -133,7 +133,7 @@ impl Sim {
             control: control_rx,
             stats,
             connections: Arc::new(AtomicUsize::new(0)),
-            max_connections: 100,
+            max_connections: 10_000,
             state,
             default_channels: Vec::new(),
             welcome: None,
@@ -386,4 +386,41 @@ fn shutdown_sends_going_away_and_the_loop_exits_once_every_connection_closed() {
     sim.input(conn, &client_frame(0x88, &1001u16.to_be_bytes()));
     assert_eq!(sim.io(), vec![Io::Close(conn)]);
     assert_eq!(sim.turn(Vec::new()), Turn::Exit);
+}
+
+#[test]
+fn a_turn_sends_to_at_most_sends_per_turn_connections_oldest_first_and_the_rest_next_turn() {
+    use crate::limits::SENDS_PER_TURN;
+    let mut sim = Sim::new(Sim::open_policy());
+    let conns: Vec<ConnId> = (0..SENDS_PER_TURN + 10).map(|_| opened(&mut sim)).collect();
+    // Every connection sends a ping in the same read batch (one turn), in this order.
+    let ping = client_frame(0x81, br#"{"type":"ping"}"#);
+    let events = (conns.iter())
+        .map(|&conn| Event::Input {
+            conn,
+            data: ping.clone(),
+        })
+        .collect();
+    sim.turn(events);
+    let order = |io: Vec<Io>| -> Vec<ConnId> {
+        (io.into_iter())
+            .filter_map(|x| match x {
+                Io::Send(c, _) => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = order(sim.io());
+    assert_eq!(
+        first,
+        conns[..SENDS_PER_TURN],
+        "the oldest first, capped per turn"
+    );
+    assert_eq!(sim.timeout(), Some(Duration::ZERO), "sends left: no sleep");
+    sim.turn(Vec::new());
+    assert_eq!(
+        order(sim.io()),
+        conns[SENDS_PER_TURN..],
+        "the rest on the next turn"
+    );
 }
