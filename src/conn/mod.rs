@@ -41,9 +41,9 @@ use crate::protocol::handshake::{
 use crate::protocol::message::{CloseCode, Incoming, MessageReader};
 pub use outbox::SendBatch;
 pub(crate) use outbox::{Full, Outbox};
-pub use timers::AuthTimer;
 pub(crate) use timers::Timer;
 use timers::Timers;
+pub use timers::{AuthExpiry, AuthTimer};
 
 /// Per-shard settings every connection of the shard shares.
 #[derive(Clone, Debug)]
@@ -201,8 +201,8 @@ pub struct Conn {
     reader: MessageReader,
     outbox: Outbox,
     timers: Timers,
-    /// The close text when [`Timer::Auth`] fires.
-    auth_text: &'static str,
+    /// Why the connection closes when [`Timer::Auth`] fires.
+    auth_expiry: AuthExpiry,
     admission: Admission,
     /// Why the connection ends, once known.
     reason: Option<CloseReason>,
@@ -226,7 +226,7 @@ impl Conn {
     /// A freshly accepted connection, waiting for its upgrade request until
     /// `settings.handshake_timeout` from `now`.
     pub fn new(now: Instant, settings: &ConnSettings, admission: Admission) -> Conn {
-        let mut timers = Timers::default();
+        let mut timers = Timers::new(now);
         timers.set(Timer::Handshake, now + settings.handshake_timeout);
         Conn {
             phase: Phase::Http {
@@ -237,7 +237,7 @@ impl Conn {
             reader: MessageReader::default(),
             outbox: Outbox::default(),
             timers,
-            auth_text: "",
+            auth_expiry: AuthExpiry::Timeout,
             admission,
             reason: None,
         }
@@ -387,7 +387,7 @@ impl Conn {
 
     /// Only the close deadline is left once a close (or a linger) starts.
     fn start_close_timer(&mut self, now: Instant) {
-        self.timers.stop_all_but(&[]);
+        self.timers.stop_all();
         self.timers.set(
             Timer::Close,
             now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
@@ -512,18 +512,16 @@ impl Conn {
     /// `Done`: nothing more to send or wait for.
     fn finish(&mut self) {
         self.phase = Phase::Done;
-        self.timers.stop_all_but(&[]);
+        self.timers.stop_all();
     }
 
     /// Moves [`Timer::Auth`]: at its deadline (if still open or upgrading then) the connection
     /// closes with 4001 and the timer's text ("authentication timeout", "token expired").
     pub fn set_auth_timer(&mut self, timer: AuthTimer) {
         match timer {
-            AuthTimer::Until(at, text)
-                if matches!(self.phase, Phase::Http { .. } | Phase::Open) =>
-            {
+            AuthTimer::Until(at, why) if matches!(self.phase, Phase::Http { .. } | Phase::Open) => {
                 self.timers.set(Timer::Auth, at);
-                self.auth_text = text;
+                self.auth_expiry = why;
             }
             _ => self.timers.stop(Timer::Auth),
         }
@@ -573,7 +571,7 @@ impl Conn {
             }
         }
         if self.timers.take_due(Timer::Auth, now) {
-            let text = self.auth_text;
+            let text = self.auth_expiry.close_text();
             self.close(CloseCode::UNAUTHORIZED, text, CloseReason::AuthFailed, now);
         }
         if self.timers.take_due(Timer::Pong, now) && self.is_open() {

@@ -28,44 +28,75 @@ impl Timer {
     }
 }
 
+/// Why a connection must be authenticated by its [`Timer::Auth`] deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthExpiry {
+    /// It must authenticate within `auth_timeout`.
+    Timeout,
+    /// Its token expires.
+    TokenExpired,
+}
+
+impl AuthExpiry {
+    /// The close reason text sent with 4001.
+    pub fn close_text(self) -> &'static str {
+        match self {
+            AuthExpiry::Timeout => "authentication timeout",
+            AuthExpiry::TokenExpired => "token expired",
+        }
+    }
+}
+
 /// A change to a connection's [`Timer::Auth`], asked for by the application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthTimer {
-    /// Close with 4001 and this text at this time, unless moved again before.
-    Until(Instant, &'static str),
+    /// Close with 4001 at this time, unless moved again before.
+    Until(Instant, AuthExpiry),
     /// No deadline (authenticated with a token that does not expire).
     Stop,
 }
 
-/// One deadline per [`Timer`].
-#[derive(Clone, Debug, Default)]
+/// One deadline per [`Timer`], as whole milliseconds after the connection's start (rounded up,
+/// so a timer never fires early): 56 bytes per connection instead of 80 for five
+/// `Option<Instant>`s, which idle memory per connection notices.
+#[derive(Clone, Debug)]
 pub(crate) struct Timers {
-    at: [Option<Instant>; Timer::COUNT],
+    base: Instant,
+    at_ms: [u64; Timer::COUNT],
 }
 
+/// An unset timer.
+const UNSET: u64 = u64::MAX;
+
 impl Timers {
-    /// Sets (or replaces) `timer`'s deadline.
+    /// No timer set; deadlines are kept relative to `base`.
+    pub(crate) fn new(base: Instant) -> Timers {
+        Timers {
+            base,
+            at_ms: [UNSET; Timer::COUNT],
+        }
+    }
+
+    /// Sets (or replaces) `timer`'s deadline (at `base` at the earliest).
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
-        self.at[timer.index()] = Some(at);
+        let after = at.saturating_duration_since(self.base);
+        let ms = after.as_millis() as u64 + u64::from(after.subsec_nanos() % 1_000_000 != 0);
+        self.at_ms[timer.index()] = ms.min(UNSET - 1);
     }
 
     /// Clears `timer`.
     pub(crate) fn stop(&mut self, timer: Timer) {
-        self.at[timer.index()] = None;
+        self.at_ms[timer.index()] = UNSET;
     }
 
-    /// Clears every timer but `keep`.
-    pub(crate) fn stop_all_but(&mut self, keep: &[Timer]) {
-        for (i, at) in self.at.iter_mut().enumerate() {
-            if !keep.iter().any(|t| t.index() == i) {
-                *at = None;
-            }
-        }
+    /// Clears every timer.
+    pub(crate) fn stop_all(&mut self) {
+        self.at_ms = [UNSET; Timer::COUNT];
     }
 
     /// `timer`'s deadline, if set.
     pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
-        self.at[timer.index()]
+        self.instant(self.at_ms[timer.index()])
     }
 
     /// Clears `timer` and says whether it was due at `now`.
@@ -79,7 +110,11 @@ impl Timers {
 
     /// The earliest deadline set.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.at.iter().flatten().min().copied()
+        self.instant(self.at_ms.iter().copied().min().unwrap_or(UNSET))
+    }
+
+    fn instant(&self, ms: u64) -> Option<Instant> {
+        (ms != UNSET).then(|| self.base + std::time::Duration::from_millis(ms))
     }
 }
 
@@ -91,7 +126,7 @@ mod tests {
     #[test]
     fn the_next_deadline_is_the_earliest_set() {
         let t0 = Instant::now();
-        let mut timers = Timers::default();
+        let mut timers = Timers::new(t0);
         assert_eq!(timers.next(), None);
         timers.set(Timer::Ping, t0 + Duration::from_secs(30));
         timers.set(Timer::Auth, t0 + Duration::from_secs(5));
@@ -101,9 +136,20 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_between_milliseconds_is_kept_late_never_early() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new(t0);
+        timers.set(Timer::Close, t0 + Duration::from_micros(1500));
+        assert_eq!(
+            timers.get(Timer::Close),
+            Some(t0 + Duration::from_millis(2))
+        );
+    }
+
+    #[test]
     fn a_timer_fires_once_when_due() {
         let t0 = Instant::now();
-        let mut timers = Timers::default();
+        let mut timers = Timers::new(t0);
         timers.set(Timer::Pong, t0 + Duration::from_secs(1));
         assert!(!timers.take_due(Timer::Pong, t0));
         assert!(timers.take_due(Timer::Pong, t0 + Duration::from_secs(1)));

@@ -53,7 +53,7 @@ pub struct Context<'a> {
     pub auth: &'a mut Option<AuthTimer>,
 }
 
-pub use crate::conn::{AuthTimer, CloseOrder};
+pub use crate::conn::{AuthExpiry, AuthTimer, CloseOrder};
 
 /// The auth deadline for `identity`'s token: its expiry, converted from wall-clock seconds to
 /// the loop's monotonic time, or none.
@@ -61,7 +61,7 @@ fn token_timer(ctx: &Context<'_>, identity: &crate::auth::Identity) -> AuthTimer
     match identity.expires_at {
         Some(exp) => {
             let left = std::time::Duration::from_secs(exp.saturating_sub(ctx.wall.unix_secs()));
-            AuthTimer::Until(ctx.now + left, "token expired")
+            AuthTimer::Until(ctx.now + left, AuthExpiry::TokenExpired)
         }
         None => AuthTimer::Stop,
     }
@@ -120,7 +120,7 @@ pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
         Some(Err(e)) => req.refuse = Some((401, e.to_string())),
         None if !ctx.policy.anonymous => {
             let at = ctx.now + ctx.auth_timeout;
-            *ctx.auth = Some(AuthTimer::Until(at, "authentication timeout"));
+            *ctx.auth = Some(AuthTimer::Until(at, AuthExpiry::Timeout));
         }
         None => {}
     }

@@ -36,7 +36,7 @@ pub(crate) use crate::table::SendQueue;
 use crate::table::{ConnTable, Entry, Session, SlotIo};
 use crate::wire::{reply, WallTime};
 use commands::Context;
-use deadlines::Deadlines;
+use deadlines::{Deadlines, Due};
 
 /// Orders from the server to a shard.
 #[derive(Debug)]
@@ -119,7 +119,11 @@ struct State {
 impl<D: Driver> Shard<D> {
     /// Builds a shard around its driver.
     pub(crate) fn new(driver: D, parts: ShardParts) -> Shard<D> {
-        let now = Instant::now();
+        Shard::starting_at(driver, parts, Instant::now())
+    }
+
+    /// Builds a shard whose clock starts at `now` (a simulated clock in tests).
+    pub(crate) fn starting_at(driver: D, parts: ShardParts, now: Instant) -> Shard<D> {
         Shard {
             driver,
             st: State {
@@ -127,7 +131,7 @@ impl<D: Driver> Shard<D> {
                 table: ConnTable::default(),
                 topics: Topics::default(),
                 dirty: SendQueue::new(now),
-                deadlines: Deadlines::default(),
+                deadlines: Deadlines::new(now),
                 now,
                 wall: WallTime::of(SystemTime::UNIX_EPOCH),
                 drain_deadline: None,
@@ -172,7 +176,7 @@ impl<D: Driver> Shard<D> {
         self.on_batches();
         self.run_timers();
         self.flush();
-        self.st.deadlines.settle(&mut self.st.table);
+        self.st.deadlines.settle(now, &mut self.st.table);
         self.st
             .p
             .stats
@@ -423,16 +427,12 @@ impl<D: Driver> Shard<D> {
     /// Fires the deadlines due at `now`, connection by connection, and reschedules each.
     fn run_timers(&mut self) {
         let now = self.st.now;
-        while let Some((at, id)) = self.st.deadlines.pop_due(now) {
-            let Some(e) = self.st.table.get_id_mut(id) else {
-                continue; // the connection is gone
-            };
-            if e.timer_at != Some(at) {
-                continue; // stale: an earlier deadline was entered since, and popped before
-            }
-            e.timer_at = None;
-            if !e.is_closing() {
-                e.conn.handle_timeout(now, &self.st.p.settings);
+        while let Some(due) = self.st.deadlines.pop_due(now, &mut self.st.table) {
+            let Due::Fire(id) = due else { continue };
+            if let Some(e) = self.st.table.get_id_mut(id) {
+                if !e.is_closing() {
+                    e.conn.handle_timeout(now, &self.st.p.settings);
+                }
             }
             self.after_change(id.slot);
         }

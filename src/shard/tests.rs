@@ -140,9 +140,10 @@ impl Sim {
             policy: Arc::new(policy),
             auth_timeout: Duration::from_secs(5),
         };
+        let now = Instant::now();
         Sim {
-            shard: Shard::new(FakeDriver::default(), parts),
-            now: Instant::now(),
+            shard: Shard::starting_at(FakeDriver::default(), parts, now),
+            now,
             wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             events: Vec::new(),
             control,

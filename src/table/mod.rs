@@ -217,8 +217,9 @@ pub struct Entry {
     pub io: SlotIo,
     /// Already waiting in the shard's send queue (`dirty`).
     pub dirty: bool,
-    /// The earliest deadline the shard's timer queue holds for this connection.
-    pub timer_at: Option<Instant>,
+    /// The earliest deadline the shard's timer queue holds for this connection, in the queue's
+    /// own units (see `shard/deadlines.rs`; `u32::MAX`: none).
+    pub timer_at: u32,
     /// Step-down level for conflated channels (0 = full rate), from the queue's fill.
     pub degrade: u8,
     /// Frame of the batch in which `degrade` was last evaluated.
@@ -236,7 +237,7 @@ impl Entry {
             session,
             io: SlotIo::Idle,
             dirty: false,
-            timer_at: None,
+            timer_at: u32::MAX,
             degrade: 0,
             degrade_frame: 0,
             gaps: RareList::default(),
