@@ -3,7 +3,7 @@
 //! reassembled up to `max_message_bytes`, text is checked for UTF-8, and every violation maps to
 //! the close code RFC 6455 asks for.
 
-use super::frame::{parse_client_header, Kind};
+use super::frame::{parse_client_header, HeaderError, Kind};
 use super::mask::unmask;
 use crate::limits::RETAINED_PARTIAL_BYTES;
 
@@ -44,6 +44,15 @@ pub struct Violation {
     pub code: CloseCode,
     /// Short reason for the close frame and the log.
     pub reason: &'static str,
+}
+
+impl From<HeaderError> for Violation {
+    fn from(e: HeaderError) -> Violation {
+        Violation {
+            code: e.close_code(),
+            reason: e.reason(),
+        }
+    }
 }
 
 /// One complete thing read from the client.
@@ -185,7 +194,7 @@ impl MessageReader {
             let header = match parse_client_header(&buf[pos..]) {
                 Ok(Some(h)) => h,
                 Ok(None) => return Ok(pos),
-                Err((code, reason)) => return Err(Violation { code, reason }),
+                Err(e) => return Err(e.into()),
             };
             let so_far = self.fragments.as_ref().map_or(0, |f| f.data.len()) as u64;
             let total = so_far.checked_add(header.payload_len);
