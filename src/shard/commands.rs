@@ -16,7 +16,7 @@ use crate::limits::MAX_RATE_LEVEL;
 use crate::protocol::message::CloseCode;
 use crate::table::RateBucket;
 use crate::table::{Session, SubState, Subscription};
-use crate::wire::command::{self, Command, ErrorCode};
+use crate::wire::command::{self, Command, ErrorCode, Refusal};
 use crate::wire::command::{StreamPosition, SubscribeArgs};
 use crate::wire::reply;
 use crate::wire::WallTime;
@@ -82,7 +82,7 @@ fn query_since(query: &str) -> Result<Vec<(String, StreamPosition)>, String> {
     };
     let text = crate::http::routes::percent_decode(raw)
         .ok_or_else(|| "query parameter `since` is not valid percent-encoding".to_string())?;
-    command::since_from_json(text.as_bytes()).map_err(|(_, message)| message)
+    command::since_from_json(text.as_bytes()).map_err(|refusal| refusal.message)
 }
 
 /// Checks an upgrade before the 101: browser origin, then a token from `?token=` or
@@ -275,7 +275,7 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
             key,
         } => match publish(ctx, &channel, &event_type, data, key.as_deref(), id) {
             Ok(()) => return, // with an `id`, `published` comes with the tick that numbers it
-            Err((code, message)) => reply::error(code, &message, id),
+            Err(refusal) => reply::refusal(&refusal, id),
         },
         Command::GetSubscriptions => reply::subscriptions(&ctx.session.held_names(), id),
     };
@@ -296,12 +296,12 @@ fn publish(
     data: Vec<u8>,
     key: Option<&str>,
     id: Option<&str>,
-) -> Result<(), (ErrorCode, String)> {
+) -> Result<(), Refusal> {
     if !ctx
         .policy
         .can_publish(ctx.session.identity.as_deref(), channel)
     {
-        return Err((
+        return Err(Refusal::new(
             ErrorCode::Forbidden,
             format!("not allowed to publish to `{channel}`"),
         ));
@@ -321,19 +321,34 @@ fn publish(
         key: key.map(crate::distributor::ingress::json_key),
         ack: id.map(|id| Box::new(AckTo { id: id.into() })),
     };
-    match ctx.ingress.publish(publication) {
-        Ok(()) => Ok(()),
-        Err(PublishError::Overloaded) => Err((
-            ErrorCode::Overloaded,
-            "server overloaded, publish again later".into(),
-        )),
-        Err(e) => Err((ErrorCode::Overloaded, e.to_string())),
-    }
+    ctx.ingress.publish(publication).map_err(publish_refusal)
+}
+
+/// What a client is told when the ingress refuses its publication: each [`PublishError`] with
+/// its own code (a new variant must choose one here).
+fn publish_refusal(e: PublishError) -> Refusal {
+    let code = match e {
+        PublishError::Overloaded => {
+            return Refusal::new(
+                ErrorCode::Overloaded,
+                "server overloaded, publish again later",
+            )
+        }
+        PublishError::Stopped => {
+            return Refusal::new(
+                ErrorCode::Unavailable,
+                "server is shutting down, publish again once reconnected",
+            )
+        }
+        PublishError::InvalidChannel(_) => ErrorCode::InvalidChannel,
+        PublishError::InvalidData(_) => ErrorCode::InvalidField,
+    };
+    Refusal::new(code, e.to_string())
 }
 
 /// Token bucket per connection and namespace; sustained abuse (more refusals in one second than
 /// the rate itself, at least 10) closes the connection with 1008.
-fn rate_limit(ctx: &mut Context<'_>, channel: &str, rate: u32) -> Result<(), (ErrorCode, String)> {
+fn rate_limit(ctx: &mut Context<'_>, channel: &str, rate: u32) -> Result<(), Refusal> {
     let ns = channel.split_once(':').map_or("default", |(ns, _)| ns);
     let now = ctx.now;
     let rate_f = f64::from(rate);
@@ -369,7 +384,7 @@ fn rate_limit(ctx: &mut Context<'_>, channel: &str, rate: u32) -> Result<(), (Er
             reason: CloseReason::Abuse,
         });
     }
-    Err((
+    Err(Refusal::new(
         ErrorCode::RateLimited,
         format!("at most {rate} publications per second in namespace `{ns}`"),
     ))
@@ -484,5 +499,25 @@ pub fn unsubscribe_all(
             topics.unsubscribe(&sub.name, slot);
             ingress.leave(shard, sub.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_publish_error_is_told_with_its_own_code() {
+        let code = |e| publish_refusal(e).code;
+        assert_eq!(code(PublishError::Overloaded), ErrorCode::Overloaded);
+        assert_eq!(code(PublishError::Stopped), ErrorCode::Unavailable);
+        assert_eq!(
+            code(PublishError::InvalidChannel("a b".into())),
+            ErrorCode::InvalidChannel
+        );
+        assert_eq!(
+            code(PublishError::InvalidData("NaN".into())),
+            ErrorCode::InvalidField
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::command::{CommandError, ErrorCode};
+use super::command::{CommandError, ErrorCode, Refusal};
 use super::WallTime;
 use crate::protocol::frame::{server_frame, Kind};
 
@@ -275,6 +275,11 @@ pub fn error(code: ErrorCode, message: &str, id: Option<&str>) -> Bytes {
         .str("message", message)
         .id(id)
         .frame()
+}
+
+/// `error` for a refused request.
+pub fn refusal(refusal: &Refusal, id: Option<&str>) -> Bytes {
+    error(refusal.code, &refusal.message, id)
 }
 
 /// `error` from a parse failure.
