@@ -90,12 +90,12 @@ fn query_since(query: &str) -> Result<Vec<(String, StreamPosition)>, String> {
 /// requires one starts the `auth_timeout` clock.
 pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
     if !ctx.policy.origin_allowed(req.origin.as_deref()) {
-        req.refuse = Some((403, "origin not allowed".into()));
+        req.refuse(403, "origin not allowed");
         return;
     }
     match req.query.as_deref().map(query_since) {
         Some(Err(message)) => {
-            req.refuse = Some((400, message));
+            req.refuse(400, message);
             return;
         }
         Some(Ok(since)) if !since.is_empty() => ctx.session.defaults_since = Some(since.into()),
@@ -117,7 +117,7 @@ pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
             ctx.session.identity = Some(Box::new(identity));
         }
         Some(Err(crate::auth::AuthError::NoKey)) if ctx.policy.anonymous => {}
-        Some(Err(e)) => req.refuse = Some((401, e.to_string())),
+        Some(Err(e)) => req.refuse(401, e.to_string()),
         None if !ctx.policy.anonymous => {
             let at = ctx.now + ctx.auth_timeout;
             *ctx.auth = Some(AuthTimer::Until(at, "authentication timeout"));
