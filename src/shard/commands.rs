@@ -349,7 +349,7 @@ fn publish_refusal(e: PublishError) -> Refusal {
 /// Token bucket per connection and namespace; sustained abuse (more refusals in one second than
 /// the rate itself, at least 10) closes the connection with 1008.
 fn rate_limit(ctx: &mut Context<'_>, channel: &str, rate: u32) -> Result<(), Refusal> {
-    let ns = channel.split_once(':').map_or("default", |(ns, _)| ns);
+    let ns = crate::wire::channel::namespace(channel);
     let now = ctx.now;
     let rate_f = f64::from(rate);
     let i = match ctx.session.rates.iter().position(|b| b.namespace == ns) {
