@@ -517,6 +517,17 @@ impl Conn {
         }
     }
 
+    /// Starts closing a slow consumer with 1008: more is queued for it than
+    /// `max_queued_bytes` allows.
+    pub fn close_slow_consumer(&mut self, now: Instant) {
+        self.close(
+            CloseCode::POLICY,
+            "slow consumer",
+            CloseReason::SlowConsumer,
+            now,
+        );
+    }
+
     /// The peer closed its side or the socket failed: nothing more can be sent.
     pub fn handle_peer_gone(&mut self) {
         if self.reason.is_none() {
@@ -563,14 +574,7 @@ impl Conn {
         }
         self.outbox
             .push(frame, settings.max_queued_bytes)
-            .inspect_err(|_| {
-                self.close(
-                    CloseCode::POLICY,
-                    "slow consumer",
-                    CloseReason::SlowConsumer,
-                    now,
-                );
-            })
+            .inspect_err(|_| self.close_slow_consumer(now))
     }
 
     /// Fires every timer due at `now`: the handshake deadline, the server ping, the pong
