@@ -18,8 +18,8 @@ use crate::table::RateBucket;
 use crate::table::{Session, SubState, Subscription};
 use crate::wire::command::{self, Command, ErrorCode, Refusal};
 use crate::wire::command::{StreamPosition, SubscribeArgs};
-use crate::wire::reply;
 use crate::wire::WallTime;
+use crate::wire::{compat, reply};
 
 /// Everything a message handler may touch.
 pub struct Context<'a> {
@@ -150,7 +150,7 @@ pub fn on_open(ctx: &mut Context<'_>, outbox: &mut Outbox) {
         identity.is_none() && !ctx.policy.anonymous,
     ));
     if let Some(text) = ctx.welcome {
-        outbox.push_unchecked(reply::notification(ctx.wall, text, "info"));
+        outbox.push_unchecked(compat::welcome(ctx.wall, text));
     }
     if ctx.session.identity.is_some() || ctx.policy.anonymous {
         let since = ctx.session.defaults_since.take().map(Vec::from);

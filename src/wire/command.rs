@@ -7,8 +7,8 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use super::channel;
 use super::json::{self, Fields, Str};
+use super::{channel, compat};
 
 /// Error codes sent in `{"type":"error","code":...}` replies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,7 +308,8 @@ fn string<'a>(raw: &'a RawValue, name: &str) -> Result<Cow<'a, str>, Refusal> {
     })
 }
 
-/// Reads `channels: [...]`, or the seed form `data: {events: [...]}`, or a single `channel`.
+/// Reads `channels: [...]`, or the seed form `data: {events: [...]}` ([`compat`]), or a single
+/// `channel`.
 /// A name given twice counts once.
 fn channel_list(fields: &Fields<'_>) -> Result<Vec<String>, Refusal> {
     let not_a_list = || {
@@ -319,12 +320,7 @@ fn channel_list(fields: &Fields<'_>) -> Result<Vec<String>, Refusal> {
     };
     let list = match fields.get("channels") {
         Some(l) => Some(l),
-        None => match fields.get("data") {
-            Some(d) if d.get().starts_with('{') => {
-                json::object(d).map_err(|_| not_a_list())?.get("events")
-            }
-            _ => None,
-        },
+        None => compat::data_events(fields).map_err(|_| not_a_list())?,
     };
     let items: Vec<&RawValue> = match (list, fields.get("channel")) {
         (Some(l), _) => json::value::<Vec<&RawValue>>(l).ok_or_else(not_a_list)?,
