@@ -9,6 +9,22 @@ fn framecast() -> Command {
     Command::new(env!("CARGO_BIN_EXE_framecast"))
 }
 
+/// Runs `cmd`, checks that the server refused to start, and returns what it wrote to stderr.
+fn refused_start(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "the server started");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Writes a configuration file `name` holding `toml` into this test run's temporary folder.
+fn config_file(name: &str, toml: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("framecast-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, toml).unwrap();
+    file
+}
+
 /// Starts the server on an ephemeral loopback port with `extra` flags, stderr piped.
 fn spawn_server(extra: &[&str]) -> std::process::Child {
     framecast()
@@ -50,33 +66,21 @@ fn help_lists_every_configuration_key() {
 
 #[test]
 fn invalid_flag_value_stops_the_start_naming_the_key() {
-    let out = framecast().args(["--tick-hz", "fast"]).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = refused_start(framecast().args(["--tick-hz", "fast"]));
     assert!(err.contains("tick_hz"), "{err}");
 }
 
 #[test]
 fn invalid_environment_value_names_the_key() {
-    let out = framecast()
-        .env("FRAMECAST_MAX_QUEUED_BYTES", "lots")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("max_queued_bytes"));
+    let err = refused_start(framecast().env("FRAMECAST_MAX_QUEUED_BYTES", "lots"));
+    assert!(err.contains("max_queued_bytes"), "{err}");
 }
 
 #[test]
 fn unknown_key_in_config_file_stops_the_start() {
-    let dir = std::env::temp_dir().join(format!("framecast-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bad.toml");
-    std::fs::write(&file, "tick_hz = 30\nshardz = 2\n").unwrap();
-    let out = framecast().arg("--config").arg(&file).output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr).unwrap().contains("shardz"));
+    let file = config_file("bad.toml", "tick_hz = 30\nshardz = 2\n");
+    let err = refused_start(framecast().arg("--config").arg(&file));
+    assert!(err.contains("shardz"), "{err}");
 }
 
 #[test]
@@ -99,12 +103,7 @@ fn sigterm_stops_the_server_with_exit_code_0() {
 
 #[test]
 fn non_loopback_listen_without_api_key_is_refused() {
-    let out = framecast()
-        .args(["--listen", "0.0.0.0:0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = refused_start(framecast().args(["--listen", "0.0.0.0:0"]));
     assert!(
         err.contains("api_key") && err.contains("--insecure-api"),
         "{err}"
@@ -168,10 +167,7 @@ fn announced_tick_hz(file: &std::path::Path, env: &[(&str, &str)], flags: &[&str
 
 #[test]
 fn flags_win_over_the_environment_which_wins_over_the_file() {
-    let dir = std::env::temp_dir().join(format!("framecast-cli-order-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("order.toml");
-    std::fs::write(&file, "tick_hz = 10\n").unwrap();
+    let file = config_file("order.toml", "tick_hz = 10\n");
     let env = [("FRAMECAST_TICK_HZ", "20")];
     assert_eq!(announced_tick_hz(&file, &[], &[]), 10);
     assert_eq!(announced_tick_hz(&file, &env, &[]), 20);
@@ -180,30 +176,20 @@ fn flags_win_over_the_environment_which_wins_over_the_file() {
 
 #[test]
 fn an_invalid_value_in_the_file_stops_the_start_naming_the_key() {
-    let dir = std::env::temp_dir().join(format!("framecast-cli-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bad-value.toml");
-    std::fs::write(&file, "max_channels = 2000000\n").unwrap();
-    let out = framecast().arg("--config").arg(&file).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
+    let file = config_file("bad-value.toml", "max_channels = 2000000\n");
+    let err = refused_start(framecast().arg("--config").arg(&file));
     assert!(err.contains("`max_channels`"), "{err}");
 }
 
 #[test]
 fn insecure_api_alone_is_a_switch() {
-    let out = framecast()
-        .args([
-            "--listen",
-            "0.0.0.0:0",
-            "--insecure-api",
-            "--ping-interval",
-            "0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = refused_start(framecast().args([
+        "--listen",
+        "0.0.0.0:0",
+        "--insecure-api",
+        "--ping-interval",
+        "0",
+    ]));
     // Past the api_key rule (the switch counted as true), stopped by the next rule checked.
     assert!(
         err.contains("`ping_interval`") && !err.contains("api_key"),

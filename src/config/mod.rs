@@ -39,6 +39,7 @@ pub enum IoBackend {
 
 /// A configuration value that could not be used; the message names the key.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A key's value is not valid for that key.
     #[error("invalid value for `{key}`: {message}")]

@@ -92,9 +92,8 @@ impl Namespaces {
     /// The namespace a channel belongs to (its options).
     pub fn of(&self, channel: &str) -> &Namespace {
         static DEFAULT: std::sync::OnceLock<Namespace> = std::sync::OnceLock::new();
-        let name = channel.split_once(':').map_or("default", |(ns, _)| ns);
         self.0
-            .get(name)
+            .get(crate::wire::channel::namespace(channel))
             .or_else(|| self.0.get("default"))
             .unwrap_or_else(|| DEFAULT.get_or_init(Namespace::default))
     }

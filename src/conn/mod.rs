@@ -71,8 +71,27 @@ pub struct UpgradeRequest {
     pub authorization: Option<String>,
     /// The `Origin` header.
     pub origin: Option<String>,
-    /// Set to refuse the upgrade with this HTTP status and message.
-    pub refuse: Option<(u16, String)>,
+    /// Set (by [`refuse`](Self::refuse)) to answer with an HTTP error instead of the 101.
+    pub refusal: Option<UpgradeRefusal>,
+}
+
+impl UpgradeRequest {
+    /// Refuses the upgrade with HTTP `status` and a JSON error body carrying `message`.
+    pub fn refuse(&mut self, status: u16, message: impl Into<String>) {
+        self.refusal = Some(UpgradeRefusal {
+            status,
+            message: message.into(),
+        });
+    }
+}
+
+/// Why the application refused an upgrade: what the client gets instead of the 101.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeRefusal {
+    /// The HTTP status (400, 401, 403).
+    pub status: u16,
+    /// The message of the JSON error body.
+    pub message: String,
 }
 
 /// What a connection hands up to the application.
@@ -344,11 +363,12 @@ impl Conn {
                             query: query.clone(),
                             authorization,
                             origin,
-                            refuse: None,
+                            refusal: None,
                         };
                         app(&mut self.outbox, AppEvent::Upgrade(&mut request));
-                        if let Some((status, text)) = request.refuse {
-                            return self.reject(error_response(status, &text), now);
+                        if let Some(refusal) = request.refusal {
+                            let response = error_response(refusal.status, &refusal.message);
+                            return self.reject(response, now);
                         }
                     }
                     self.outbox.push_unchecked(response);
@@ -501,6 +521,17 @@ impl Conn {
         }
     }
 
+    /// Starts closing a slow consumer with 1008: more is queued for it than
+    /// `max_queued_bytes` allows.
+    pub fn close_slow_consumer(&mut self, now: Instant) {
+        self.close(
+            CloseCode::POLICY,
+            "slow consumer",
+            CloseReason::SlowConsumer,
+            now,
+        );
+    }
+
     /// The peer closed its side or the socket failed: nothing more can be sent.
     pub fn handle_peer_gone(&mut self) {
         if self.reason.is_none() {
@@ -545,14 +576,7 @@ impl Conn {
         }
         self.outbox
             .push(frame, settings.max_queued_bytes)
-            .inspect_err(|_| {
-                self.close(
-                    CloseCode::POLICY,
-                    "slow consumer",
-                    CloseReason::SlowConsumer,
-                    now,
-                );
-            })
+            .inspect_err(|_| self.close_slow_consumer(now))
     }
 
     /// Fires every timer due at `now`: the handshake deadline, the server ping, the pong

@@ -235,7 +235,7 @@ fn application_can_refuse_an_upgrade_before_the_101() {
     let mut data = UPGRADE.as_bytes().to_vec();
     c.handle_input(&mut data, now, &settings(), &mut |_, ev| {
         if let AppEvent::Upgrade(r) = ev {
-            r.refuse = Some((401, "bad token".into()));
+            r.refuse(401, "bad token");
         }
     });
     let out = drain(&mut c);

@@ -116,6 +116,7 @@ pub struct JoinedChannel {
 
 /// Why a publication was not accepted.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PublishError {
     /// The channel name breaks the naming rules.
     #[error("{}", channel::invalid_name_message(.0))]

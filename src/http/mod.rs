@@ -15,6 +15,7 @@ use subtle::ConstantTimeEq;
 use crate::distributor::Ingress;
 use crate::protocol::handshake::HttpRequest;
 use crate::status::ServerState;
+use crate::wire::compat;
 
 /// What a handler may use.
 pub struct HttpContext<'a> {
@@ -129,10 +130,7 @@ fn route(req: &HttpRequest, ctx: &HttpContext<'_>) -> Response {
             return r;
         }
     }
-    // NeuroGraph's seed served the same API under /api/v1/websocket/*; both spellings work.
-    let api = path
-        .strip_prefix("/api/v1/websocket/")
-        .or_else(|| path.strip_prefix("/api/v1/"));
+    let api = compat::neurograph_api_route(path).or_else(|| path.strip_prefix("/api/v1/"));
     match (path, api) {
         ("/metrics", _) => only(req, "GET", || metrics::render(ctx.state)),
         (_, Some("status")) => only(req, "GET", || routes::status(ctx)),

@@ -9,7 +9,7 @@ use crate::distributor::PublishError;
 use crate::limits::MAX_BROADCAST_BYTES;
 use crate::status::ShardStats;
 use crate::wire::channel;
-use crate::wire::command::{self, ErrorCode};
+use crate::wire::command::{self, Refusal};
 use crate::wire::json::{self, Fields};
 
 /// `GET /healthz`: 200 while serving, 503 while draining.
@@ -137,12 +137,12 @@ pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>) -> Response {
     let names: Vec<String> = match (fields.get("channel"), fields.get("channels")) {
         (Some(one), None) => match command::checked_channel(one) {
             Ok(name) => vec![name],
-            Err((code, message)) => return field_error(code, &message),
+            Err(refusal) => return field_error(&refusal),
         },
         (None, Some(list)) => match json::value::<Vec<&RawValue>>(list) {
             Some(items) if !items.is_empty() => match command::checked_channels(&items) {
                 Ok(names) => names,
-                Err((code, message)) => return field_error(code, &message),
+                Err(refusal) => return field_error(&refusal),
             },
             _ => {
                 return Response::error(
@@ -165,7 +165,7 @@ pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>) -> Response {
     };
     let body = match command::publication_fields(&fields) {
         Ok(b) => b,
-        Err((code, message)) => return field_error(code, &message),
+        Err(refusal) => return field_error(&refusal),
     };
     let data = body.data.get().as_bytes();
     // Everything encoded into each channel's frame counts, not only `data`.
@@ -192,11 +192,22 @@ pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>) -> Response {
             "overloaded",
             "too many publications waiting; retry later",
         ),
-        Err(e) => Response::error(503, "unavailable", &e.to_string()),
+        Err(e @ PublishError::Stopped) => Response::error(503, "unavailable", &e.to_string()),
+        // Not reached (the names and `data` were checked above), but answered as what they are.
+        Err(e @ PublishError::InvalidChannel(_)) => {
+            Response::error(400, "invalid_channel", &e.to_string())
+        }
+        Err(e @ PublishError::InvalidData(_)) => {
+            Response::error(400, "invalid_field", &e.to_string())
+        }
     }
 }
 
 /// A field problem as an HTTP 400 with the same code the WebSocket protocol uses, in lower case.
-fn field_error(code: ErrorCode, message: &str) -> Response {
-    Response::error(400, &code.as_str().to_ascii_lowercase(), message)
+fn field_error(refusal: &Refusal) -> Response {
+    Response::error(
+        400,
+        &refusal.code.as_str().to_ascii_lowercase(),
+        &refusal.message,
+    )
 }

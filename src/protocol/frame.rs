@@ -59,20 +59,54 @@ pub struct ClientHeader {
     pub payload_len: u64,
 }
 
-/// Parses the header at the start of `buf`: `Ok(None)` if more bytes are needed, an error with
-/// the close code to send if the frame breaks RFC 6455 as a client frame.
-pub fn parse_client_header(buf: &[u8]) -> Result<Option<ClientHeader>, (CloseCode, &'static str)> {
+/// How a client frame header breaks RFC 6455. Every one is a protocol error (close code 1002);
+/// [`reason`](Self::reason) is the close frame's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The header cannot be read at all.
+    Malformed,
+    /// RSV1, RSV2 or RSV3 is set, and no extension that would give them a meaning was agreed.
+    ReservedBits,
+    /// The opcode is one RFC 6455 reserves.
+    ReservedOpcode,
+    /// A 64-bit payload length with its most significant bit set (§5.2: it MUST be 0).
+    LengthTopBit,
+    /// The frame is not masked (§5.1: a client masks every frame).
+    Unmasked,
+    /// A control frame that is fragmented or carries more than 125 bytes (§5.5).
+    OversizedControl,
+}
+
+impl HeaderError {
+    /// The close code to send: always 1002.
+    pub fn close_code(self) -> CloseCode {
+        CloseCode::PROTOCOL
+    }
+
+    /// The close frame's reason text.
+    pub fn reason(self) -> &'static str {
+        match self {
+            HeaderError::Malformed => "invalid frame header",
+            HeaderError::ReservedBits => "reserved bits set without an extension",
+            HeaderError::ReservedOpcode => "reserved opcode",
+            HeaderError::LengthTopBit => "payload length with the most significant bit set",
+            HeaderError::Unmasked => "client frames must be masked",
+            HeaderError::OversizedControl => "control frames must be final and at most 125 bytes",
+        }
+    }
+}
+
+/// Parses the header at the start of `buf`: `Ok(None)` if more bytes are needed, an error if the
+/// frame breaks RFC 6455 as a client frame.
+pub fn parse_client_header(buf: &[u8]) -> Result<Option<ClientHeader>, HeaderError> {
     let mut cursor = Cursor::new(buf);
     let (header, payload_len) = match FrameHeader::parse(&mut cursor) {
         Ok(Some(parsed)) => parsed,
         Ok(None) => return Ok(None),
-        Err(_) => return Err((CloseCode::PROTOCOL, "invalid frame header")),
+        Err(_) => return Err(HeaderError::Malformed),
     };
     if header.rsv1 || header.rsv2 || header.rsv3 {
-        return Err((
-            CloseCode::PROTOCOL,
-            "reserved bits set without an extension",
-        ));
+        return Err(HeaderError::ReservedBits);
     }
     let kind = match header.opcode {
         OpCode::Data(Data::Continue) => Kind::Continuation,
@@ -81,22 +115,16 @@ pub fn parse_client_header(buf: &[u8]) -> Result<Option<ClientHeader>, (CloseCod
         OpCode::Control(Control::Close) => Kind::Close,
         OpCode::Control(Control::Ping) => Kind::Ping,
         OpCode::Control(Control::Pong) => Kind::Pong,
-        _ => return Err((CloseCode::PROTOCOL, "reserved opcode")),
+        _ => return Err(HeaderError::ReservedOpcode),
     };
     if payload_len >> 63 != 0 {
-        return Err((
-            CloseCode::PROTOCOL,
-            "payload length with the most significant bit set",
-        ));
+        return Err(HeaderError::LengthTopBit);
     }
     let Some(mask) = header.mask else {
-        return Err((CloseCode::PROTOCOL, "client frames must be masked"));
+        return Err(HeaderError::Unmasked);
     };
     if kind.is_control() && (!header.is_final || payload_len > 125) {
-        return Err((
-            CloseCode::PROTOCOL,
-            "control frames must be final and at most 125 bytes",
-        ));
+        return Err(HeaderError::OversizedControl);
     }
     Ok(Some(ClientHeader {
         fin: header.is_final,
@@ -159,30 +187,12 @@ pub fn close_frame(code: CloseCode, reason: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-        let mut v = vec![first];
-        let mask = [1, 2, 3, 4];
-        match payload.len() {
-            n @ 0..=125 => v.push(0x80 | n as u8),
-            n @ 126..=65535 => {
-                v.push(0x80 | 126);
-                v.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                v.push(0x80 | 127);
-                v.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        v.extend_from_slice(&mask);
-        v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-        v
-    }
+    use crate::testing::client_frame;
 
     #[test]
     fn header_parses_at_every_length_format() {
         for len in [0usize, 125, 126, 65535, 65536] {
-            let frame = masked(0x81, &vec![b'a'; len]);
+            let frame = client_frame(0x81, &vec![b'a'; len]);
             let h = parse_client_header(&frame).unwrap().unwrap();
             assert_eq!(h.payload_len as usize, len);
             assert_eq!(h.header_len + len, frame.len());
@@ -192,7 +202,7 @@ mod tests {
 
     #[test]
     fn incomplete_header_asks_for_more() {
-        let frame = masked(0x82, &[0; 300]);
+        let frame = client_frame(0x82, &[0; 300]);
         for cut in 0..8 {
             assert!(
                 parse_client_header(&frame[..cut]).unwrap().is_none(),
@@ -204,13 +214,16 @@ mod tests {
     #[test]
     fn unmasked_client_frame_is_a_protocol_error() {
         let err = parse_client_header(&[0x81, 0x01, b'a']).unwrap_err();
-        assert_eq!(err.0, CloseCode::PROTOCOL);
+        assert_eq!(err, HeaderError::Unmasked);
+        assert_eq!(err.close_code(), CloseCode::PROTOCOL);
     }
 
     #[test]
     fn long_or_fragmented_control_frames_are_protocol_errors() {
-        assert!(parse_client_header(&masked(0x89, &[0; 126])).is_err());
-        assert!(parse_client_header(&masked(0x09, &[0; 4])).is_err());
+        for frame in [client_frame(0x89, &[0; 126]), client_frame(0x09, &[0; 4])] {
+            let err = parse_client_header(&frame).unwrap_err();
+            assert_eq!(err, HeaderError::OversizedControl);
+        }
     }
 
     #[test]
@@ -220,7 +233,7 @@ mod tests {
         frame.extend_from_slice(&(1u64 << 63).to_be_bytes());
         frame.extend_from_slice(&[0, 0, 0, 0]);
         let err = parse_client_header(&frame).unwrap_err();
-        assert_eq!(err.0, CloseCode::PROTOCOL);
+        assert_eq!(err, HeaderError::LengthTopBit);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! reassembled up to `max_message_bytes`, text is checked for UTF-8, and every violation maps to
 //! the close code RFC 6455 asks for.
 
-use super::frame::{parse_client_header, Kind};
+use super::frame::{parse_client_header, HeaderError, Kind};
 use super::mask::unmask;
 use crate::limits::RETAINED_PARTIAL_BYTES;
 
@@ -44,6 +44,15 @@ pub struct Violation {
     pub code: CloseCode,
     /// Short reason for the close frame and the log.
     pub reason: &'static str,
+}
+
+impl From<HeaderError> for Violation {
+    fn from(e: HeaderError) -> Violation {
+        Violation {
+            code: e.close_code(),
+            reason: e.reason(),
+        }
+    }
 }
 
 /// One complete thing read from the client.
@@ -91,9 +100,13 @@ struct Utf8Stream {
     pending_len: u8,
 }
 
+/// Text that cannot be UTF-8, however it continues (closed with [`NOT_UTF8`]).
+#[derive(Debug)]
+struct InvalidUtf8;
+
 impl Utf8Stream {
     /// Checks the next piece of text; `Err` at the first byte that cannot be UTF-8.
-    fn feed(&mut self, mut bytes: &[u8]) -> Result<(), ()> {
+    fn feed(&mut self, mut bytes: &[u8]) -> Result<(), InvalidUtf8> {
         if self.pending_len > 0 {
             let have = usize::from(self.pending_len);
             let width = match self.pending[0] {
@@ -108,8 +121,8 @@ impl Utf8Stream {
             bytes = &bytes[take..];
             match std::str::from_utf8(&char_buf[..have + take]) {
                 Ok(_) => self.pending_len = 0,
-                Err(e) if e.error_len().is_some() => return Err(()),
-                Err(_) if have + take == width => return Err(()),
+                Err(e) if e.error_len().is_some() => return Err(InvalidUtf8),
+                Err(_) if have + take == width => return Err(InvalidUtf8),
                 Err(_) => {
                     self.pending[..have + take].copy_from_slice(&char_buf[..have + take]);
                     self.pending_len = (have + take) as u8;
@@ -119,7 +132,7 @@ impl Utf8Stream {
         }
         match std::str::from_utf8(bytes) {
             Ok(_) => Ok(()),
-            Err(e) if e.error_len().is_some() => Err(()),
+            Err(e) if e.error_len().is_some() => Err(InvalidUtf8),
             Err(e) => {
                 let tail = &bytes[e.valid_up_to()..];
                 self.pending[..tail.len()].copy_from_slice(tail);
@@ -135,6 +148,7 @@ impl Utf8Stream {
     }
 }
 
+/// The close for text that is not UTF-8.
 const NOT_UTF8: Violation = Violation {
     code: CloseCode::INVALID_DATA,
     reason: "text is not valid UTF-8",
@@ -185,7 +199,7 @@ impl MessageReader {
             let header = match parse_client_header(&buf[pos..]) {
                 Ok(Some(h)) => h,
                 Ok(None) => return Ok(pos),
-                Err((code, reason)) => return Err(Violation { code, reason }),
+                Err(e) => return Err(e.into()),
             };
             let so_far = self.fragments.as_ref().map_or(0, |f| f.data.len()) as u64;
             let total = so_far.checked_add(header.payload_len);

@@ -8,6 +8,7 @@ use crate::config::ConfigError;
 
 /// Why the server did not start.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]

@@ -16,10 +16,10 @@ use crate::limits::MAX_RATE_LEVEL;
 use crate::protocol::message::CloseCode;
 use crate::table::RateBucket;
 use crate::table::{Session, SubState, Subscription};
-use crate::wire::command::{self, Command, ErrorCode};
+use crate::wire::command::{self, Command, ErrorCode, Refusal};
 use crate::wire::command::{StreamPosition, SubscribeArgs};
-use crate::wire::reply;
 use crate::wire::WallTime;
+use crate::wire::{compat, reply};
 
 /// Everything a message handler may touch.
 pub struct Context<'a> {
@@ -82,7 +82,7 @@ fn query_since(query: &str) -> Result<Vec<(String, StreamPosition)>, String> {
     };
     let text = crate::http::routes::percent_decode(raw)
         .ok_or_else(|| "query parameter `since` is not valid percent-encoding".to_string())?;
-    command::since_from_json(text.as_bytes()).map_err(|(_, message)| message)
+    command::since_from_json(text.as_bytes()).map_err(|refusal| refusal.message)
 }
 
 /// Checks an upgrade before the 101: browser origin, then a token from `?token=` or
@@ -90,12 +90,12 @@ fn query_since(query: &str) -> Result<Vec<(String, StreamPosition)>, String> {
 /// requires one starts the `auth_timeout` clock.
 pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
     if !ctx.policy.origin_allowed(req.origin.as_deref()) {
-        req.refuse = Some((403, "origin not allowed".into()));
+        req.refuse(403, "origin not allowed");
         return;
     }
     match req.query.as_deref().map(query_since) {
         Some(Err(message)) => {
-            req.refuse = Some((400, message));
+            req.refuse(400, message);
             return;
         }
         Some(Ok(since)) if !since.is_empty() => ctx.session.defaults_since = Some(since.into()),
@@ -117,7 +117,7 @@ pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
             ctx.session.identity = Some(Box::new(identity));
         }
         Some(Err(crate::auth::AuthError::NoKey)) if ctx.policy.anonymous => {}
-        Some(Err(e)) => req.refuse = Some((401, e.to_string())),
+        Some(Err(e)) => req.refuse(401, e.to_string()),
         None if !ctx.policy.anonymous => {
             let at = ctx.now + ctx.auth_timeout;
             *ctx.auth = Some(AuthTimer::Until(at, AuthExpiry::Timeout));
@@ -150,7 +150,7 @@ pub fn on_open(ctx: &mut Context<'_>, outbox: &mut Outbox) {
         identity.is_none() && !ctx.policy.anonymous,
     ));
     if let Some(text) = ctx.welcome {
-        outbox.push_unchecked(reply::notification(ctx.wall, text, "info"));
+        outbox.push_unchecked(compat::welcome(ctx.wall, text));
     }
     if ctx.session.identity.is_some() || ctx.policy.anonymous {
         let since = ctx.session.defaults_since.take().map(Vec::from);
@@ -275,7 +275,7 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
             key,
         } => match publish(ctx, &channel, &event_type, data, key.as_deref(), id) {
             Ok(()) => return, // with an `id`, `published` comes with the tick that numbers it
-            Err((code, message)) => reply::error(code, &message, id),
+            Err(refusal) => reply::refusal(&refusal, id),
         },
         Command::GetSubscriptions => reply::subscriptions(&ctx.session.held_names(), id),
     };
@@ -296,12 +296,12 @@ fn publish(
     data: Vec<u8>,
     key: Option<&str>,
     id: Option<&str>,
-) -> Result<(), (ErrorCode, String)> {
+) -> Result<(), Refusal> {
     if !ctx
         .policy
         .can_publish(ctx.session.identity.as_deref(), channel)
     {
-        return Err((
+        return Err(Refusal::new(
             ErrorCode::Forbidden,
             format!("not allowed to publish to `{channel}`"),
         ));
@@ -321,20 +321,35 @@ fn publish(
         key: key.map(crate::distributor::ingress::json_key),
         ack: id.map(|id| Box::new(AckTo { id: id.into() })),
     };
-    match ctx.ingress.publish(publication) {
-        Ok(()) => Ok(()),
-        Err(PublishError::Overloaded) => Err((
-            ErrorCode::Overloaded,
-            "server overloaded, publish again later".into(),
-        )),
-        Err(e) => Err((ErrorCode::Overloaded, e.to_string())),
-    }
+    ctx.ingress.publish(publication).map_err(publish_refusal)
+}
+
+/// What a client is told when the ingress refuses its publication: each [`PublishError`] with
+/// its own code (a new variant must choose one here).
+fn publish_refusal(e: PublishError) -> Refusal {
+    let code = match e {
+        PublishError::Overloaded => {
+            return Refusal::new(
+                ErrorCode::Overloaded,
+                "server overloaded, publish again later",
+            )
+        }
+        PublishError::Stopped => {
+            return Refusal::new(
+                ErrorCode::Unavailable,
+                "server is shutting down, publish again once reconnected",
+            )
+        }
+        PublishError::InvalidChannel(_) => ErrorCode::InvalidChannel,
+        PublishError::InvalidData(_) => ErrorCode::InvalidField,
+    };
+    Refusal::new(code, e.to_string())
 }
 
 /// Token bucket per connection and namespace; sustained abuse (more refusals in one second than
 /// the rate itself, at least 10) closes the connection with 1008.
-fn rate_limit(ctx: &mut Context<'_>, channel: &str, rate: u32) -> Result<(), (ErrorCode, String)> {
-    let ns = channel.split_once(':').map_or("default", |(ns, _)| ns);
+fn rate_limit(ctx: &mut Context<'_>, channel: &str, rate: u32) -> Result<(), Refusal> {
+    let ns = crate::wire::channel::namespace(channel);
     let now = ctx.now;
     let rate_f = f64::from(rate);
     let i = match ctx.session.rates.iter().position(|b| b.namespace == ns) {
@@ -369,7 +384,7 @@ fn rate_limit(ctx: &mut Context<'_>, channel: &str, rate: u32) -> Result<(), (Er
             reason: CloseReason::Abuse,
         });
     }
-    Err((
+    Err(Refusal::new(
         ErrorCode::RateLimited,
         format!("at most {rate} publications per second in namespace `{ns}`"),
     ))
@@ -484,5 +499,25 @@ pub fn unsubscribe_all(
             topics.unsubscribe(&sub.name, slot);
             ingress.leave(shard, sub.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_publish_error_is_told_with_its_own_code() {
+        let code = |e| publish_refusal(e).code;
+        assert_eq!(code(PublishError::Overloaded), ErrorCode::Overloaded);
+        assert_eq!(code(PublishError::Stopped), ErrorCode::Unavailable);
+        assert_eq!(
+            code(PublishError::InvalidChannel("a b".into())),
+            ErrorCode::InvalidChannel
+        );
+        assert_eq!(
+            code(PublishError::InvalidData("NaN".into())),
+            ErrorCode::InvalidField
+        );
     }
 }

@@ -16,9 +16,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::conn::{AuthTimer, CloseOrder};
-use crate::conn::{CloseReason, Conn, ConnSettings};
+use crate::conn::{Conn, ConnSettings};
 use crate::conn_id::{ConnId, Slot};
-use crate::protocol::message::CloseCode;
 
 /// Per-connection application state (who the client is, what it asked for).
 #[derive(Debug, Default)]
@@ -269,12 +268,7 @@ impl Entry {
         if self.conn.queue_over(settings.max_queued_bytes)
             || self.session.held_bytes() > settings.max_queued_bytes
         {
-            self.conn.close(
-                CloseCode::POLICY,
-                "slow consumer",
-                CloseReason::SlowConsumer,
-                now,
-            );
+            self.conn.close_slow_consumer(now);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Channel names: 1 to 200 bytes of ASCII letters, digits and `_-.:/@`. Checked once where a
-//! name enters (client command, HTTP, embedding API), so they never need JSON escaping.
+//! name enters (client command, HTTP, embedding API), so they never need JSON escaping. The part
+//! before the first `:` names the channel's namespace (its options, see `config::namespaces`).
 
 /// Longest channel name in bytes.
 pub const MAX_CHANNEL_NAME: usize = 200;
@@ -11,6 +12,12 @@ pub fn is_valid(name: &str) -> bool {
         && name.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'/' | b'@')
         })
+}
+
+/// The namespace `name` belongs to: the part before the first `:`, or `default` for a name
+/// without one (`chat:lobby` → `chat`, `metrics` → `default`).
+pub fn namespace(name: &str) -> &str {
+    name.split_once(':').map_or("default", |(ns, _)| ns)
 }
 
 /// The one wording of "this name breaks the rules", for every path a name enters by.
@@ -30,6 +37,13 @@ mod tests {
         assert!(is_valid("a"));
         assert!(is_valid("session:world_1/avatars@v2.x-y"));
         assert!(is_valid(&"a".repeat(200)));
+    }
+
+    #[test]
+    fn the_namespace_is_the_part_before_the_first_colon() {
+        assert_eq!(namespace("chat:lobby:7"), "chat");
+        assert_eq!(namespace("metrics"), "default");
+        assert_eq!(namespace(":x"), "");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Client requests: one JSON text (or binary) message → one [`Request`], or a
-//! [`CommandError`] carrying the error code the client is sent. Fields are read with
+//! [`CommandError`] carrying the error code the client is sent (a [`Refusal`] and the request's
+//! `id`). Fields are read with
 //! [`json::Fields`], which validates the message once and keeps every value as the bytes sent.
 
 use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use super::channel;
 use super::json::{self, Fields, Str};
+use super::{channel, compat};
 
 /// Error codes sent in `{"type":"error","code":...}` replies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub enum ErrorCode {
     LimitExceeded,
     /// The server cannot take more publications right now.
     Overloaded,
+    /// The server is shutting down: nothing more is accepted on this connection.
+    Unavailable,
     /// The connection may not do this on this channel.
     Forbidden,
     /// Publishing faster than the namespace's `publish_rate`.
@@ -45,9 +48,39 @@ impl ErrorCode {
             ErrorCode::InvalidChannel => "INVALID_CHANNEL",
             ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
             ErrorCode::Overloaded => "OVERLOADED",
+            ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
+        }
+    }
+}
+
+/// A request refused, before its `id` is attached: the error code and the message the client is
+/// told (an `error` reply on a WebSocket; the same code, in lower case, in an HTTP 400).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The error code.
+    pub code: ErrorCode,
+    /// A human-readable message.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The refusal of the request whose `id` (raw JSON) is `id`.
+    fn with_id(self, id: Option<String>) -> CommandError {
+        CommandError {
+            code: self.code,
+            message: self.message,
+            id,
         }
     }
 }
@@ -139,29 +172,19 @@ pub enum Command {
     },
 }
 
-/// A field's problem, before the request's `id` is attached.
-type FieldError = (ErrorCode, String);
-
 /// Parses one client message (a text or binary WebSocket message holding one JSON object).
 /// Fields are read from the exact bytes sent: `data`, `id` and `ping_id` are passed on
 /// verbatim, never re-encoded (see [`json`]).
 pub fn parse(message: &[u8]) -> Result<Request, CommandError> {
-    let fields = Fields::parse(message).map_err(|e| CommandError {
-        code: ErrorCode::InvalidJson,
-        message: e.to_string(),
-        id: None,
-    })?;
+    let fields = Fields::parse(message)
+        .map_err(|e| Refusal::new(ErrorCode::InvalidJson, e.to_string()).with_id(None))?;
     let id = fields.get("id").map(|v| v.get().to_string());
-    let fail = |(code, message): FieldError| CommandError {
-        code,
-        message,
-        id: id.clone(),
-    };
+    let fail = |refusal: Refusal| refusal.with_id(id.clone());
     let kind = match fields.get("type") {
         None => {
-            return Err(fail((
+            return Err(fail(Refusal::new(
                 ErrorCode::MissingField,
-                "field `type` is required".into(),
+                "field `type` is required",
             )))
         }
         Some(t) => string(t, "type").map_err(fail)?,
@@ -176,9 +199,9 @@ pub fn parse(message: &[u8]) -> Result<Request, CommandError> {
                     json::value::<u32>(v)
                         .filter(|&n| n > 0)
                         .ok_or_else(|| {
-                            (
+                            Refusal::new(
                                 ErrorCode::InvalidField,
-                                "field `max_hz` must be a positive whole number".to_string(),
+                                "field `max_hz` must be a positive whole number",
                             )
                         })
                         .map_err(fail)?,
@@ -189,9 +212,9 @@ pub fn parse(message: &[u8]) -> Result<Request, CommandError> {
         "publish" => {
             let channel = match fields.get("channel") {
                 None => {
-                    return Err(fail((
+                    return Err(fail(Refusal::new(
                         ErrorCode::MissingField,
-                        "field `channel` is required".into(),
+                        "field `channel` is required",
                     )))
                 }
                 Some(c) => checked_channel(c).map_err(fail)?,
@@ -210,9 +233,9 @@ pub fn parse(message: &[u8]) -> Result<Request, CommandError> {
         "get_subscriptions" => Command::GetSubscriptions,
         "auth" => match fields.get("token") {
             None => {
-                return Err(fail((
+                return Err(fail(Refusal::new(
                     ErrorCode::MissingField,
-                    "field `token` is required".into(),
+                    "field `token` is required",
                 )))
             }
             Some(t) => Command::Auth {
@@ -221,7 +244,7 @@ pub fn parse(message: &[u8]) -> Result<Request, CommandError> {
             },
         },
         other => {
-            return Err(fail((
+            return Err(fail(Refusal::new(
                 ErrorCode::UnknownType,
                 format!(
                     "unknown message type `{}`",
@@ -246,17 +269,14 @@ pub struct PublicationFields<'a> {
 }
 
 /// Reads `event_type`, `data` and `key`, the fields a `publish` and an HTTP broadcast share.
-pub fn publication_fields<'a>(fields: &Fields<'a>) -> Result<PublicationFields<'a>, FieldError> {
+pub fn publication_fields<'a>(fields: &Fields<'a>) -> Result<PublicationFields<'a>, Refusal> {
     let event_type = match fields.get("event_type") {
         None => "message".to_string(),
         Some(t) => string(t, "event_type")?.into_owned(),
     };
-    let data = fields.get("data").ok_or_else(|| {
-        (
-            ErrorCode::MissingField,
-            "field `data` is required".to_string(),
-        )
-    })?;
+    let data = fields
+        .get("data")
+        .ok_or_else(|| Refusal::new(ErrorCode::MissingField, "field `data` is required"))?;
     let key = match fields.get("key") {
         None => None,
         Some(k) => Some(
@@ -264,7 +284,7 @@ pub fn publication_fields<'a>(fields: &Fields<'a>) -> Result<PublicationFields<'
                 .map(|s| s.0.into_owned())
                 .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_BYTES)
                 .ok_or_else(|| {
-                    (
+                    Refusal::new(
                         ErrorCode::InvalidField,
                         format!("field `key` must be a string of 1-{MAX_KEY_BYTES} bytes"),
                     )
@@ -279,40 +299,36 @@ pub fn publication_fields<'a>(fields: &Fields<'a>) -> Result<PublicationFields<'
 }
 
 /// A string field, or INVALID_FIELD naming it.
-fn string<'a>(raw: &'a RawValue, name: &str) -> Result<Cow<'a, str>, FieldError> {
+fn string<'a>(raw: &'a RawValue, name: &str) -> Result<Cow<'a, str>, Refusal> {
     json::value::<Str<'a>>(raw).map(|s| s.0).ok_or_else(|| {
-        (
+        Refusal::new(
             ErrorCode::InvalidField,
             format!("field `{name}` must be a string"),
         )
     })
 }
 
-/// Reads `channels: [...]`, or the seed form `data: {events: [...]}`, or a single `channel`.
+/// Reads `channels: [...]`, or the seed form `data: {events: [...]}` ([`compat`]), or a single
+/// `channel`.
 /// A name given twice counts once.
-fn channel_list(fields: &Fields<'_>) -> Result<Vec<String>, FieldError> {
+fn channel_list(fields: &Fields<'_>) -> Result<Vec<String>, Refusal> {
     let not_a_list = || {
-        (
+        Refusal::new(
             ErrorCode::InvalidField,
-            "field `channels` must be an array of strings".to_string(),
+            "field `channels` must be an array of strings",
         )
     };
     let list = match fields.get("channels") {
         Some(l) => Some(l),
-        None => match fields.get("data") {
-            Some(d) if d.get().starts_with('{') => {
-                json::object(d).map_err(|_| not_a_list())?.get("events")
-            }
-            _ => None,
-        },
+        None => compat::data_events(fields).map_err(|_| not_a_list())?,
     };
     let items: Vec<&RawValue> = match (list, fields.get("channel")) {
         (Some(l), _) => json::value::<Vec<&RawValue>>(l).ok_or_else(not_a_list)?,
         (None, Some(one)) => vec![one],
         (None, None) => {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::MissingField,
-                "field `channels` is required".into(),
+                "field `channels` is required",
             ))
         }
     };
@@ -321,7 +337,7 @@ fn channel_list(fields: &Fields<'_>) -> Result<Vec<String>, FieldError> {
 
 /// Checks a list of channel names; a name given twice counts once (first occurrence kept), in
 /// linear time however long the list.
-pub fn checked_channels(items: &[&RawValue]) -> Result<Vec<String>, FieldError> {
+pub fn checked_channels(items: &[&RawValue]) -> Result<Vec<String>, Refusal> {
     let mut seen = std::collections::HashSet::with_capacity(items.len());
     let mut names: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
@@ -334,7 +350,7 @@ pub fn checked_channels(items: &[&RawValue]) -> Result<Vec<String>, FieldError> 
 }
 
 /// Reads `since: {"channel": {"seq": n, "epoch": "..."}}`.
-fn since_list(fields: &Fields<'_>) -> Result<Vec<(String, StreamPosition)>, FieldError> {
+fn since_list(fields: &Fields<'_>) -> Result<Vec<(String, StreamPosition)>, Refusal> {
     match fields.get("since") {
         None => Ok(Vec::new()),
         Some(since) => since_positions(since),
@@ -342,12 +358,11 @@ fn since_list(fields: &Fields<'_>) -> Result<Vec<(String, StreamPosition)>, Fiel
 }
 
 /// Reads a `since` object given on its own (the upgrade URL's `?since=`, percent-decoded).
-pub fn since_from_json(text: &[u8]) -> Result<Vec<(String, StreamPosition)>, FieldError> {
+pub fn since_from_json(text: &[u8]) -> Result<Vec<(String, StreamPosition)>, Refusal> {
     let bad = || {
-        (
+        Refusal::new(
             ErrorCode::InvalidField,
-            "`since` must be a JSON object mapping channels to {\"seq\": n, \"epoch\": \"...\"}"
-                .to_string(),
+            "`since` must be a JSON object mapping channels to {\"seq\": n, \"epoch\": \"...\"}",
         )
     };
     let text = std::str::from_utf8(text).map_err(|_| bad())?;
@@ -357,15 +372,15 @@ pub fn since_from_json(text: &[u8]) -> Result<Vec<(String, StreamPosition)>, Fie
 }
 
 /// Checks one `since` object.
-fn since_positions(since: &RawValue) -> Result<Vec<(String, StreamPosition)>, FieldError> {
+fn since_positions(since: &RawValue) -> Result<Vec<(String, StreamPosition)>, Refusal> {
     let bad = || {
-        (
+        Refusal::new(
             ErrorCode::InvalidField,
-            "field `since` must map channels to {\"seq\": n, \"epoch\": \"...\"}".to_string(),
+            "field `since` must map channels to {\"seq\": n, \"epoch\": \"...\"}",
         )
     };
     let object = json::object(since).map_err(|e| match e {
-        json::JsonError::DuplicateField(name) => (
+        json::JsonError::DuplicateField(name) => Refusal::new(
             ErrorCode::InvalidField,
             format!("field `since` names channel `{name}` twice"),
         ),
@@ -397,11 +412,9 @@ fn since_positions(since: &RawValue) -> Result<Vec<(String, StreamPosition)>, Fi
 }
 
 /// A channel name field, checked against the naming rules.
-pub fn checked_channel(raw: &RawValue) -> Result<String, FieldError> {
-    let name = json::value::<Str<'_>>(raw).ok_or((
-        ErrorCode::InvalidChannel,
-        "channel names must be strings".to_string(),
-    ))?;
+pub fn checked_channel(raw: &RawValue) -> Result<String, Refusal> {
+    let name = json::value::<Str<'_>>(raw)
+        .ok_or_else(|| Refusal::new(ErrorCode::InvalidChannel, "channel names must be strings"))?;
     if !channel::is_valid(&name.0) {
         return Err(invalid_channel(&name.0));
     }
@@ -409,8 +422,8 @@ pub fn checked_channel(raw: &RawValue) -> Result<String, FieldError> {
 }
 
 /// INVALID_CHANNEL with the naming rules.
-fn invalid_channel(name: &str) -> FieldError {
-    (
+fn invalid_channel(name: &str) -> Refusal {
+    Refusal::new(
         ErrorCode::InvalidChannel,
         channel::invalid_name_message(name),
     )

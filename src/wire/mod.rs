@@ -4,6 +4,7 @@
 
 pub mod channel;
 pub mod command;
+pub(crate) mod compat;
 pub mod event;
 pub(crate) mod json;
 pub mod reply;

@@ -2,16 +2,17 @@
 
 use bytes::Bytes;
 
-use super::command::{CommandError, ErrorCode};
+use super::command::{CommandError, ErrorCode, Refusal};
 use super::WallTime;
 use crate::protocol::frame::{server_frame, Kind};
 
 /// Writes one flat JSON object field by field (values are either strings, escaped here, or
 /// already-valid JSON text).
-struct Obj(Vec<u8>);
+pub(super) struct Obj(Vec<u8>);
 
 impl Obj {
-    fn new(kind: &str) -> Obj {
+    /// An object whose `type` is `kind`.
+    pub(super) fn new(kind: &str) -> Obj {
         let mut o = Obj(Vec::with_capacity(128));
         o.0.push(b'{');
         o.str("type", kind);
@@ -25,12 +26,14 @@ impl Obj {
         self.0.extend_from_slice(key.as_bytes());
         self.0.extend_from_slice(b"\":");
     }
-    fn str(&mut self, key: &str, value: &str) -> &mut Self {
+    /// A string field.
+    pub(super) fn str(&mut self, key: &str, value: &str) -> &mut Self {
         self.key(key);
         serde_json::to_writer(&mut self.0, value).expect("writing to a Vec cannot fail");
         self
     }
-    fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+    /// A field whose value is `json`, already valid JSON text.
+    pub(super) fn raw(&mut self, key: &str, json: &str) -> &mut Self {
         self.key(key);
         self.0.extend_from_slice(json.as_bytes());
         self
@@ -46,7 +49,8 @@ impl Obj {
         }
         self
     }
-    fn frame(&mut self) -> Bytes {
+    /// Closes the object into one text frame.
+    pub(super) fn frame(&mut self) -> Bytes {
         self.0.push(b'}');
         server_frame(Kind::Text, &self.0)
     }
@@ -258,16 +262,6 @@ pub fn authenticated(
     o.id(id).frame()
 }
 
-/// `notification` (SigmaVault's welcome message form).
-pub fn notification(at: WallTime, message: &str, level: &str) -> Bytes {
-    let mut o = Obj::new("notification");
-    o.str("timestamp", &at.rfc3339());
-    o.key("data");
-    let data = serde_json::json!({"message": message, "level": level});
-    serde_json::to_writer(&mut o.0, &data).expect("writing to a Vec cannot fail");
-    o.frame()
-}
-
 /// `error` for a request that failed; the connection stays open.
 pub fn error(code: ErrorCode, message: &str, id: Option<&str>) -> Bytes {
     Obj::new("error")
@@ -275,6 +269,11 @@ pub fn error(code: ErrorCode, message: &str, id: Option<&str>) -> Bytes {
         .str("message", message)
         .id(id)
         .frame()
+}
+
+/// `error` for a refused request.
+pub fn refusal(refusal: &Refusal, id: Option<&str>) -> Bytes {
+    error(refusal.code, &refusal.message, id)
 }
 
 /// `error` from a parse failure.

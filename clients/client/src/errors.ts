@@ -14,7 +14,7 @@ export class FramecastError extends Error {
   }
 }
 
-const RETRYABLE = new Set(["RATE_LIMITED", "OVERLOADED", "NOT_CONNECTED", "CONNECTION_LOST", "TIMEOUT"]);
+const RETRYABLE = new Set(["RATE_LIMITED", "OVERLOADED", "UNAVAILABLE", "NOT_CONNECTED", "CONNECTION_LOST", "TIMEOUT"]);
 
 /** The error for a server `error` reply. */
 export function serverError(code: unknown, message: unknown): FramecastError {

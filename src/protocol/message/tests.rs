@@ -1,19 +1,6 @@
 use super::*;
 
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [9, 8, 7, 6];
-    let mut v = vec![first];
-    match payload.len() {
-        n @ 0..=125 => v.push(0x80 | n as u8),
-        n => {
-            v.push(0x80 | 126);
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    v.extend_from_slice(&mask);
-    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-    v
-}
+use crate::testing::client_frame;
 
 #[derive(Debug, PartialEq)]
 enum Got {
@@ -47,7 +34,7 @@ fn read_all(chunks: &[&[u8]], max: usize) -> (Vec<Got>, Result<(), Violation>) {
 
 #[test]
 fn text_message_split_at_every_byte_boundary_arrives_whole() {
-    let f = frame(0x81, b"hello, framecast");
+    let f = client_frame(0x81, b"hello, framecast");
     for cut in 0..=f.len() {
         let (got, r) = read_all(&[&f[..cut], &f[cut..]], 1024);
         r.unwrap();
@@ -57,10 +44,10 @@ fn text_message_split_at_every_byte_boundary_arrives_whole() {
 
 #[test]
 fn fragmented_message_is_reassembled_around_a_ping() {
-    let mut bytes = frame(0x01, b"hel");
-    bytes.extend(frame(0x89, b"p"));
-    bytes.extend(frame(0x00, b"lo "));
-    bytes.extend(frame(0x80, b"world"));
+    let mut bytes = client_frame(0x01, b"hel");
+    bytes.extend(client_frame(0x89, b"p"));
+    bytes.extend(client_frame(0x00, b"lo "));
+    bytes.extend(client_frame(0x80, b"world"));
     let (got, r) = read_all(&[&bytes], 1024);
     r.unwrap();
     assert_eq!(
@@ -71,23 +58,23 @@ fn fragmented_message_is_reassembled_around_a_ping() {
 
 #[test]
 fn invalid_utf8_text_is_1007() {
-    let (_, r) = read_all(&[&frame(0x81, &[0xff, 0xfe])], 1024);
+    let (_, r) = read_all(&[&client_frame(0x81, &[0xff, 0xfe])], 1024);
     assert_eq!(r.unwrap_err().code, CloseCode::INVALID_DATA);
 }
 
 #[test]
 fn message_over_the_limit_is_1009_even_when_fragmented() {
-    let (_, r) = read_all(&[&frame(0x82, &[0; 200])], 100);
+    let (_, r) = read_all(&[&client_frame(0x82, &[0; 200])], 100);
     assert_eq!(r.unwrap_err().code, CloseCode::TOO_BIG);
-    let mut bytes = frame(0x02, &[0; 60]);
-    bytes.extend(frame(0x80, &[0; 60]));
+    let mut bytes = client_frame(0x02, &[0; 60]);
+    bytes.extend(client_frame(0x80, &[0; 60]));
     let (_, r) = read_all(&[&bytes], 100);
     assert_eq!(r.unwrap_err().code, CloseCode::TOO_BIG);
 }
 
 #[test]
 fn continuation_without_start_is_a_protocol_error() {
-    let (_, r) = read_all(&[&frame(0x80, b"x")], 1024);
+    let (_, r) = read_all(&[&client_frame(0x80, b"x")], 1024);
     assert_eq!(r.unwrap_err().code, CloseCode::PROTOCOL);
 }
 
@@ -95,13 +82,13 @@ fn continuation_without_start_is_a_protocol_error() {
 fn a_misplaced_data_frame_is_refused_at_its_header() {
     // Only the header of each misplaced frame arrives: the payload is never waited for.
     let header = |first: u8| {
-        let mut f = frame(first, &[b'a'; 1000]);
+        let mut f = client_frame(first, &[b'a'; 1000]);
         f.truncate(8); // 2 + 2 (length) + 4 (mask)
         f
     };
-    let mut text_in_fragments = frame(0x01, b"he");
+    let mut text_in_fragments = client_frame(0x01, b"he");
     text_in_fragments.extend(header(0x81));
-    let mut binary_in_fragments = frame(0x02, b"he");
+    let mut binary_in_fragments = client_frame(0x02, b"he");
     binary_in_fragments.extend(header(0x82));
     for (bytes, reason) in [
         (
@@ -124,21 +111,21 @@ fn a_misplaced_data_frame_is_refused_at_its_header() {
 fn close_frame_yields_code_and_reason() {
     let mut payload = 1000u16.to_be_bytes().to_vec();
     payload.extend_from_slice(b"bye");
-    let (got, r) = read_all(&[&frame(0x88, &payload)], 1024);
+    let (got, r) = read_all(&[&client_frame(0x88, &payload)], 1024);
     r.unwrap();
     assert_eq!(got, vec![Got::Close(Some(1000), "bye".into())]);
 }
 
 #[test]
 fn close_with_reserved_code_is_a_protocol_error() {
-    let (_, r) = read_all(&[&frame(0x88, &1005u16.to_be_bytes())], 1024);
+    let (_, r) = read_all(&[&client_frame(0x88, &1005u16.to_be_bytes())], 1024);
     assert_eq!(r.unwrap_err().code, CloseCode::PROTOCOL);
 }
 
 #[test]
 fn binary_and_pong_pass_through() {
-    let mut bytes = frame(0x82, &[1, 2, 3]);
-    bytes.extend(frame(0x8A, b""));
+    let mut bytes = client_frame(0x82, &[1, 2, 3]);
+    bytes.extend(client_frame(0x8A, b""));
     let (got, r) = read_all(&[&bytes], 1024);
     r.unwrap();
     assert_eq!(got, vec![Got::Binary(vec![1, 2, 3]), Got::Pong]);
@@ -146,7 +133,7 @@ fn binary_and_pong_pass_through() {
 
 #[test]
 fn reader_releases_a_large_partial_buffer_once_the_frame_completes() {
-    let f = frame(0x81, &[b'a'; 5000]);
+    let f = client_frame(0x81, &[b'a'; 5000]);
     let mut reader = MessageReader::default();
     let mut count = 0;
     let (a, b) = f.split_at(3000);
@@ -184,8 +171,8 @@ fn a_continuation_length_near_2_pow_64_is_refused_not_wrapped() {
 #[test]
 fn invalid_utf8_fails_at_the_first_bad_fragment_not_at_the_end() {
     // Autobahn 6.4.x: the message is not final yet, the error must show now.
-    let first = frame(0x01, "κόσμε".as_bytes());
-    let bad = frame(0x00, &[0xED, 0xA0, 0x80]); // a surrogate: never valid
+    let first = client_frame(0x01, "κόσμε".as_bytes());
+    let bad = client_frame(0x00, &[0xED, 0xA0, 0x80]); // a surrogate: never valid
     let (got, result) = read_all(&[&first, &bad], 1024);
     assert!(got.is_empty());
     assert_eq!(result.unwrap_err().code, CloseCode::INVALID_DATA);
@@ -195,7 +182,7 @@ fn invalid_utf8_fails_at_the_first_bad_fragment_not_at_the_end() {
 fn invalid_utf8_fails_while_a_long_frame_is_still_arriving() {
     let mut payload = vec![b'a'; 300];
     payload[10] = 0xFF;
-    let whole = frame(0x81, &payload);
+    let whole = client_frame(0x81, &payload);
     // Only the first 40 bytes have arrived: the bad byte is among them.
     let (got, result) = read_all(&[&whole[..40]], 1024);
     assert!(got.is_empty());
@@ -208,9 +195,9 @@ fn a_code_point_split_across_fragments_and_reads_is_valid() {
     let bytes = text.as_bytes();
     // Fragments cut inside the 3-byte and 4-byte code points, each fed a byte at a time.
     let frames = [
-        frame(0x01, &bytes[..2]),
-        frame(0x00, &bytes[2..6]),
-        frame(0x80, &bytes[6..]),
+        client_frame(0x01, &bytes[..2]),
+        client_frame(0x00, &bytes[2..6]),
+        client_frame(0x80, &bytes[6..]),
     ];
     let all: Vec<u8> = frames.concat();
     let chunks: Vec<&[u8]> = all.chunks(1).collect();
@@ -221,7 +208,7 @@ fn a_code_point_split_across_fragments_and_reads_is_valid() {
 
 #[test]
 fn a_message_ending_inside_a_code_point_is_1007() {
-    let (got, result) = read_all(&[&frame(0x81, &[b'a', 0xE2, 0x82])], 1024);
+    let (got, result) = read_all(&[&client_frame(0x81, &[b'a', 0xE2, 0x82])], 1024);
     assert!(got.is_empty());
     assert_eq!(result.unwrap_err().code, CloseCode::INVALID_DATA);
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-_RETRYABLE = {"RATE_LIMITED", "OVERLOADED", "NOT_CONNECTED", "CONNECTION_LOST", "TIMEOUT"}
+_RETRYABLE = {"RATE_LIMITED", "OVERLOADED", "UNAVAILABLE", "NOT_CONNECTED", "CONNECTION_LOST", "TIMEOUT"}
 
 
 class FramecastError(Exception):
