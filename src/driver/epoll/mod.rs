@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::accept::AcceptGate;
 use super::{ConnId, Driver, Event, EventFd, SendBatch, Slot};
+use crate::conn_id::Gen;
 use crate::limits::{EPOLL_READ_SCRATCH_BYTES, MAX_IOVECS_PER_SEND};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -26,12 +27,20 @@ const WAKER: Token = Token(usize::MAX - 2);
 #[derive(Debug)]
 pub(crate) struct Readable;
 
-/// One registered connection.
+/// One registered connection: 16 bytes, since there is one per connection and idle memory per
+/// connection is a figure users compare (the slot is its index; a send the socket could not take
+/// at once is boxed, which happens only when the socket is full).
 struct EpollConn {
-    id: ConnId,
+    gen: Gen,
     stream: TcpStream,
-    /// The send the socket could not take at once, and how much of it is written.
-    send: Option<(SendBatch, usize)>,
+    /// The send the socket could not take at once.
+    held: Option<Box<HeldSend>>,
+}
+
+/// A send waiting for its socket to drain: the batch, and how much of it is written.
+struct HeldSend {
+    batch: SendBatch,
+    written: usize,
 }
 
 /// How far [`write_batch`] got.
@@ -112,22 +121,33 @@ impl EpollDriver {
 }
 
 impl EpollConn {
-    /// Writes on after a writable edge; the [`Event::Sent`] once the held send is over.
-    fn continue_send(&mut self, pool: &mut Vec<SendBatch>) -> Option<Event<Readable>> {
-        let (batch, written) = self.send.as_mut()?;
-        let result = match write_batch(&mut self.stream, batch, written) {
-            Progress::Blocked => return None,
-            Progress::Written => Ok(*written),
+    /// Writes `batch` from byte `written` on: the [`Event::Sent`] once it is all written or
+    /// failed, or `None` with the rest held for the next writable edge.
+    fn write(
+        &mut self,
+        id: ConnId,
+        mut batch: SendBatch,
+        mut written: usize,
+        pool: &mut Vec<SendBatch>,
+    ) -> Option<Event<Readable>> {
+        let result = match write_batch(&mut self.stream, &batch, &mut written) {
+            Progress::Blocked => {
+                self.held = Some(Box::new(HeldSend { batch, written }));
+                return None;
+            }
+            Progress::Written => Ok(written),
             Progress::Failed(e) => Err(e),
         };
-        if let Some((mut batch, _)) = self.send.take() {
-            batch.clear();
-            pool.push(batch);
-        }
-        Some(Event::Sent {
-            conn: self.id,
-            result,
-        })
+        batch.clear();
+        pool.push(batch);
+        Some(Event::Sent { conn: id, result })
+    }
+
+    /// Writes on after a writable edge.
+    fn continue_send(&mut self, id: ConnId, pool: &mut Vec<SendBatch>) -> Option<Event<Readable>> {
+        let held = self.held.take()?;
+        let HeldSend { batch, written } = *held;
+        self.write(id, batch, written, pool)
     }
 
     /// The connection's current slot entry (`None` when `id` is gone).
@@ -135,7 +155,7 @@ impl EpollConn {
         conns
             .get_mut(id.slot as usize)?
             .as_mut()
-            .filter(|c| c.id == id)
+            .filter(|c| c.gen == id.gen)
     }
 }
 
@@ -214,14 +234,15 @@ impl Driver for EpollDriver {
                     let Some(Some(conn)) = self.conns.get_mut(slot as usize) else {
                         continue;
                     };
+                    let id = ConnId::new(slot, conn.gen);
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                         out.push(Event::Input {
-                            conn: conn.id,
+                            conn: id,
                             data: Readable,
                         });
                     }
                     if ev.is_writable() {
-                        if let Some(event) = conn.continue_send(&mut self.pool) {
+                        if let Some(event) = conn.continue_send(id, &mut self.pool) {
                             out.push(event);
                         }
                     }
@@ -248,9 +269,9 @@ impl Driver for EpollDriver {
             self.conns.resize_with(i + 1, || None);
         }
         self.conns[i] = Some(EpollConn {
-            id,
+            gen: id.gen,
             stream,
-            send: None,
+            held: None,
         });
         Ok(())
     }
@@ -294,7 +315,7 @@ impl Driver for EpollDriver {
             });
             return;
         };
-        if conn.send.is_some() {
+        if conn.held.is_some() {
             batch.clear();
             self.pool.push(batch);
             self.pending.push(Event::Sent {
@@ -303,9 +324,8 @@ impl Driver for EpollDriver {
             });
             return;
         }
-        conn.send = Some((batch, 0));
         // Most sends go at once; the event is reported at the next `wait`, as io_uring's is.
-        if let Some(event) = conn.continue_send(&mut self.pool) {
+        if let Some(event) = conn.write(id, batch, 0, &mut self.pool) {
             self.pending.push(event);
         }
     }
@@ -318,11 +338,12 @@ impl Driver for EpollDriver {
 
     fn close(&mut self, id: ConnId) {
         if let Some(entry) = self.conns.get_mut(id.slot as usize) {
-            if entry.as_ref().is_some_and(|c| c.id == id) {
+            if entry.as_ref().is_some_and(|c| c.gen == id.gen) {
                 if let Some(mut conn) = entry.take() {
                     let _ = self.poll.registry().deregister(&mut conn.stream);
                     self.accept_gate.on_descriptor_freed();
-                    if let Some((mut batch, _)) = conn.send.take() {
+                    if let Some(held) = conn.held.take() {
+                        let mut batch = held.batch;
                         batch.clear();
                         self.pool.push(batch);
                         self.pending.push(Event::Sent {

@@ -145,3 +145,10 @@ fn events_for_an_earlier_connection_in_the_slot_name_it_not_the_new_one() {
         .any(|e| matches!(e, Event::Sent { conn, result: Err(_) } if *conn == old)));
     assert!(sent(&events, new).is_empty());
 }
+
+#[test]
+fn a_registered_connection_costs_its_socket_a_generation_and_a_pointer() {
+    // 16 bytes in release builds; mio's socket carries a selector id in debug builds.
+    let socket = std::mem::size_of::<mio::net::TcpStream>();
+    assert!(std::mem::size_of::<Option<super::EpollConn>>() <= socket + 16);
+}
