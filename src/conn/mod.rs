@@ -26,19 +26,24 @@
 //! token expiry).
 #![forbid(unsafe_code)]
 
+mod app;
+mod close;
 pub(crate) mod outbox;
+mod request;
 pub(crate) mod timers;
+mod transmit;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::limits::{CLOSE_HANDSHAKE_TIMEOUT_MS, MAX_HTTP_HEAD_BYTES};
+use crate::limits::CLOSE_HANDSHAKE_TIMEOUT_MS;
 use crate::protocol::frame::{close_frame, server_frame, Kind};
-use crate::protocol::handshake::{
-    error_response, parse_request, Endpoint, HttpRequest, RequestOutcome, Routes,
-};
+use crate::protocol::handshake::{Endpoint, Routes};
 use crate::protocol::message::{CloseCode, Incoming, MessageReader};
+pub use app::AppEvent;
+pub(crate) use app::UpgradeRequest;
+pub use close::{CloseOrder, CloseReason};
 pub use outbox::SendBatch;
 pub(crate) use outbox::{Full, Outbox};
 pub(crate) use timers::Timer;
@@ -62,120 +67,6 @@ pub struct ConnSettings {
     pub routes: Routes,
 }
 
-/// An upgrade to the native endpoint, before the 101 is sent: the application may refuse it.
-#[derive(Debug)]
-pub struct UpgradeRequest {
-    /// Query string of the upgrade URL, without `?`.
-    pub query: Option<String>,
-    /// The `Authorization` header.
-    pub authorization: Option<String>,
-    /// The `Origin` header.
-    pub origin: Option<String>,
-    /// Set (by [`refuse`](Self::refuse)) to answer with an HTTP error instead of the 101.
-    pub refusal: Option<UpgradeRefusal>,
-}
-
-impl UpgradeRequest {
-    /// Refuses the upgrade with HTTP `status` and a JSON error body carrying `message`.
-    pub fn refuse(&mut self, status: u16, message: impl Into<String>) {
-        self.refusal = Some(UpgradeRefusal {
-            status,
-            message: message.into(),
-        });
-    }
-}
-
-/// Why the application refused an upgrade: what the client gets instead of the 101.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UpgradeRefusal {
-    /// The HTTP status (400, 401, 403).
-    pub status: u16,
-    /// The message of the JSON error body.
-    pub message: String,
-}
-
-/// What a connection hands up to the application.
-#[derive(Debug)]
-pub enum AppEvent<'a> {
-    /// An upgrade request to the native endpoint, before it is accepted.
-    Upgrade(&'a mut UpgradeRequest),
-    /// The upgrade to the native endpoint completed; `query` is the request's query string.
-    Opened {
-        /// Query string of the upgrade URL, without `?`.
-        query: Option<&'a str>,
-    },
-    /// A whole text or binary message on the native endpoint (mutable for in-place parsing).
-    Message(&'a mut [u8]),
-    /// A plain HTTP request; the application queues exactly one complete response.
-    Http(&'a HttpRequest),
-}
-
-/// Why a connection ended, for counting and logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    /// Normal close handshake (either side started it).
-    Normal,
-    /// The peer closed the TCP connection or it failed.
-    PeerGone,
-    /// The client broke the protocol.
-    ProtocolError,
-    /// The outbound queue passed its cap.
-    SlowConsumer,
-    /// No upgrade request in time.
-    HandshakeTimeout,
-    /// No pong in time.
-    PongTimeout,
-    /// Answered with an HTTP error instead of an upgrade.
-    Rejected,
-    /// A plain HTTP connection ended (after `Connection: close` or when idle).
-    HttpDone,
-    /// The server is shutting down.
-    Shutdown,
-    /// Bad, missing or expired token (close 4001).
-    AuthFailed,
-    /// Sustained publishing over the rate limit (close 1008).
-    Abuse,
-}
-
-impl CloseReason {
-    /// Every reason, in [`index`](Self::index) order.
-    pub const ALL: [CloseReason; 11] = [
-        CloseReason::Normal,
-        CloseReason::PeerGone,
-        CloseReason::ProtocolError,
-        CloseReason::SlowConsumer,
-        CloseReason::HandshakeTimeout,
-        CloseReason::PongTimeout,
-        CloseReason::Rejected,
-        CloseReason::HttpDone,
-        CloseReason::Shutdown,
-        CloseReason::AuthFailed,
-        CloseReason::Abuse,
-    ];
-
-    /// Position in [`ALL`](Self::ALL).
-    pub fn index(self) -> usize {
-        Self::ALL.iter().position(|&r| r == self).expect("listed")
-    }
-
-    /// snake_case name for metrics and events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::Normal => "normal",
-            CloseReason::PeerGone => "peer_gone",
-            CloseReason::ProtocolError => "protocol_error",
-            CloseReason::SlowConsumer => "slow_consumer",
-            CloseReason::HandshakeTimeout => "handshake_timeout",
-            CloseReason::PongTimeout => "pong_timeout",
-            CloseReason::Rejected => "rejected",
-            CloseReason::HttpDone => "http_done",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::AuthFailed => "auth_failed",
-            CloseReason::Abuse => "abuse",
-        }
-    }
-}
-
 #[derive(Debug)]
 enum Phase {
     /// Reading an HTTP request: the upgrade, or plain requests on a keep-alive connection.
@@ -197,18 +88,6 @@ enum Phase {
         write_shut: bool,
     },
     Done,
-}
-
-/// A close the application asks for (a command handler, a limit): the code and text to send,
-/// and why, for counting.
-#[derive(Clone, Copy, Debug)]
-pub struct CloseOrder {
-    /// Close code.
-    pub code: CloseCode,
-    /// Reason text.
-    pub text: &'static str,
-    /// Why, for counting.
-    pub reason: CloseReason,
 }
 
 /// One connection's protocol state.
@@ -304,107 +183,6 @@ impl Conn {
         }
     }
 
-    fn handle_request(
-        &mut self,
-        head: &mut Vec<u8>,
-        mut answered: u32,
-        now: Instant,
-        settings: &ConnSettings,
-        app: &mut impl FnMut(&mut Outbox, AppEvent<'_>),
-    ) {
-        loop {
-            match parse_request(head, &settings.routes) {
-                RequestOutcome::Partial => {
-                    debug_assert!(head.len() <= MAX_HTTP_HEAD_BYTES + settings.routes.max_body);
-                    self.phase = Phase::Http {
-                        head: std::mem::take(head),
-                        answered,
-                    };
-                    return;
-                }
-                RequestOutcome::Http(request) => {
-                    app(&mut self.outbox, AppEvent::Http(&request));
-                    answered += 1;
-                    head.drain(..request.consumed);
-                    // The request timer restarts for the next request.
-                    self.timers
-                        .set(Timer::Handshake, now + settings.handshake_timeout);
-                    if !request.keep_alive {
-                        self.reason = Some(CloseReason::HttpDone);
-                        self.linger(now);
-                        return;
-                    }
-                }
-                RequestOutcome::Reject { response, .. } => return self.reject(response, now),
-                RequestOutcome::Upgrade {
-                    endpoint,
-                    response,
-                    consumed,
-                    query,
-                    authorization,
-                    origin,
-                } => {
-                    if let Admission::Full { goodbye } = &self.admission {
-                        self.outbox.push_unchecked(response);
-                        if endpoint == Endpoint::Native {
-                            self.outbox.push_unchecked(goodbye.clone());
-                        }
-                        self.phase = Phase::Open;
-                        self.endpoint = Some(endpoint);
-                        return self.close(
-                            CloseCode::TRY_AGAIN_LATER,
-                            "server is at max_connections",
-                            CloseReason::Rejected,
-                            now,
-                        );
-                    }
-                    if endpoint == Endpoint::Native {
-                        let mut request = UpgradeRequest {
-                            query: query.clone(),
-                            authorization,
-                            origin,
-                            refusal: None,
-                        };
-                        app(&mut self.outbox, AppEvent::Upgrade(&mut request));
-                        if let Some(refusal) = request.refusal {
-                            let response = error_response(refusal.status, &refusal.message);
-                            return self.reject(response, now);
-                        }
-                    }
-                    self.outbox.push_unchecked(response);
-                    self.phase = Phase::Open;
-                    self.endpoint = Some(endpoint);
-                    self.timers.stop(Timer::Handshake);
-                    self.timers.set(Timer::Ping, now + settings.ping_interval);
-                    if endpoint == Endpoint::Native {
-                        app(
-                            &mut self.outbox,
-                            AppEvent::Opened {
-                                query: query.as_deref(),
-                            },
-                        );
-                    }
-                    if head.len() > consumed {
-                        let mut tail = head.split_off(consumed);
-                        self.read_frames(&mut tail, now, settings, app);
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    fn reject(&mut self, response: Bytes, now: Instant) {
-        self.outbox.push_unchecked(response);
-        self.reason = Some(CloseReason::Rejected);
-        self.linger(now);
-    }
-
-    fn linger(&mut self, now: Instant) {
-        self.phase = Phase::Lingering { write_shut: false };
-        self.start_close_timer(now);
-    }
-
     /// Only the close deadline is left once a close (or a linger) starts.
     fn start_close_timer(&mut self, now: Instant) {
         self.timers.stop_all();
@@ -412,24 +190,6 @@ impl Conn {
             Timer::Close,
             now + Duration::from_millis(CLOSE_HANDSHAKE_TIMEOUT_MS),
         );
-    }
-
-    /// Whether the driver should now shut down the write side (the final response is out).
-    pub fn wants_write_shutdown(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Lingering {
-                write_shut: false,
-                ..
-            }
-        ) && self.outbox.is_empty()
-    }
-
-    /// Records that the write side was shut down.
-    pub fn handle_write_shutdown(&mut self) {
-        if let Phase::Lingering { write_shut, .. } = &mut self.phase {
-            *write_shut = true;
-        }
     }
 
     /// Whether the connection upgraded to the native WebSocket endpoint at some point (and was
@@ -563,22 +323,6 @@ impl Conn {
         self.timers.next()
     }
 
-    /// Queues a broadcast frame; past the queue cap the connection starts closing with 1008
-    /// and `Err(Full)` tells the caller it was a slow consumer.
-    pub fn push_broadcast(
-        &mut self,
-        frame: Bytes,
-        settings: &ConnSettings,
-        now: Instant,
-    ) -> Result<(), Full> {
-        if !self.is_open() {
-            return Ok(());
-        }
-        self.outbox
-            .push(frame, settings.max_queued_bytes)
-            .inspect_err(|_| self.close_slow_consumer(now))
-    }
-
     /// Fires every timer due at `now`: the handshake deadline, the server ping, the pong
     /// deadline, the auth deadline, the close deadline.
     pub fn handle_timeout(&mut self, now: Instant, settings: &ConnSettings) {
@@ -619,50 +363,6 @@ impl Conn {
         {
             self.finish();
         }
-    }
-
-    /// Queues a reply or notice, bypassing the queue cap (the caller bounds what it queues).
-    pub fn queue(&mut self, frame: Bytes) {
-        self.outbox.push_unchecked(frame);
-    }
-
-    /// Queues a replayed history frame: it raises the queue's cap by its size until sent
-    /// (see [`Outbox::push_replay`]).
-    pub fn queue_replay(&mut self, frame: Bytes) {
-        self.outbox.push_replay(frame);
-    }
-
-    /// Bytes queued and not yet written.
-    pub fn queued(&self) -> usize {
-        self.outbox.queued()
-    }
-
-    /// Whether anything is queued to write.
-    pub fn has_output(&self) -> bool {
-        !self.outbox.is_empty()
-    }
-
-    /// Whether `len` more bytes fit under the queue cap `cap`.
-    pub fn queue_fits(&self, len: usize, cap: usize) -> bool {
-        self.outbox.fits(len, cap)
-    }
-
-    /// Whether the queue is over the cap `cap`.
-    pub fn queue_over(&self, cap: usize) -> bool {
-        self.outbox.over(cap)
-    }
-
-    /// Fills `batch` (the caller's, from the driver's pool) with the next bytes to write, by
-    /// reference; returns whether there is anything. The bytes stay queued until
-    /// [`Conn::handle_sent`] says how many were written.
-    pub fn poll_transmit(&self, batch: &mut SendBatch) -> bool {
-        self.outbox.fill(batch);
-        batch.len > 0
-    }
-
-    /// Records that the driver wrote `n` bytes of the outbox.
-    pub fn handle_sent(&mut self, n: usize) {
-        self.outbox.advance(n);
     }
 }
 
