@@ -65,6 +65,14 @@ pub(crate) struct Timers {
     at_ms: [u64; Timer::COUNT],
 }
 
+/// Whole milliseconds from `from` to `at`, rounded up (0 if `at` is earlier): a deadline kept
+/// in milliseconds never comes before the one it stands for. Shared with the shard's deadline
+/// queue, which keys deadlines the same way.
+pub(crate) fn millis_after(from: Instant, at: Instant) -> u128 {
+    let after = at.saturating_duration_since(from);
+    after.as_millis() + u128::from(after.subsec_nanos() % 1_000_000 != 0)
+}
+
 /// An unset timer.
 const UNSET: u64 = u64::MAX;
 
@@ -79,9 +87,8 @@ impl Timers {
 
     /// Sets (or replaces) `timer`'s deadline (at `base` at the earliest).
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
-        let after = at.saturating_duration_since(self.base);
-        let ms = after.as_millis() as u64 + u64::from(after.subsec_nanos() % 1_000_000 != 0);
-        self.at_ms[timer.index()] = ms.min(UNSET - 1);
+        let ms = millis_after(self.base, at);
+        self.at_ms[timer.index()] = u64::try_from(ms).map_or(UNSET - 1, |ms| ms.min(UNSET - 1));
     }
 
     /// Clears `timer`.

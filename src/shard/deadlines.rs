@@ -51,8 +51,7 @@ impl Deadlines {
 
     /// The key of a deadline: whole milliseconds after the epoch, rounded up.
     fn key(&self, at: Instant) -> u32 {
-        let after = at.saturating_duration_since(self.epoch);
-        let ms = after.as_millis() + u128::from(after.subsec_nanos() % 1_000_000 != 0);
+        let ms = crate::conn::timers::millis_after(self.epoch, at);
         u32::try_from(ms).map_or(FAR, |k| k.min(FAR))
     }
 
