@@ -29,6 +29,7 @@ fn publication(channel: &Arc<str>) -> Publication {
         data: Bytes::from_static(br#"{"t":1732245600123456789,"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}"#),
         key: None,
         ack: None,
+        committed: None,
     }
 }
 

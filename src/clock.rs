@@ -22,6 +22,9 @@ pub(crate) struct FrameClock {
     start: Instant,
     period: Duration,
     next: u64,
+    /// Added to every frame number: 0 for a clock counting from its start, the Unix-time
+    /// frame number of `start` for a wall-aligned one.
+    offset: u64,
 }
 
 impl FrameClock {
@@ -31,6 +34,22 @@ impl FrameClock {
             start,
             period,
             next: 1,
+            offset: 0,
+        }
+    }
+
+    /// A clock whose frame numbers are `⌊unix time / period⌋` and whose ticks fall on those
+    /// wall-clock multiples (cluster mode: every node numbers the same tick alike, within
+    /// clock skew). `now` and `unix` are the same moment on the two clocks.
+    pub(crate) fn wall_aligned(now: Instant, unix: Duration, period: Duration) -> FrameClock {
+        let p = period.as_nanos().max(1);
+        let current = unix.as_nanos() / p;
+        let into = Duration::from_nanos((unix.as_nanos() - current * p) as u64);
+        FrameClock {
+            start: now.checked_sub(into).unwrap_or(now),
+            period,
+            next: 1,
+            offset: current as u64,
         }
     }
 
@@ -50,7 +69,7 @@ impl FrameClock {
         let current = (elapsed.as_nanos() / self.period.as_nanos().max(1)) as u64;
         let frame = current.max(self.next);
         let tick = Tick {
-            frame,
+            frame: frame + self.offset,
             lateness: now.saturating_duration_since(due),
             merged: frame - self.next,
         };
@@ -76,6 +95,23 @@ mod tests {
             assert_eq!(tick.frame, n);
             assert_eq!(tick.merged, 0);
         }
+    }
+
+    #[test]
+    fn wall_aligned_clocks_agree_on_the_frame_number_of_a_moment() {
+        let p = Duration::from_nanos(16_666_667);
+        let unix = Duration::from_secs(1_780_000_000) + Duration::from_millis(7);
+        let t0 = Instant::now();
+        let mut a = FrameClock::wall_aligned(t0, unix, p);
+        // Another node started 40 ms later, on the same wall clock.
+        let later = Duration::from_millis(40);
+        let mut b = FrameClock::wall_aligned(t0 + later, unix + later, p);
+        let expected = ((unix + later * 2).as_nanos() / p.as_nanos()) as u64;
+        let (fa, fb) = (a.fire(t0 + later * 2).frame, b.fire(t0 + later * 2).frame);
+        assert_eq!((fa, fb), (expected, expected));
+        let (da, db) = (a.deadline(), b.deadline());
+        let apart = da.max(db) - da.min(db);
+        assert!(apart < Duration::from_micros(1), "{apart:?}");
     }
 
     #[test]

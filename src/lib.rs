@@ -27,6 +27,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod clock;
+pub(crate) mod cluster;
 pub mod config;
 pub(crate) mod conn;
 pub(crate) mod conn_id;

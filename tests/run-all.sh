@@ -4,7 +4,9 @@
 #   tests/run-all.sh
 #
 # 0. tests/arch/module_cycles.py     no import cycle between the server's top-level modules
-# 1. cargo test                      Rust unit and integration suites, both backends
+#    nats-server                     installs Debian's nats-server if missing (for tests/cluster.rs)
+# 1. cargo test                      Rust unit and integration suites, both backends, and the
+#                                    cluster suite against real nats-server processes
 # 2. io_uring denied (seccomp)       one suite again with io_uring blocked as Docker blocks it:
 #                                    the io_uring variants say they were skipped, epoll runs
 # 3. tests/fuzz/smoke.sh             each fuzz target for FUZZ_SECONDS (default 30) on 2 MiB stacks
@@ -20,6 +22,23 @@ step() { echo; echo "=== $* ($((SECONDS - started)) s)"; }
 
 step "module cycles"
 python3 tests/arch/module_cycles.py
+
+step "nats-server (for tests/cluster.rs)"
+# Debian's package (2.9.10, JetStream built in) is enough for the cluster tests, which use single
+# servers. Installing it also enables a systemd service on 127.0.0.1:4222 without JetStream; that
+# is harmless: the tests start their own `nats-server -js` on free ports with temporary stores.
+# Debian puts it in /usr/sbin, which is not on a normal user's PATH.
+[[ :$PATH: == *:/usr/sbin:* ]] || export PATH=$PATH:/usr/sbin
+if ! command -v nats-server >/dev/null; then
+    as_root=()
+    if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then as_root=(sudo); fi
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y nats-server \
+        || { "${as_root[@]}" apt-get update \
+             && "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y nats-server; }
+fi
+nats-server --version
+# The cluster tests fail, instead of printing a skip line, when nats-server is missing.
+export FRAMECAST_REQUIRE_NATS=1
 
 step "cargo test"
 cargo test

@@ -1,9 +1,10 @@
 //! The TOML file as a configuration source: every top-level key goes through
-//! [`Config::set`] like a flag's text; `[namespaces]` goes to [`Namespaces::from_toml`].
+//! [`Config::set`] like a flag's text; `[namespaces]` goes to [`Namespaces::from_toml`], `[cluster]` to
+//! [`ClusterConfig::from_toml`].
 
 use std::path::Path;
 
-use super::{Config, ConfigError, Namespaces};
+use super::{ClusterConfig, Config, ConfigError, Namespaces};
 
 impl Config {
     /// Applies every key of a TOML document; unknown keys are errors.
@@ -23,6 +24,13 @@ impl Config {
                     });
                 };
                 self.namespaces = Namespaces::from_toml(t)?;
+                continue;
+            }
+            if key == "cluster" {
+                let Some(t) = value.as_table() else {
+                    return Err(ConfigError::invalid(key, "must be a [cluster] table"));
+                };
+                self.cluster = Some(ClusterConfig::from_toml(t)?);
                 continue;
             }
             let text = match value {

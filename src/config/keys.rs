@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::schema::declare_keys;
 use super::values::{self, parse_bool_flag, parse_bytes, parse_duration, parse_number};
-use super::{IoBackend, Namespaces};
+use super::{ClusterConfig, IoBackend, Namespaces};
 
 declare_keys! {
     listen: SocketAddr {
@@ -190,6 +190,8 @@ declare_keys! {
     /// `[namespaces.NAME]` tables (TOML file only; they keep their own shape, see
     /// `namespaces.rs`).
     namespaces: Namespaces = Namespaces::default(),
+    /// The `[cluster]` table (TOML file only, see `cluster.rs`); `None`: single-node mode.
+    cluster: Option<ClusterConfig> = None,
     /// The TOML file this configuration was read from, if any (for the startup line).
     config_file: Option<PathBuf> = None,
 }

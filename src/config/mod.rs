@@ -8,6 +8,7 @@
 //! their own typed shape ([`namespaces`]).
 
 mod check;
+pub mod cluster;
 pub mod docs;
 mod file;
 mod flags;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub use check::ValidConfig;
+pub use cluster::{ClusterConfig, Storage};
 pub use flags::KeyFlags;
 pub use keys::{Config, KEYS};
 pub use namespaces::{Access, Delivery, Namespace, Namespaces};

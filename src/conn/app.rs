@@ -48,6 +48,12 @@ pub enum AppEvent<'a> {
     },
     /// A whole text or binary message on the native endpoint (mutable for in-place parsing).
     Message(&'a mut [u8]),
-    /// A plain HTTP request; the application queues exactly one complete response.
-    Http(&'a HttpRequest),
+    /// A plain HTTP request; the application queues exactly one complete response, or sets
+    /// `owed` and gives it later with [`Conn::answer_http`](super::Conn::answer_http).
+    Http {
+        /// The request.
+        request: &'a HttpRequest,
+        /// Set by the application when it answers later.
+        owed: &'a mut bool,
+    },
 }

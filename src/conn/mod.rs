@@ -37,7 +37,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::limits::CLOSE_HANDSHAKE_TIMEOUT_MS;
+use crate::limits::{CLOSE_HANDSHAKE_TIMEOUT_MS, MAX_HTTP_HEAD_BYTES};
+
+/// Bytes of requests a connection may pipeline behind a response it is still owed (beyond
+/// one request's bound); more closes it.
+const PIPELINED_BYTES: usize = MAX_HTTP_HEAD_BYTES + (1 << 20);
 use crate::protocol::frame::{close_frame, server_frame, Kind};
 use crate::protocol::handshake::{Endpoint, Routes};
 use crate::protocol::message::{CloseCode, Incoming, MessageReader};
@@ -75,6 +79,9 @@ enum Phase {
         /// Plain HTTP requests answered so far (an idle keep-alive connection that answered
         /// some ends quietly at the handshake deadline).
         answered: u32,
+        /// A response the application owes (a broadcast waiting for its seqs), with the
+        /// request's keep-alive: later requests wait in `head` until it is given.
+        owed: Option<bool>,
     },
     Open,
     /// Close frame queued; waiting for the peer's (or the [`Timer::Close`] deadline).
@@ -130,6 +137,7 @@ impl Conn {
             phase: Phase::Http {
                 head: Vec::new(),
                 answered: 0,
+                owed: None,
             },
             endpoint: None,
             reader: MessageReader::default(),
@@ -170,7 +178,20 @@ impl Conn {
         app: &mut impl FnMut(&mut Outbox, AppEvent<'_>),
     ) {
         match &mut self.phase {
-            Phase::Http { head, answered } => {
+            Phase::Http {
+                head,
+                owed: Some(_),
+                ..
+            } => {
+                // Pipelined behind a response still owed: kept, within a bound.
+                if head.len() + data.len() > PIPELINED_BYTES + settings.routes.max_body {
+                    self.reason = Some(CloseReason::Rejected);
+                    self.finish();
+                } else {
+                    head.extend_from_slice(data);
+                }
+            }
+            Phase::Http { head, answered, .. } => {
                 head.extend_from_slice(data);
                 let (mut head, answered) = (std::mem::take(head), *answered);
                 self.handle_request(&mut head, answered, now, settings, app);
@@ -181,6 +202,34 @@ impl Conn {
             Phase::Lingering { .. } => {}
             Phase::Done => {}
         }
+    }
+
+    /// Gives the response owed for a deferred HTTP request, then reads the requests pipelined
+    /// behind it. Nothing happens if none is owed (the connection moved on or closed).
+    pub fn answer_http(
+        &mut self,
+        response: Bytes,
+        now: Instant,
+        settings: &ConnSettings,
+        app: &mut impl FnMut(&mut Outbox, AppEvent<'_>),
+    ) {
+        let Phase::Http {
+            head,
+            answered,
+            owed: Some(keep_alive),
+        } = &mut self.phase
+        else {
+            return;
+        };
+        let (keep_alive, answered) = (*keep_alive, *answered);
+        let mut head = std::mem::take(head);
+        self.outbox.push_unchecked(response);
+        if !keep_alive {
+            self.reason = Some(CloseReason::HttpDone);
+            self.linger(now);
+            return;
+        }
+        self.handle_request(&mut head, answered, now, settings, app);
     }
 
     /// Only the close deadline is left once a close (or a linger) starts.
@@ -327,7 +376,7 @@ impl Conn {
     /// deadline, the auth deadline, the close deadline.
     pub fn handle_timeout(&mut self, now: Instant, settings: &ConnSettings) {
         if self.timers.take_due(Timer::Handshake, now) {
-            if let Phase::Http { head, answered } = &self.phase {
+            if let Phase::Http { head, answered, .. } = &self.phase {
                 // An idle keep-alive connection that already answered requests ends quietly;
                 // one that never completed a request timed out.
                 self.reason = Some(if head.is_empty() && *answered > 0 {

@@ -29,16 +29,32 @@ impl Conn {
                     self.phase = Phase::Http {
                         head: std::mem::take(head),
                         answered,
+                        owed: None,
                     };
                     return;
                 }
                 RequestOutcome::Http(request) => {
-                    app(&mut self.outbox, AppEvent::Http(&request));
+                    let mut owed = false;
+                    app(
+                        &mut self.outbox,
+                        AppEvent::Http {
+                            request: &request,
+                            owed: &mut owed,
+                        },
+                    );
                     answered += 1;
                     head.drain(..request.consumed);
                     // The request timer restarts for the next request.
                     self.timers
                         .set(Timer::Handshake, now + settings.handshake_timeout);
+                    if owed {
+                        self.phase = Phase::Http {
+                            head: std::mem::take(head),
+                            answered,
+                            owed: Some(request.keep_alive),
+                        };
+                        return;
+                    }
                     if !request.keep_alive {
                         self.reason = Some(CloseReason::HttpDone);
                         self.linger(now);

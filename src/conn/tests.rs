@@ -35,7 +35,7 @@ fn feed(conn: &mut Conn, bytes: &[u8], now: Instant) -> Vec<String> {
     conn.handle_input(&mut data, now, &settings(), &mut |_, ev| match ev {
         AppEvent::Opened { .. } => got.push("opened".to_string()),
         AppEvent::Message(m) => got.push(String::from_utf8(m.to_vec()).unwrap()),
-        AppEvent::Http(r) => got.push(format!("{} {}", r.method, r.path)),
+        AppEvent::Http { request: r, .. } => got.push(format!("{} {}", r.method, r.path)),
         AppEvent::Upgrade(_) => {}
     });
     got

@@ -70,7 +70,7 @@ pub(crate) struct Timers {
 /// queue, which keys deadlines the same way.
 pub(crate) fn millis_after(from: Instant, at: Instant) -> u128 {
     let after = at.saturating_duration_since(from);
-    after.as_millis() + u128::from(after.subsec_nanos() % 1_000_000 != 0)
+    after.as_millis() + u128::from(!after.subsec_nanos().is_multiple_of(1_000_000))
 }
 
 /// An unset timer.

@@ -10,9 +10,19 @@ use crate::conn_id::ConnId;
 
 /// Where a publication's `published` reply goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AckTo {
-    /// The request's `id` (raw JSON), echoed in the reply.
-    pub id: Box<str>,
+pub enum AckTo {
+    /// The publishing client's request `id` (raw JSON), echoed in its `published` reply.
+    Client {
+        /// The id.
+        id: Box<str>,
+    },
+    /// An HTTP broadcast waiting on connection `conn` of `shard` for its seqs.
+    Http {
+        /// The shard serving the request.
+        shard: u32,
+        /// The HTTP connection there.
+        conn: ConnId,
+    },
 }
 
 /// What became of an acknowledged publication.
@@ -32,6 +42,9 @@ pub enum AckOutcome {
     },
     /// The channel did not exist and clients may create no more (`max_channels`).
     ChannelLimit,
+    /// Cluster mode: the event could not be committed in time (broker unreachable, or too
+    /// much waiting); it was not delivered anywhere.
+    Unavailable,
 }
 
 /// One `published` reply to send.
@@ -52,12 +65,28 @@ pub struct PublishAck {
 impl PublishAck {
     /// The acknowledgement `p` asked for, if it asked for one.
     pub fn of(p: &Publication, outcome: AckOutcome) -> Option<PublishAck> {
-        let (origin, to) = (p.origin?, p.ack.as_deref()?);
+        PublishAck::to(p.origin, p.ack.as_deref()?, &p.channel, outcome)
+    }
+
+    /// The reply `to` asks for (a client's needs its `origin`).
+    pub fn to(
+        origin: Option<super::Origin>,
+        to: &AckTo,
+        channel: &Arc<str>,
+        outcome: AckOutcome,
+    ) -> Option<PublishAck> {
+        let (shard, conn) = match to {
+            AckTo::Client { .. } => {
+                let o = origin?;
+                (o.shard, o.conn)
+            }
+            AckTo::Http { shard, conn } => (*shard, *conn),
+        };
         Some(PublishAck {
-            shard: origin.shard,
-            conn: origin.conn,
+            shard,
+            conn,
             to: to.clone(),
-            channel: p.channel.clone(),
+            channel: channel.clone(),
             outcome,
         })
     }

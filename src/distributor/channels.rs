@@ -179,6 +179,13 @@ pub struct ChannelRegistry {
     pub(crate) levelled: Vec<Arc<str>>,
     /// `published` replies due, drained by the distributor after each tick.
     pub(crate) acks: Vec<super::PublishAck>,
+    /// Cluster mode: a channel that has events is never forgotten (the stream keeps its head,
+    /// so forgetting it here would renumber it on this node only), and a channel without
+    /// events has no epoch yet (`""`): the stream's first batch names it, the same on every
+    /// node, and a client's `since` with the empty epoch means "from the start".
+    pub(crate) clustered: bool,
+    /// Cluster mode: the stream's incarnation, which names channels' first epochs.
+    incarnation: Option<Arc<str>>,
 }
 
 impl Default for ChannelRegistry {
@@ -198,6 +205,8 @@ impl ChannelRegistry {
             dirty: Vec::new(),
             levelled: Vec::new(),
             acks: Vec::new(),
+            clustered: false,
+            incarnation: None,
         }
     }
 
@@ -227,7 +236,14 @@ impl ChannelRegistry {
             return false;
         }
         self.client_channels += usize::from(client);
-        self.map.entry(channel.clone()).or_default().client_created = client;
+        let state = self.map.entry(channel.clone()).or_default();
+        state.client_created = client;
+        if self.clustered {
+            state.epoch = match &self.incarnation {
+                Some(inc) => crate::cluster::first_epoch(inc, channel),
+                None => Arc::from(""),
+            };
+        }
         true
     }
 
@@ -275,8 +291,11 @@ impl ChannelRegistry {
     /// only; such a channel starts again at seq 1, in a new epoch, if used later.
     pub fn snapshot(&mut self, elapsed_secs: f64) -> Vec<crate::status::ChannelInfo> {
         let mut forgot_client = 0;
+        let clustered = self.clustered;
         self.map.retain(|_, s| {
-            let keep = !s.forgettable() || s.last_seq != s.seq_at_snapshot;
+            let keep = !s.forgettable()
+                || s.last_seq != s.seq_at_snapshot
+                || (clustered && s.last_seq > 0);
             forgot_client += usize::from(!keep && s.client_created);
             keep
         });
@@ -313,11 +332,114 @@ impl ChannelRegistry {
             return false;
         }
         let state = self.map.get_mut(&p.channel).expect("ensured");
+        if state.epoch.is_empty() {
+            state.epoch = new_epoch(); // a node-local channel in cluster mode
+        }
         if state.pending.is_empty() {
             self.dirty.push(p.channel.clone());
         }
         state.pending.push(p);
         true
+    }
+
+    /// Queues a batch the cluster committed (seqs `first_seq..`, numbering fixed in each
+    /// publication), keeping the channel's numbering contiguous: a new epoch replaces the
+    /// channel's history, events already queued or dispatched are skipped, and the first batch
+    /// a node sees of a channel sets where it starts. Err names what was unusual (logged).
+    pub fn queue_committed(
+        &mut self,
+        channel: &Arc<str>,
+        epoch: &Arc<str>,
+        first_seq: u64,
+        mut batch: Vec<Publication>,
+    ) -> Result<(), String> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if !self.ensure(channel, false) {
+            return Err(
+                "channel table full (MAX_CHANNELS); batch not delivered on this node".into(),
+            );
+        }
+        let state = self.map.get_mut(channel).expect("ensured");
+        let mut note = Ok(());
+        let queued = state.last_seq + state.pending.len() as u64;
+        if state.epoch != *epoch {
+            if queued > 0 {
+                note = Err(format!(
+                    "new epoch {epoch} (was {}): history restarts",
+                    state.epoch
+                ));
+                state.history = History::default();
+                state.snapshot = Lazy::default();
+                state.pending.clear();
+            }
+            state.epoch = epoch.clone();
+            state.last_seq = first_seq - 1;
+        }
+        let queued = state.last_seq + state.pending.len() as u64;
+        if first_seq <= queued {
+            let skip = ((queued - first_seq + 1) as usize).min(batch.len());
+            batch.drain(..skip);
+        } else if first_seq > queued + 1 {
+            if queued > 0 {
+                note = Err(format!("seq jumps from {queued} to {first_seq}"));
+            }
+            if state.pending.is_empty() {
+                state.last_seq = first_seq - 1;
+            }
+        }
+        if batch.is_empty() {
+            return note;
+        }
+        if state.pending.is_empty() {
+            self.dirty.push(channel.clone());
+        }
+        state.pending.extend(batch);
+        note
+    }
+
+    /// Cluster mode: the stream's incarnation is `id`; channels without events take their
+    /// first epoch from it.
+    pub fn set_incarnation(&mut self, id: Arc<str>) {
+        for (name, state) in &mut self.map {
+            if state.last_seq == 0 && state.pending.is_empty() && state.history.is_empty() {
+                state.epoch = crate::cluster::first_epoch(&id, name);
+            }
+        }
+        self.incarnation = Some(id);
+    }
+
+    /// Puts a snapshot entry read from the cluster (at boot, before the channel's events).
+    pub fn put_snapshot_entry(
+        &mut self,
+        channel: &Arc<str>,
+        epoch: &Arc<str>,
+        seq: u64,
+        p: &Publication,
+    ) {
+        if !self.ensure(channel, false) {
+            return;
+        }
+        let state = self.map.get_mut(channel).expect("ensured");
+        if state.epoch != *epoch {
+            if state.last_seq > 0 || !state.pending.is_empty() {
+                return; // the channel moved on to another epoch; the entry is stale
+            }
+            state.epoch = epoch.clone();
+        }
+        let Some(c) = &p.committed else { return };
+        let fields = crate::wire::event::EventFields {
+            channel,
+            seq,
+            frame: c.frame,
+            timestamp: std::str::from_utf8(&c.timestamp).unwrap_or(""),
+            event_type: &p.event_type,
+            data: &p.data,
+            key: p.key.as_deref(),
+            snapshot: false,
+        };
+        state.snapshot.get_or_default().put(p.key.as_ref(), &fields);
     }
 
     /// Whether any publication waits for dispatch.
@@ -404,6 +526,7 @@ mod tests {
             data: bytes::Bytes::from_static(b"1"),
             key: None,
             ack: None,
+            committed: None,
         });
         let _ = crate::distributor::tick::encode_tick(
             &mut reg,

@@ -164,6 +164,7 @@ mod tests {
             data: Bytes::from_static(b"1"),
             key: key.map(|k| Bytes::from(format!("\"{k}\""))),
             ack: None,
+            committed: None,
         }
     }
 

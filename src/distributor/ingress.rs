@@ -39,6 +39,20 @@ pub struct Publication {
     pub key: Option<Bytes>,
     /// Where to send the `published` reply (a client `publish` with an `id`).
     pub ack: Option<Box<super::ack::AckTo>>,
+    /// Set when the cluster committed it: its seq, frame and time are the stream's, not this
+    /// tick's (`None`: numbered by this node's next tick).
+    pub committed: Option<Box<Committed>>,
+}
+
+/// How the cluster numbered a publication (every node encodes it the same from this).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// Its seq in the channel.
+    pub seq: u64,
+    /// The frame its writer's tick had.
+    pub frame: u64,
+    /// Its writer's tick time, RFC 3339.
+    pub timestamp: Bytes,
 }
 
 impl Publication {
@@ -134,6 +148,8 @@ pub enum PublishError {
 
 pub(crate) enum IngressMsg {
     Publish(Publication),
+    /// From the cluster bridge: a committed batch, a snapshot entry, failed requests.
+    Cluster(crate::cluster::FromCluster),
     Join(JoinRequest),
     /// A subscriber on `shard` left `channel`.
     Leave {
@@ -218,6 +234,19 @@ impl Ingress {
         key: Option<&str>,
         data: Bytes,
     ) -> Result<(), PublishError> {
+        self.publish_to_all_replying(channels, event_type, key, data, None)
+    }
+
+    /// As [`publish_to_all`](Self::publish_to_all), with one outcome per channel sent to
+    /// `reply` (an HTTP broadcast waiting for its seqs).
+    pub(crate) fn publish_to_all_replying<C: AsRef<str>>(
+        &self,
+        channels: &[C],
+        event_type: &str,
+        key: Option<&str>,
+        data: Bytes,
+        reply: Option<super::ack::AckTo>,
+    ) -> Result<(), PublishError> {
         if let Some(bad) = channels
             .iter()
             .map(AsRef::as_ref)
@@ -245,7 +274,8 @@ impl Ingress {
                 event_type: event_type.clone(),
                 data: data.clone(),
                 key: key.clone(),
-                ack: None,
+                ack: reply.clone().map(Box::new),
+                committed: None,
             };
             let this = each(name);
             // `unsent` covers this publication and every later one: on `Stopped`, all of it
@@ -286,6 +316,15 @@ impl Ingress {
     /// Tells the distributor one subscriber on `shard` left `channel`.
     pub(crate) fn leave(&self, shard: usize, channel: Arc<str>) {
         let _ = self.tx.send(IngressMsg::Leave { shard, channel });
+    }
+
+    /// Where the cluster bridge delivers: this queue, without ringing (committed batches go
+    /// out at the next tick anyway).
+    pub(crate) fn cluster_sink(&self) -> crate::cluster::Sink {
+        let tx = self.tx.clone();
+        Box::new(move |msg| {
+            let _ = tx.send(IngressMsg::Cluster(msg));
+        })
     }
 
     pub(crate) fn stop(&self) {

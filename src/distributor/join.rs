@@ -23,6 +23,9 @@ pub(crate) fn answer(
     // joins none of them (creating some first would hold room other requests could use).
     let creates = asked.iter().filter(|(n, _)| !registry.contains(n)).count();
     let refuse_all = by_client && creates > registry.client_room();
+    // In a cluster, a client that subscribed before a channel's first event holds the empty
+    // epoch: its `since` counts from the start of whatever epoch the stream began.
+    let clustered = registry.clustered;
     for (name, since) in &asked {
         let ns = namespaces.of(name);
         let state = match refuse_all {
@@ -43,7 +46,8 @@ pub(crate) fn answer(
             continue;
         };
         let recovered = since.as_ref().map(|pos| {
-            let missed = (*pos.epoch == *state.epoch)
+            let same_epoch = *pos.epoch == *state.epoch || (clustered && pos.epoch.is_empty());
+            let missed = same_epoch
                 .then(|| state.history.after(pos.seq, state.last_seq))
                 .flatten()?;
             // One request replays at most MAX_RECOVERY_BYTES; beyond, the client resyncs.

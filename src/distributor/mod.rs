@@ -7,6 +7,7 @@
 
 mod ack;
 pub mod channels;
+mod clustered;
 pub mod conflate;
 pub(crate) mod history;
 pub(crate) mod host_level;
@@ -176,6 +177,8 @@ pub(crate) struct Distributor {
     host_log: LogLimiter,
     /// The host level as of the last change (to tell a step down from a step back up).
     host_level_logged: u8,
+    /// Cluster mode: shared channels are committed through the bridge.
+    cluster: Option<clustered::ClusterSide>,
 }
 
 // The distributor owns its thread and its frame clock; tick.rs below it is handed the time.
@@ -205,7 +208,15 @@ impl Distributor {
             host: HostLevel::new(period.unwrap_or(Duration::from_secs(1))),
             host_log: LogLimiter::new(Duration::from_secs(10)),
             host_level_logged: 0,
+            cluster: None,
         }
+    }
+
+    /// Cluster mode: shared channels commit through `link` and come back from the stream.
+    pub(crate) fn with_cluster(mut self, link: Option<crate::cluster::ClusterLink>) -> Distributor {
+        self.registry.clustered = link.is_some();
+        self.cluster = link.map(clustered::ClusterSide::new);
+        self
     }
 
     /// Runs until [`Ingress`] receives a stop; dispatches what is pending before returning.
@@ -217,7 +228,16 @@ impl Distributor {
     }
 
     fn run_ticked(&mut self, period: Duration) {
-        let mut clock = FrameClock::new(Instant::now(), period);
+        // In a cluster every node numbers a tick by the wall clock, so frames agree.
+        let mut clock = match &self.cluster {
+            Some(_) => {
+                let unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                FrameClock::wall_aligned(Instant::now(), unix, period)
+            }
+            None => FrameClock::new(Instant::now(), period),
+        };
         let mut running = true;
         loop {
             running &= self.wait_for(clock.deadline());
@@ -343,9 +363,12 @@ impl Distributor {
             };
             let work = Instant::now();
             let running = first.is_none() || self.collect(first);
-            if self.registry.has_pending() || !self.registry.acks.is_empty() {
+            let outgoing = self.cluster.as_ref().is_some_and(|c| c.has_outgoing());
+            if self.registry.has_pending() || !self.registry.acks.is_empty() || outgoing {
                 frame += 1;
                 self.dispatch(frame);
+            } else if let Some(cluster) = &mut self.cluster {
+                cluster.after_dispatch();
             }
             self.record_tick(work.elapsed());
             if !running {
@@ -375,10 +398,22 @@ impl Distributor {
                 IngressMsg::Publish(p) => {
                     released += Ingress::cost_of(&p);
                     self.stats.events_in.fetch_add(1, Ordering::Relaxed);
+                    let p = match &mut self.cluster {
+                        Some(cluster) => match cluster.take(p) {
+                            Some(local) => local,
+                            None => continue,
+                        },
+                        None => p,
+                    };
                     if !self.registry.queue(p) {
                         self.stats
                             .dropped_channel_full
                             .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                IngressMsg::Cluster(msg) => {
+                    if let Some(cluster) = &mut self.cluster {
+                        cluster.receive(msg, &mut self.registry, &self.namespaces, Instant::now());
                     }
                 }
                 IngressMsg::Join(request) => self.join(request),
@@ -419,6 +454,13 @@ impl Distributor {
 
     /// Encodes this tick's events and hands each shard its batch.
     fn dispatch(&mut self, frame: u64) {
+        self.dispatch_tick(frame);
+        if let Some(cluster) = &mut self.cluster {
+            cluster.after_dispatch();
+        }
+    }
+
+    fn dispatch_tick(&mut self, frame: u64) {
         let levels = self.period.is_some();
         let boundaries = if levels {
             conflate::boundaries(self.last_frame, frame)
@@ -426,7 +468,9 @@ impl Distributor {
             0
         };
         self.last_frame = frame;
-        if !self.registry.has_pending()
+        let outgoing = self.cluster.as_ref().is_some_and(|c| c.has_outgoing());
+        if !outgoing
+            && !self.registry.has_pending()
             && self.registry.acks.is_empty()
             && (boundaries == 0 || self.registry.levelled.is_empty())
         {
@@ -434,6 +478,17 @@ impl Distributor {
         }
         self.stats.busy_ticks.fetch_add(1, Ordering::Relaxed);
         let timestamp = crate::wire::WallTime::of(std::time::SystemTime::now()).rfc3339();
+        if let Some(cluster) = &mut self.cluster {
+            let mut acks = Vec::new();
+            cluster.flush(
+                frame,
+                &timestamp,
+                &self.namespaces,
+                &mut acks,
+                Instant::now(),
+            );
+            self.registry.acks.extend(acks);
+        }
         let input = tick::TickInput {
             frame,
             timestamp: &timestamp,

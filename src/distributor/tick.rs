@@ -59,16 +59,29 @@ fn event_fields<'a>(
     input: &TickInput<'a>,
     p: &'a Publication,
 ) -> EventFields<'a> {
+    // A committed event carries its writer's frame and time, so every node encodes it alike.
+    let (frame, timestamp) = match &p.committed {
+        Some(c) => (
+            c.frame,
+            std::str::from_utf8(&c.timestamp).unwrap_or(input.timestamp),
+        ),
+        None => (input.frame, input.timestamp),
+    };
     EventFields {
         channel,
         seq,
-        frame: input.frame,
-        timestamp: input.timestamp,
+        frame,
+        timestamp,
         event_type: &p.event_type,
         data: &p.data,
         key: p.key.as_deref(),
         snapshot: false,
     }
+}
+
+/// The seq `p` gets when the previous event had `prev`: the cluster's, or the next one.
+fn seq_after(prev: u64, p: &Publication) -> u64 {
+    p.committed.as_ref().map_or(prev + 1, |c| c.seq)
 }
 
 /// The `published` reply to `p` (if it asked for one): numbered `seq` in tick `frame`.
@@ -99,15 +112,18 @@ pub fn encode_tick(
             continue;
         };
         let mut pending = std::mem::take(&mut state.pending);
-        if conflated {
+        // Committed events were conflated by their writer; dropping one here would be a gap.
+        if conflated && pending.iter().all(|p| p.committed.is_none()) {
             retain_newest_per_key(&mut pending, |p| {
                 let outcome = AckOutcome::Superseded { frame: input.frame };
                 acks.extend(PublishAck::of(p, outcome));
             });
         }
         if ns.snapshot {
-            for (i, p) in pending.iter().enumerate() {
-                let event = event_fields(name, state.last_seq + 1 + i as u64, input, p);
+            let mut seq = state.last_seq;
+            for p in &pending {
+                seq = seq_after(seq, p);
+                let event = event_fields(name, seq, input, p);
                 state.snapshot.get_or_default().put(p.key.as_ref(), &event);
             }
         }
@@ -115,7 +131,7 @@ pub fn encode_tick(
         let history_cap = ns.history_size as usize;
         if !subscribed && history_cap == 0 {
             for p in &pending {
-                state.last_seq += 1;
+                state.last_seq = seq_after(state.last_seq, p);
                 acks.extend(numbered(p, state.last_seq, input.frame));
             }
             continue;
@@ -130,14 +146,16 @@ pub fn encode_tick(
         let track = history_cap > 0 || feed_levels;
         let mut spans = Vec::new();
         let mut exclusions = Vec::new();
-        let first_seq = state.last_seq + 1;
+        let first_seq = pending
+            .first()
+            .map_or(state.last_seq + 1, |p| seq_after(state.last_seq, p));
         for p in &pending {
-            state.last_seq += 1;
+            state.last_seq = seq_after(state.last_seq, p);
             acks.extend(numbered(p, state.last_seq, input.frame));
             let start = out.len();
             put_event_frame(&mut out, &event_fields(name, state.last_seq, input, p));
             if track {
-                spans.push((start, out.len()));
+                spans.push((start, out.len(), state.last_seq));
             }
             if let (false, Some(origin)) = (ns.echo, p.origin) {
                 exclusions.push(Exclusion {
@@ -148,8 +166,7 @@ pub fn encode_tick(
             }
         }
         let frames = out.freeze();
-        for (n, (&(start, end), p)) in spans.iter().zip(&pending).enumerate() {
-            let seq = first_seq + n as u64;
+        for (&(start, end, seq), p) in spans.iter().zip(&pending) {
             let frame = frames.slice(start..end);
             if feed_levels {
                 let origin = if ns.echo { None } else { p.origin };
@@ -257,6 +274,7 @@ mod tests {
             data: Bytes::from(n.to_string()),
             key: None,
             ack: None,
+            committed: None,
         }
     }
 

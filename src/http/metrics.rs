@@ -241,10 +241,92 @@ pub(crate) fn render(state: &ServerState) -> Response {
             let _ = writeln!(o, "{name}{{shard=\"{i}\"}} {}", read(s));
         }
     }
+    if let Some(c) = state.cluster.as_deref() {
+        cluster(&mut o, c);
+    }
     Response {
         status: 200,
         content_type: "text/plain; version=0.0.4; charset=utf-8",
         headers: Vec::new(),
         body: o.into_bytes(),
     }
+}
+
+/// The `framecast_cluster_*` families (cluster mode only).
+fn cluster(o: &mut String, c: &crate::status::ClusterStats) {
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let connected = c.connected.load(std::sync::atomic::Ordering::Relaxed);
+    let rows: [(&str, &str, &str, f64); 9] = [
+        (
+            "framecast_cluster_connected",
+            "gauge",
+            "1 while the NATS JetStream cluster is reachable.",
+            flag(connected),
+        ),
+        (
+            "framecast_cluster_ready",
+            "gauge",
+            "1 while the node is connected, caught up and not lagging (/readyz).",
+            flag(c.ready()),
+        ),
+        (
+            "framecast_cluster_lag_events",
+            "gauge",
+            "Batches in the event stream this node has not delivered yet.",
+            get(&c.lag) as f64,
+        ),
+        (
+            "framecast_cluster_commits_total",
+            "counter",
+            "Batches this node committed.",
+            get(&c.commits) as f64,
+        ),
+        (
+            "framecast_cluster_commit_retries_total",
+            "counter",
+            "Commits retried (another node wrote first, or the outcome was unknown).",
+            get(&c.retries) as f64,
+        ),
+        (
+            "framecast_cluster_replayed_events_total",
+            "counter",
+            "Events delivered from the stream while catching up.",
+            get(&c.replayed) as f64,
+        ),
+        (
+            "framecast_cluster_received_events_total",
+            "counter",
+            "Events received from the stream (every node's).",
+            get(&c.received) as f64,
+        ),
+        (
+            "framecast_cluster_unavailable_total",
+            "counter",
+            "Publications answered UNAVAILABLE (not committed in time).",
+            get(&c.unavailable) as f64,
+        ),
+        (
+            "framecast_cluster_pending_bytes",
+            "gauge",
+            "Bytes of publications waiting for a commit.",
+            get(&c.pending_bytes) as f64,
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        family(o, name, kind, help);
+        let _ = writeln!(o, "{name} {value}");
+    }
+    let bounds: Vec<f64> = crate::status::COMMIT_BUCKETS_US
+        .iter()
+        .map(|&b| b as f64 / 1e6)
+        .collect();
+    let counts: Vec<u64> = c.commit_buckets.iter().map(get).collect();
+    histogram(
+        o,
+        "framecast_cluster_commit_seconds",
+        "Commit latency: batch sent to JetStream until acknowledged.",
+        &bounds,
+        &counts,
+        get(&c.commit_us_sum) as f64 / 1e6,
+    );
 }

@@ -6,6 +6,7 @@
 
 pub(crate) mod cors;
 pub(crate) mod metrics;
+pub(crate) mod pending;
 pub mod routes;
 
 use bytes::Bytes;
@@ -23,6 +24,18 @@ pub struct HttpContext<'a> {
     pub state: &'a ServerState,
     /// The way into the distributor.
     pub ingress: &'a Ingress,
+    /// Where a broadcast's outcomes go, so it is answered with its seqs once numbered (the
+    /// serving shard and connection); `None`: answered at once, without seqs.
+    pub reply_to: Option<(u32, crate::conn_id::ConnId)>,
+}
+
+/// A request's answer: now, or once its events are numbered.
+#[derive(Debug)]
+pub enum Answer {
+    /// The complete response.
+    Now(Bytes),
+    /// A broadcast waiting for its seqs; the shard settles it from the outcomes.
+    Later(Box<pending::PendingBroadcast>),
 }
 
 /// A response before serialization.
@@ -93,20 +106,44 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Answers one request; the result is one complete response (written in one piece, so no
-/// Nagle/delayed-ACK stall between head and body).
-pub fn handle(req: &HttpRequest, ctx: &HttpContext<'_>) -> Bytes {
-    let mut response = route(req, ctx);
-    if let Some(origin) = cors::allowed(req, &ctx.state.cors_origins) {
-        cors::allow(&mut response, origin, req.method == "OPTIONS");
+impl Answer {
+    /// The response, if it was given at once (always so without [`HttpContext::reply_to`]).
+    pub fn into_now(self) -> Option<Bytes> {
+        match self {
+            Answer::Now(response) => Some(response),
+            Answer::Later(_) => None,
+        }
     }
-    response.encode(req.keep_alive)
 }
 
-fn route(req: &HttpRequest, ctx: &HttpContext<'_>) -> Response {
+/// Answers one request; the result is one complete response (written in one piece, so no
+/// Nagle/delayed-ACK stall between head and body).
+pub fn handle(req: &HttpRequest, ctx: &HttpContext<'_>) -> Answer {
+    let mut owed = None;
+    let mut response = route(req, ctx, &mut owed);
+    let origin = cors::allowed(req, &ctx.state.cors_origins);
+    if let Some(channels) = owed {
+        let origin = origin.map(str::to_string);
+        return Answer::Later(Box::new(pending::PendingBroadcast::new(
+            channels,
+            req.keep_alive,
+            origin,
+        )));
+    }
+    if let Some(origin) = origin {
+        cors::allow(&mut response, origin, req.method == "OPTIONS");
+    }
+    Answer::Now(response.encode(req.keep_alive))
+}
+
+/// `owed` is set when a broadcast was queued to be answered with its seqs.
+fn route(req: &HttpRequest, ctx: &HttpContext<'_>, owed: &mut Option<Vec<String>>) -> Response {
     let path = req.path.as_str();
     if path == "/healthz" {
         return only(req, "GET", || routes::healthz(ctx));
+    }
+    if path == "/readyz" {
+        return only(req, "GET", || routes::readyz(ctx));
     }
     let protected = path == "/metrics" || path.starts_with("/api/v1/");
     if !protected {
@@ -135,7 +172,7 @@ fn route(req: &HttpRequest, ctx: &HttpContext<'_>) -> Response {
         ("/metrics", _) => only(req, "GET", || metrics::render(ctx.state)),
         (_, Some("status")) => only(req, "GET", || routes::status(ctx)),
         (_, Some("channels")) => only(req, "GET", || routes::channels(ctx)),
-        (_, Some("broadcast")) => only(req, "POST", || routes::broadcast(&req.body, ctx)),
+        (_, Some("broadcast")) => only(req, "POST", || routes::broadcast(&req.body, ctx, owed)),
         (_, Some(rest)) if rest.starts_with("channels/") => only(req, "GET", || {
             routes::channel(&rest["channels/".len()..], ctx)
         }),

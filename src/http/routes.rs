@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{HttpContext, Response};
-use crate::distributor::PublishError;
+use crate::distributor::{AckTo, PublishError};
 use crate::limits::MAX_BROADCAST_BYTES;
 use crate::status::ShardStats;
 use crate::wire::channel;
@@ -19,6 +19,38 @@ pub fn healthz(ctx: &HttpContext<'_>) -> Response {
     } else {
         Response::json(200, &json!({"status": "ok"}))
     }
+}
+
+/// `GET /readyz`: 200 when this node should take traffic; 503 with the reason while it
+/// drains or, in cluster mode, while the broker is unreachable, the node is still catching up
+/// with the stream, or it lags past `cluster.max_lag`. For load balancers: no API key.
+pub fn readyz(ctx: &HttpContext<'_>) -> Response {
+    match ctx.state.not_ready_reason() {
+        None => Response::json(200, &json!({"ready": true})),
+        Some(reason) => Response::json(503, &json!({"ready": false, "reason": reason})),
+    }
+}
+
+/// The cluster block of the status (`null` in single-node mode).
+fn cluster_json(c: Option<&crate::status::ClusterStats>) -> Value {
+    let Some(c) = c else { return Value::Null };
+    let get = crate::status::ClusterStats::get;
+    let commits = get(&c.commits);
+    json!({
+        "node": c.node,
+        "connected": c.connected.load(std::sync::atomic::Ordering::Relaxed),
+        "ready": c.ready(),
+        "lag": get(&c.lag),
+        "commits": commits,
+        "committed_events": get(&c.committed_events),
+        "retries": get(&c.retries),
+        "received": get(&c.received),
+        "replayed": get(&c.replayed),
+        "unavailable": get(&c.unavailable),
+        "pending_bytes": get(&c.pending_bytes),
+        "connects": get(&c.connects),
+        "commit_latency_us_mean": get(&c.commit_us_sum).checked_div(commits).unwrap_or(0),
+    })
 }
 
 /// `GET /api/v1/status`.
@@ -56,6 +88,7 @@ pub fn status(ctx: &HttpContext<'_>) -> Response {
                 "history_events": load(&d.history_events),
                 "history_bytes": load(&d.history_bytes),
             },
+            "cluster": cluster_json(s.cluster.as_deref()),
             "frame_clock": {
                 "tick_hz": s.tick_hz,
                 "ticks": load(&d.ticks),
@@ -129,7 +162,9 @@ pub fn channel(raw: &str, ctx: &HttpContext<'_>) -> Response {
 /// `POST /api/v1/broadcast` with `{"channel"|"channels", "event_type", "data", "key"}`. `data`
 /// is delivered exactly as sent; one request's work (data bytes × channels) is bounded by
 /// [`MAX_BROADCAST_BYTES`], and a multi-channel broadcast is queued whole or not at all.
-pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>) -> Response {
+/// With [`HttpContext::reply_to`], a queued broadcast sets `owed` to its channels and is
+/// answered later, with their seqs ([`super::pending`]).
+pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>, owed: &mut Option<Vec<String>>) -> Response {
     let fields = match Fields::parse(body) {
         Ok(f) => f,
         Err(e) => return Response::error(400, "invalid_json", &e.to_string()),
@@ -182,10 +217,22 @@ pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>) -> Response {
         );
     }
     let data = Bytes::copy_from_slice(data);
-    match ctx
-        .ingress
-        .publish_to_all(&names, &body.event_type, body.key.as_deref(), data)
-    {
+    let reply = ctx
+        .reply_to
+        .map(|(shard, conn)| AckTo::Http { shard, conn });
+    let waits = reply.is_some();
+    match ctx.ingress.publish_to_all_replying(
+        &names,
+        &body.event_type,
+        body.key.as_deref(),
+        data,
+        reply,
+    ) {
+        Ok(()) if waits => {
+            let response = Response::json(202, &json!({"status": "queued", "channels": names}));
+            *owed = Some(names);
+            response
+        }
         Ok(()) => Response::json(202, &json!({"status": "queued", "channels": names})),
         Err(PublishError::Overloaded) => Response::error(
             503,

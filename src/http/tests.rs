@@ -19,6 +19,7 @@ fn state(api_key: Option<&str>) -> ServerState {
         api_key: api_key.map(str::to_string),
         cors_origins: Vec::new(),
         rates: Default::default(),
+        cluster: None,
     }
 }
 
@@ -42,7 +43,9 @@ fn status_of(state: &ServerState, r: &HttpRequest) -> u16 {
         &HttpContext {
             state,
             ingress: &ingress,
+            reply_to: None,
         },
+        &mut None,
     )
     .status
 }
@@ -117,8 +120,12 @@ fn answer(state: &ServerState, r: &HttpRequest) -> String {
     let ctx = HttpContext {
         state,
         ingress: &ingress,
+        reply_to: None,
     };
-    String::from_utf8(handle(r, &ctx).to_vec()).unwrap()
+    let response = handle(r, &ctx)
+        .into_now()
+        .expect("answered at once without reply_to");
+    String::from_utf8(response.to_vec()).unwrap()
 }
 
 #[test]

@@ -20,9 +20,9 @@ use crate::distributor::Ingress;
 use crate::status::ServerState;
 
 /// Built-in channel names.
-pub(crate) const STATUS_CHANNEL: &str = "system.status";
+pub(crate) const STATUS_CHANNEL: &str = crate::wire::channel::STATUS_CHANNEL;
 /// Built-in heartbeat channel.
-pub(crate) const HEARTBEAT_CHANNEL: &str = "heartbeat";
+pub(crate) const HEARTBEAT_CHANNEL: &str = crate::wire::channel::HEARTBEAT_CHANNEL;
 
 /// A running observer; stops when dropped or [`stop`](Self::stop)ped.
 pub(crate) struct Observer {
@@ -116,6 +116,7 @@ fn run(
                 "connections": state.totals().connections,
                 "events_per_sec": state.rates.events_in(),
                 "timestamp": WallTime::of(SystemTime::now()).unix_secs(),
+                "node": state.cluster.as_ref().map(|c| c.node.as_str()),
             });
             cpu = cpu_now;
             let _ = ingress.publish_json(

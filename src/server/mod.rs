@@ -50,25 +50,40 @@ impl Server {
         let claim = listen::claim(config.listen).map_err(bind_error)?;
         let listeners = listen::bind_shards(&claim, config.shards).map_err(bind_error)?;
         let policy = Arc::new(Policy::from_config(&config)?);
-        let state = Arc::new(wiring::server_state(&config, backend));
         let (ingress, ingress_rx) = Ingress::new();
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let retention = wiring::retention(&policy.namespaces);
+                let started = crate::cluster::start(c, retention, ingress.cluster_sink())
+                    .map_err(StartError::Shard)?;
+                Some(started)
+            }
+            None => None,
+        };
+        let cluster_stats = cluster.as_ref().map(|(link, _)| link.stats.clone());
+        let state = Arc::new(wiring::server_state(&config, backend, cluster_stats));
         let common = ShardCommon::new(&config, policy.clone(), state.clone(), ingress.clone());
         let mut threads = Threads::new(ingress.clone(), state.clone(), config.drain_timeout);
+        let (cluster_link, bridge) = cluster.unzip();
+        threads.own_bridge(bridge);
         let cores = pinned_cores(&config);
         let mut links = Vec::with_capacity(listeners.len());
         for (id, listener) in listeners.into_iter().enumerate() {
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             links.push(threads.spawn_shard(id, listener, backend, core, &common)?);
         }
-        threads.spawn_distributor(Distributor::new(
-            ingress_rx,
-            ingress.clone(),
-            links,
-            config.tick_period(),
-            state.clone(),
-            policy.namespaces.clone(),
-            config.max_channels,
-        ))?;
+        threads.spawn_distributor(
+            Distributor::new(
+                ingress_rx,
+                ingress.clone(),
+                links,
+                config.tick_period(),
+                state.clone(),
+                policy.namespaces.clone(),
+                config.max_channels,
+            )
+            .with_cluster(cluster_link),
+        )?;
         threads.start_observer(config.status_interval, config.heartbeat_interval)?;
         threads.wait_ready()?;
         announce(&config, claim.addr(), backend);

@@ -34,6 +34,8 @@ pub(super) struct Threads {
     shards: Vec<ShardThread>,
     distributor: Option<JoinHandle<()>>,
     observer: Option<Observer>,
+    /// Cluster mode's bridge thread (stopped after the distributor).
+    bridge: Option<crate::cluster::Bridge>,
     ingress: Ingress,
     state: Arc<ServerState>,
     drain_timeout: Duration,
@@ -49,6 +51,7 @@ impl Threads {
             shards: Vec::new(),
             distributor: None,
             observer: None,
+            bridge: None,
             ingress,
             state,
             drain_timeout,
@@ -89,6 +92,11 @@ impl Threads {
         });
         fail::point(Step::Shard(id), &self.state)?;
         Ok(ShardLink::new(batch_tx, waker))
+    }
+
+    /// Takes ownership of the cluster bridge, if any.
+    pub(super) fn own_bridge(&mut self, bridge: Option<crate::cluster::Bridge>) {
+        self.bridge = bridge;
     }
 
     /// Spawns the distributor's thread.
@@ -139,7 +147,11 @@ impl Threads {
     /// `drain_timeout`; then the observer and the distributor stop. Blocks until all are joined;
     /// does nothing the second time.
     pub(super) fn stop(&mut self) {
-        if self.shards.is_empty() && self.distributor.is_none() && self.observer.is_none() {
+        if self.shards.is_empty()
+            && self.distributor.is_none()
+            && self.observer.is_none()
+            && self.bridge.is_none()
+        {
             return;
         }
         self.state.draining.store(true, Ordering::Relaxed);
@@ -158,6 +170,7 @@ impl Threads {
         if let Some(d) = self.distributor.take() {
             let _ = d.join();
         }
+        drop(self.bridge.take());
         tracing::info!("framecast stopped");
     }
 }

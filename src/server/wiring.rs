@@ -14,7 +14,7 @@ use crate::conn::ConnSettings;
 use crate::distributor::{DistributorStats, Ingress, ShardMsg};
 use crate::protocol::handshake::Routes;
 use crate::shard::{ShardControl, ShardParts, ShardStats};
-use crate::status::ServerState;
+use crate::status::{ClusterStats, ServerState};
 
 /// The path of the native WebSocket endpoint.
 pub(crate) const WS_PATH: &str = "/ws";
@@ -37,7 +37,11 @@ impl From<&ValidConfig> for ConnSettings {
 }
 
 /// The server-wide read side for `config` on `backend`, with fresh counters for every shard.
-pub(super) fn server_state(config: &ValidConfig, backend: Backend) -> ServerState {
+pub(super) fn server_state(
+    config: &ValidConfig,
+    backend: Backend,
+    cluster: Option<Arc<ClusterStats>>,
+) -> ServerState {
     ServerState {
         started: Instant::now(),
         backend: backend.name(),
@@ -51,6 +55,7 @@ pub(super) fn server_state(config: &ValidConfig, backend: Backend) -> ServerStat
         api_key: config.api_key.clone(),
         cors_origins: config.cors_origins.clone(),
         rates: Default::default(),
+        cluster,
     }
 }
 
@@ -106,5 +111,37 @@ impl ShardCommon {
             policy: self.policy.clone(),
             auth_timeout: c.auth_timeout,
         }
+    }
+}
+
+/// How long the cluster's event stream keeps a channel's batches: as many as the largest
+/// `history_size` (at least one, so the head — seq and epoch — survives), for as long as the
+/// longest `history_ttl` when every namespace with history has one. Each node trims its own
+/// history per namespace exactly.
+pub(super) fn retention(namespaces: &crate::config::Namespaces) -> crate::cluster::Retention {
+    let with_history: Vec<_> = namespaces
+        .iter()
+        .map(|(_, ns)| ns)
+        .filter(|ns| ns.history_size > 0)
+        .collect();
+    let max_msgs = with_history
+        .iter()
+        .map(|ns| ns.history_size)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let max_age =
+        if !with_history.is_empty() && with_history.iter().all(|ns| !ns.history_ttl.is_zero()) {
+            with_history
+                .iter()
+                .map(|ns| ns.history_ttl)
+                .max()
+                .unwrap_or_default()
+        } else {
+            std::time::Duration::ZERO
+        };
+    crate::cluster::Retention {
+        max_msgs_per_subject: i64::from(max_msgs),
+        max_age,
     }
 }

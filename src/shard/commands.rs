@@ -319,7 +319,8 @@ fn publish(
         event_type: Bytes::from(serde_json::to_vec(event_type).expect("a str serializes")),
         data: Bytes::from(data),
         key: key.map(crate::distributor::ingress::json_key),
-        ack: id.map(|id| Box::new(AckTo { id: id.into() })),
+        ack: id.map(|id| Box::new(AckTo::Client { id: id.into() })),
+        committed: None,
     };
     ctx.ingress.publish(publication).map_err(publish_refusal)
 }

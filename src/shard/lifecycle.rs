@@ -66,6 +66,7 @@ impl<D: Driver> Shard<D> {
         e.io = SlotIo::Closing;
         commands::unsubscribe_all(st.p.id, slot, &mut e.session, &mut st.topics, &st.p.ingress);
         let id = e.id;
+        st.http_waits.remove(&id);
         if e.conn.is_admitted() {
             st.p.connections.fetch_sub(1, Ordering::Relaxed); // counted in by `on_accept`
         }

@@ -15,6 +15,7 @@ pub(crate) mod listen;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,6 +27,7 @@ use crate::conn_id::{ConnId, Slot};
 use crate::distributor::{Ingress, ShardMsg};
 use crate::driver::{accept, Driver, Event};
 use crate::fanout::{self, Topics};
+use crate::http::pending::PendingBroadcast;
 use crate::http::{self, HttpContext};
 use crate::limits::SENDS_PER_TURN;
 use crate::log_limit::LogLimiter;
@@ -102,6 +104,8 @@ struct State {
     /// Connections waiting for a send, in the order they got output (round-robin); each also
     /// has `Entry::dirty` set, so it is queued once.
     dirty: SendQueue,
+    /// HTTP broadcasts waiting for their seqs, by connection (rare: kept out of the table).
+    http_waits: HashMap<ConnId, Box<PendingBroadcast>>,
     /// Every connection's next deadline.
     deadlines: Deadlines,
     /// The current turn's time.
@@ -131,6 +135,7 @@ impl<D: Driver> Shard<D> {
                 table: ConnTable::default(),
                 topics: Topics::default(),
                 dirty: SendQueue::new(now),
+                http_waits: HashMap::new(),
                 deadlines: Deadlines::new(now),
                 now,
                 wall: WallTime::of(SystemTime::UNIX_EPOCH),
@@ -289,9 +294,16 @@ impl<D: Driver> Shard<D> {
             };
             if !batch.acks.is_empty() {
                 let answered: Vec<_> = (batch.acks.iter())
-                    .filter_map(|ack| acks::apply(ack, &mut self.st.table))
+                    .filter_map(|ack| acks::apply(ack, &mut self.st.table, &mut self.st.http_waits))
                     .collect();
-                for slot in answered {
+                for applied in answered {
+                    let slot = match applied {
+                        acks::Applied::Queued(slot) => slot,
+                        acks::Applied::Answer(id, response) => {
+                            self.st.on_input(id, ConnInput::Owed(response));
+                            id.slot
+                        }
+                    };
                     self.after_change(slot);
                 }
             }
@@ -368,6 +380,14 @@ impl<D: Driver> Shard<D> {
     }
 }
 
+/// What [`State::on_input`] gives a connection.
+enum ConnInput<'d> {
+    /// Bytes read from its socket.
+    Data(&'d mut [u8]),
+    /// The HTTP response it owes for a deferred request.
+    Owed(bytes::Bytes),
+}
+
 impl State {
     /// How long the driver may sleep from `now`: not at all with sends or batches waiting,
     /// else until the earliest connection deadline or the drain deadline (`None`: until an
@@ -384,6 +404,12 @@ impl State {
     }
 
     fn on_data(&mut self, id: ConnId, data: &mut [u8]) {
+        self.on_input(id, ConnInput::Data(data));
+    }
+
+    /// Feeds a connection bytes read or the HTTP response it was owed, with the application
+    /// (commands, HTTP routes) answering what comes up.
+    fn on_input(&mut self, id: ConnId, input: ConnInput<'_>) {
         let Some(e) = self.table.get_id_mut(id) else {
             return;
         };
@@ -409,20 +435,34 @@ impl State {
         let http = HttpContext {
             state: &self.p.state,
             ingress: &self.p.ingress,
+            reply_to: Some((self.p.id as u32, id)),
         };
-        e.conn
-            .handle_input(data, now, settings, &mut |outbox, event| match event {
-                AppEvent::Upgrade(request) => commands::on_upgrade(&mut ctx, request),
-                AppEvent::Opened { .. } => {
-                    tracing::debug!(shard = ctx.shard, slot, "connection opened");
-                    commands::on_open(&mut ctx, outbox)
+        let mut owed_wait = None;
+        let mut app = |outbox: &mut crate::conn::Outbox, event: AppEvent<'_>| match event {
+            AppEvent::Upgrade(request) => commands::on_upgrade(&mut ctx, request),
+            AppEvent::Opened { .. } => {
+                tracing::debug!(shard = ctx.shard, slot, "connection opened");
+                commands::on_open(&mut ctx, outbox)
+            }
+            AppEvent::Message(m) if ctx.close.is_none() => {
+                commands::on_message(&mut ctx, outbox, m)
+            }
+            AppEvent::Message(_) => {}
+            AppEvent::Http { request, owed } => match http::handle(request, &http) {
+                http::Answer::Now(response) => outbox.push_unchecked(response),
+                http::Answer::Later(wait) => {
+                    *owed = true;
+                    owed_wait = Some(wait);
                 }
-                AppEvent::Message(m) if ctx.close.is_none() => {
-                    commands::on_message(&mut ctx, outbox, m)
-                }
-                AppEvent::Message(_) => {}
-                AppEvent::Http(request) => outbox.push_unchecked(http::handle(request, &http)),
-            });
+            },
+        };
+        match input {
+            ConnInput::Data(data) => e.conn.handle_input(data, now, settings, &mut app),
+            ConnInput::Owed(response) => e.conn.answer_http(response, now, settings, &mut app),
+        }
+        if let Some(wait) = owed_wait {
+            self.http_waits.insert(id, wait);
+        }
         e.after_input(close, auth, settings, now);
     }
 }

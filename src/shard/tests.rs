@@ -123,6 +123,7 @@ impl Sim {
             api_key: None,
             cors_origins: Vec::new(),
             rates: Default::default(),
+            cluster: None,
         });
         let parts = ShardParts {
             id: 0,

@@ -4,9 +4,12 @@
 //! the per-event path writes shared state for this.
 #![forbid(unsafe_code)]
 
+mod cluster_stats;
 mod distributor_stats;
 mod shard_stats;
 
+pub(crate) use cluster_stats::ClusterStats;
+pub(crate) use cluster_stats::COMMIT_BUCKETS_US;
 pub(crate) use distributor_stats::{DistributorStats, TICK_BUCKETS_US};
 pub(crate) use shard_stats::ShardStats;
 
@@ -107,6 +110,8 @@ pub struct ServerState {
     pub cors_origins: Vec<String>,
     /// Per-second rates.
     pub rates: Rates,
+    /// Cluster mode's figures (`None`: single-node mode).
+    pub cluster: Option<Arc<ClusterStats>>,
 }
 
 impl ServerState {
@@ -125,6 +130,14 @@ impl ServerState {
             t.degraded += ShardStats::get(&s.degraded);
         }
         t
+    }
+
+    /// Why the node should not take traffic now (draining, or the cluster is not ready).
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Some("shutting down");
+        }
+        self.cluster.as_ref().and_then(|c| c.not_ready_reason())
     }
 
     /// The latest channel snapshot.

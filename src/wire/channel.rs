@@ -5,6 +5,16 @@
 /// Longest channel name in bytes.
 pub const MAX_CHANNEL_NAME: usize = 200;
 
+/// The channel the observer publishes the server's status on.
+pub const STATUS_CHANNEL: &str = "system.status";
+/// The channel the observer publishes a heartbeat on.
+pub const HEARTBEAT_CHANNEL: &str = "heartbeat";
+
+/// Whether `name` is one of the built-in channels: each node's own, never shared in a cluster.
+pub fn is_built_in(name: &str) -> bool {
+    name == STATUS_CHANNEL || name == HEARTBEAT_CHANNEL
+}
+
 /// Whether `name` is a valid channel name.
 pub fn is_valid(name: &str) -> bool {
     !name.is_empty()

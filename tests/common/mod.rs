@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod nats;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -120,6 +120,7 @@ impl Harness {
         let http_ctx = HttpContext {
             state: &e.state,
             ingress: &e.ingress,
+            reply_to: None,
         };
         entry
             .conn
@@ -132,7 +133,11 @@ impl Harness {
                     joins += ctx.session.pending_joins() - before;
                 }
                 AppEvent::Message(_) => {}
-                AppEvent::Http(request) => outbox.push_unchecked(http::handle(request, &http_ctx)),
+                AppEvent::Http { request, .. } => {
+                    if let Some(response) = http::handle(request, &http_ctx).into_now() {
+                        outbox.push_unchecked(response)
+                    }
+                }
             });
         self.pending_joins += joins;
         entry.after_input(close, auth, settings, now);

@@ -67,6 +67,7 @@ fuzz_target!(|data: &[u8]| {
     let ctx = HttpContext {
         state: &e.state,
         ingress: &e.ingress,
+        reply_to: None,
     };
     match mode % 5 {
         0 | 1 => {
@@ -76,26 +77,26 @@ fuzz_target!(|data: &[u8]| {
                 "/api/v1/websocket/broadcast"
             };
             let req = request("POST", path.into(), rest.to_vec(), mode % 5 == 0);
-            let resp = http::handle(&req, &ctx);
+            let resp = http::handle(&req, &ctx).into_now().expect("answered at once");
             let status = check_response(&resp, true);
             assert!(
                 matches!(status, 202 | 400 | 413 | 503),
                 "broadcast answered {status}"
             );
             // The handler itself, as the router calls it.
-            assert_eq!(routes::broadcast(rest, &ctx).status >= 400, status >= 400);
+            assert_eq!(routes::broadcast(rest, &ctx, &mut None).status >= 400, status >= 400);
         }
         2 => {
             let raw = String::from_utf8_lossy(rest);
             let req = request("GET", format!("/api/v1/channels/{raw}"), Vec::new(), true);
-            let status = check_response(&http::handle(&req, &ctx), true);
+            let status = check_response(&http::handle(&req, &ctx).into_now().expect("answered at once"), true);
             assert!(matches!(status, 200 | 400 | 404), "channel lookup answered {status}");
         }
         3 => {
             let routes = common::settings().routes;
             let mut buf = rest;
             while let RequestOutcome::Http(req) = parse_request(buf, &routes) {
-                let resp = http::handle(&req, &ctx);
+                let resp = http::handle(&req, &ctx).into_now().expect("answered at once");
                 check_response(&resp, req.path != "/metrics");
                 if !req.keep_alive || req.consumed == 0 {
                     break;

@@ -1,0 +1,248 @@
+//! The distributor's side of cluster mode. A publication to a shared channel is not numbered
+//! here: at the tick it is conflated (where the namespace asks) and handed to the bridge as
+//! one commit request per channel; what comes back from the stream — every node's committed
+//! batches, in stream order — is queued like a publication whose seq, frame and time are
+//! already fixed, so every node encodes the same frames. Node-local channels (the built-ins,
+//! `cluster.local_namespaces`) take the single-node path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::ack::AckTo;
+use super::channels::ChannelRegistry;
+use super::conflate::retain_newest_per_key;
+use super::ingress::{Committed, Origin, Publication};
+use super::{AckOutcome, PublishAck};
+use crate::cluster::{ClusterLink, CommitRequest, CommittedBatch, EventRecord, FromCluster};
+use crate::config::{Delivery, Namespaces};
+use crate::log_limit::LogLimiter;
+
+/// Who one committed event answers to (on the node that wrote it).
+type ReplyTo = (Option<Origin>, Option<Box<AckTo>>);
+
+/// Cluster mode's state in the distributor.
+pub(crate) struct ClusterSide {
+    link: ClusterLink,
+    /// Publications of the current tick per shared channel, in arrival order.
+    outgoing: HashMap<Arc<str>, Vec<Publication>>,
+    /// Channels of `outgoing` in first-publication order.
+    order: Vec<Arc<str>>,
+    /// Per commit request in flight: each event's publisher and reply.
+    waiting: HashMap<u64, (Arc<str>, Vec<ReplyTo>)>,
+    next_token: u64,
+    log: LogLimiter,
+    /// The boot replay was received; the node is ready once it is dispatched.
+    caught_up: bool,
+}
+
+impl ClusterSide {
+    /// The distributor's cluster side, committing through `link`.
+    pub(crate) fn new(link: ClusterLink) -> ClusterSide {
+        ClusterSide {
+            link,
+            outgoing: HashMap::new(),
+            order: Vec::new(),
+            waiting: HashMap::new(),
+            next_token: 0,
+            log: LogLimiter::new(std::time::Duration::from_secs(10)),
+            caught_up: false,
+        }
+    }
+
+    /// Keeps `p` for this tick's commit if its channel is shared; gives it back if local.
+    pub(crate) fn take(&mut self, p: Publication) -> Option<Publication> {
+        if self.link.is_local(&p.channel) {
+            return Some(p);
+        }
+        let list = self.outgoing.entry(p.channel.clone()).or_default();
+        if list.is_empty() {
+            self.order.push(p.channel.clone());
+        }
+        list.push(p);
+        None
+    }
+
+    /// Whether publications wait for this tick's commit requests.
+    pub(crate) fn has_outgoing(&self) -> bool {
+        !self.order.is_empty()
+    }
+
+    /// Hands this tick's publications to the bridge, one request per channel; replies for
+    /// what cannot be handed over (or was conflated away) go to `acks`.
+    pub(crate) fn flush(
+        &mut self,
+        frame: u64,
+        timestamp: &str,
+        namespaces: &Namespaces,
+        acks: &mut Vec<PublishAck>,
+        now: Instant,
+    ) {
+        let timestamp = Bytes::copy_from_slice(timestamp.as_bytes());
+        for channel in self.order.drain(..) {
+            let Some(mut pending) = self.outgoing.remove(&channel) else {
+                continue;
+            };
+            let ns = namespaces.of(&channel);
+            if ns.delivery == Delivery::Conflated {
+                retain_newest_per_key(&mut pending, |p| {
+                    acks.extend(PublishAck::of(p, AckOutcome::Superseded { frame }));
+                });
+            }
+            let events = pending
+                .iter()
+                .map(|p| EventRecord {
+                    event_type: p.event_type.clone(),
+                    data: p.data.clone(),
+                    key: p.key.clone(),
+                    frame,
+                    timestamp: timestamp.clone(),
+                })
+                .collect();
+            self.next_token += 1;
+            let token = self.next_token;
+            let request = CommitRequest {
+                channel: channel.clone(),
+                events,
+                token,
+                snapshot: ns.snapshot,
+                queued_at: now,
+            };
+            match self.link.submit(request) {
+                Ok(()) => {
+                    let replies = pending.into_iter().map(|p| (p.origin, p.ack)).collect();
+                    self.waiting.insert(token, (channel, replies));
+                }
+                Err(_) => {
+                    self.link
+                        .stats
+                        .unavailable
+                        .fetch_add(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    for p in &pending {
+                        acks.extend(PublishAck::of(p, AckOutcome::Unavailable));
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a dispatch: everything received so far went out, so a received boot replay makes
+    /// the node ready (joins now see every replayed event).
+    pub(crate) fn after_dispatch(&mut self) {
+        if std::mem::take(&mut self.caught_up) {
+            self.link
+                .stats
+                .booted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!("cluster: boot replay dispatched; ready");
+        }
+    }
+
+    /// Applies one message from the bridge.
+    pub(crate) fn receive(
+        &mut self,
+        msg: FromCluster,
+        registry: &mut ChannelRegistry,
+        namespaces: &Namespaces,
+        now: Instant,
+    ) {
+        match msg {
+            FromCluster::Committed(batch) => {
+                self.link.taken(batch.events.len());
+                self.committed(batch, registry, now);
+            }
+            FromCluster::Snapshot {
+                channel,
+                epoch,
+                seq,
+                event,
+            } => {
+                if namespaces.of(&channel).snapshot {
+                    registry.put_snapshot_entry(
+                        &channel,
+                        &epoch,
+                        seq,
+                        &event_publication(&channel, event, seq, None),
+                    );
+                }
+            }
+            FromCluster::Incarnation(id) => registry.set_incarnation(id),
+            FromCluster::CaughtUp => self.caught_up = true,
+            FromCluster::Failed { tokens } => {
+                for token in tokens {
+                    let Some((channel, replies)) = self.waiting.remove(&token) else {
+                        continue;
+                    };
+                    for (origin, ack) in replies {
+                        registry
+                            .acks
+                            .extend(reply(origin, ack, AckOutcome::Unavailable, &channel));
+                    }
+                }
+            }
+        }
+    }
+
+    fn committed(&mut self, batch: CommittedBatch, registry: &mut ChannelRegistry, now: Instant) {
+        let CommittedBatch {
+            channel,
+            epoch,
+            first_seq,
+            events,
+            tokens,
+        } = batch;
+        let mut replies = tokens
+            .iter()
+            .flat_map(|t| self.waiting.remove(t).map(|(_, r)| r).unwrap_or_default())
+            .fuse();
+        let publications: Vec<Publication> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let (origin, ack) = replies.next().unwrap_or((None, None));
+                let mut p = event_publication(&channel, e, first_seq + i as u64, ack);
+                p.origin = origin;
+                p
+            })
+            .collect();
+        if let Err(why) = registry.queue_committed(&channel, &epoch, first_seq, publications) {
+            if let Some(unlogged) = self.log.admit(now) {
+                tracing::warn!(channel = %channel, first_seq, unlogged, "cluster: {why}");
+            }
+        }
+    }
+}
+
+/// A committed event as a publication with its numbering fixed.
+fn event_publication(
+    channel: &Arc<str>,
+    e: EventRecord,
+    seq: u64,
+    ack: Option<Box<AckTo>>,
+) -> Publication {
+    Publication {
+        origin: None,
+        channel: channel.clone(),
+        event_type: e.event_type,
+        data: e.data,
+        key: e.key,
+        ack,
+        committed: Some(Box::new(Committed {
+            seq,
+            frame: e.frame,
+            timestamp: e.timestamp,
+        })),
+    }
+}
+
+/// The reply a publisher waiting on a request is owed.
+fn reply(
+    origin: Option<Origin>,
+    ack: Option<Box<AckTo>>,
+    outcome: AckOutcome,
+    channel: &Arc<str>,
+) -> Option<PublishAck> {
+    PublishAck::to(origin, ack.as_deref()?, channel, outcome)
+}
