@@ -92,6 +92,25 @@ type SideFuture = Pin<Box<dyn std::future::Future<Output = ()>>>;
 type Messages =
     Pin<Box<dyn Stream<Item = Result<jetstream::Message, consumer::pull::OrderedError>>>>;
 
+/// The connection's side of the bridge: the client, what is in flight on it, the streams and
+/// the consumer, and when to retry what failed.
+struct Session {
+    client: async_nats::Client,
+    js: Context,
+    /// Event batches being written.
+    writes: FuturesUnordered<WriteFuture>,
+    /// Snapshot entries being written.
+    side: FuturesUnordered<SideFuture>,
+    /// The ordered consumer of the event stream, once created.
+    messages: Option<Messages>,
+    /// The event stream, once ensured.
+    streams: Option<stream::Stream>,
+    snapshots_loaded: bool,
+    last_info: Instant,
+    retry_at: Instant,
+    info_failures: u32,
+}
+
 struct Bridge {
     p: Parts,
     prefix: String,
@@ -142,127 +161,177 @@ impl Bridge {
         let Some(client) = self.connect().await else {
             return;
         };
-        let js = jetstream::new(client.clone());
-        let mut writes: FuturesUnordered<WriteFuture> = FuturesUnordered::new();
-        let mut side: FuturesUnordered<SideFuture> = FuturesUnordered::new();
-        let mut messages: Option<Messages> = None;
-        let mut streams: Option<stream::Stream> = None;
-        let mut snapshots_loaded = false;
+        let mut session = Session {
+            js: jetstream::new(client.clone()),
+            client,
+            writes: FuturesUnordered::new(),
+            side: FuturesUnordered::new(),
+            messages: None,
+            streams: None,
+            snapshots_loaded: false,
+            last_info: Instant::now() - Duration::from_secs(10),
+            retry_at: Instant::now(),
+            info_failures: 0,
+        };
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_info = Instant::now() - Duration::from_secs(10);
-        let mut retry_at = Instant::now();
         loop {
             let credit = self.p.undelivered.load(Ordering::Relaxed) < MAX_UNDELIVERED;
+            let s = &mut session;
             tokio::select! {
                 _ = &mut self.p.stop => return,
                 request = self.p.requests.recv() => {
                     let Some(request) = request else { return };
                     let channel = request.channel.clone();
                     self.writers.entry(channel.clone()).or_default().queue.push_back(request);
-                    if let Some(s) = &streams {
-                        self.send_next(&channel, &js, s, &mut writes);
-                    }
+                    self.send_next(&channel, s);
                 }
-                Some((channel, outcome)) = writes.next(), if !writes.is_empty() => {
-                    self.on_write(&channel, outcome, &js, &mut side);
-                    if let Some(s) = &streams {
-                        self.send_next(&channel, &js, s, &mut writes);
-                    }
+                Some((channel, outcome)) = s.writes.next(), if !s.writes.is_empty() => {
+                    self.on_write(&channel, outcome, &s.js, &mut s.side);
+                    self.send_next(&channel, s);
                 }
-                Some(()) = side.next(), if !side.is_empty() => {}
-                message = next_message(&mut messages), if messages.is_some() && credit => {
+                Some(()) = s.side.next(), if !s.side.is_empty() => {}
+                message = next_message(&mut s.messages), if s.messages.is_some() && credit => {
                     match message {
                         Some(Ok(m)) => self.on_message(m),
                         Some(Err(e)) => {
                             if let Some(unlogged) = self.log.admit(Instant::now()) {
                                 tracing::warn!(error = %e, unlogged, "cluster: the stream consumer failed; recreating it");
                             }
-                            messages = None;
+                            s.messages = None;
                         }
-                        None => messages = None,
+                        None => s.messages = None,
                     }
                 }
-                _ = housekeeping.tick() => {
-                    let now = Instant::now();
-                    let connected = client.connection_state() == async_nats::connection::State::Connected;
-                    if !connected {
-                        self.set_connected(false);
+                _ = housekeeping.tick() => self.housekeep(s, Instant::now()).await,
+            }
+        }
+    }
+
+    /// Every [`HOUSEKEEPING`]: the connection state, expiries, the streams (created again if
+    /// they vanished), the boot snapshot load, the stream's last sequence (lag, readiness,
+    /// unknown outcomes, a stalled consumer), the consumer itself, and writes that can go.
+    async fn housekeep(&mut self, s: &mut Session, now: Instant) {
+        let connected = s.client.connection_state() == async_nats::connection::State::Connected;
+        if !connected {
+            self.set_connected(false);
+        }
+        self.expire(now);
+        if !connected {
+            return;
+        }
+        if s.streams.is_none() {
+            if now < s.retry_at {
+                return;
+            }
+            match self.ensure_streams(&s.js).await {
+                Ok((stream, incarnation)) => {
+                    s.streams = Some(stream);
+                    s.info_failures = 0;
+                    self.adopt_incarnation(incarnation, s);
+                }
+                Err(e) => {
+                    s.retry_at = now + Duration::from_secs(1);
+                    if let Some(unlogged) = self.log.admit(now) {
+                        tracing::warn!(error = %e, unlogged, "cluster: could not create the JetStream streams; retrying");
                     }
-                    self.expire(now);
-                    if connected && streams.is_none() && now >= retry_at {
-                        match self.ensure_streams(&js).await {
-                            Ok((s, incarnation)) => {
-                                streams = Some(s);
-                                if self.incarnation.as_ref() != Some(&incarnation) {
-                                    (self.p.sink)(FromCluster::Incarnation(incarnation.clone()));
-                                    self.incarnation = Some(incarnation);
-                                }
-                            }
-                            Err(e) => {
-                                retry_at = now + Duration::from_secs(1);
-                                if let Some(unlogged) = self.log.admit(now) {
-                                    tracing::warn!(error = %e, unlogged, "cluster: could not create the JetStream streams; retrying");
-                                }
-                            }
-                        }
-                    }
-                    let Some(events) = streams.as_mut() else { continue };
-                    if connected && !snapshots_loaded {
-                        if now < retry_at {
-                            continue;
-                        }
-                        match self.load_snapshots(&js).await {
-                            Ok(()) => snapshots_loaded = true,
-                            Err(e) => {
-                                retry_at = now + Duration::from_secs(1);
-                                if let Some(unlogged) = self.log.admit(now) {
-                                    tracing::warn!(error = %e, unlogged, "cluster: could not read the snapshot stream; retrying");
-                                }
-                                continue;
-                            }
-                        }
-                    }
-                    if connected && (now - last_info >= Duration::from_secs(1) || self.needs_target()) {
-                        last_info = now;
-                        match tokio::time::timeout(REQUEST_TIMEOUT, events.info()).await {
-                            Ok(Ok(info)) => {
-                                let last = info.state.last_sequence;
-                                self.set_connected(true);
-                                self.on_stream_last(last);
-                                let stalled = last > self.delivered && now - self.last_delivery > STALLED_CONSUMER;
-                                if stalled && messages.is_some() {
-                                    tracing::info!(last, delivered = self.delivered, "cluster: the stream consumer stalled; recreating it");
-                                    messages = None;
-                                }
-                            }
-                            _ => self.set_connected(false),
-                        }
-                    }
-                    if connected && messages.is_none() {
-                        match self.follow(events).await {
-                            Ok(m) => {
-                                messages = Some(m);
-                                self.last_delivery = now;
-                            }
-                            Err(e) => {
-                                if let Some(unlogged) = self.log.admit(now) {
-                                    tracing::warn!(error = %e, unlogged, "cluster: could not follow the event stream; retrying");
-                                }
-                            }
-                        }
-                    }
-                    self.resolve_unknown();
-                    let channels: Vec<Arc<str>> = self.writers.iter().filter(|(_, w)| w.in_flight.is_none() && !w.queue.is_empty()).map(|(c, _)| c.clone()).collect();
-                    if let Some(s) = &streams {
-                        for channel in channels {
-                            self.send_next(&channel, &js, s, &mut writes);
-                        }
-                    }
-                    self.writers.retain(|_, w| !w.is_idle());
+                    return;
                 }
             }
         }
+        if !s.snapshots_loaded {
+            if now < s.retry_at {
+                return;
+            }
+            match self.load_snapshots(&s.js).await {
+                Ok(()) => s.snapshots_loaded = true,
+                Err(e) => {
+                    s.retry_at = now + Duration::from_secs(1);
+                    if let Some(unlogged) = self.log.admit(now) {
+                        tracing::warn!(error = %e, unlogged, "cluster: could not read the snapshot stream; retrying");
+                    }
+                    return;
+                }
+            }
+        }
+        if now - s.last_info >= Duration::from_secs(1) || self.needs_target() {
+            s.last_info = now;
+            self.read_stream_last(s, now).await;
+        }
+        let Some(events) = s.streams.as_mut() else {
+            return;
+        };
+        if s.messages.is_none() {
+            match self.follow(events).await {
+                Ok(m) => {
+                    s.messages = Some(m);
+                    self.last_delivery = now;
+                }
+                Err(e) => {
+                    if let Some(unlogged) = self.log.admit(now) {
+                        tracing::warn!(error = %e, unlogged, "cluster: could not follow the event stream; retrying");
+                    }
+                }
+            }
+        }
+        self.resolve_unknown();
+        let ready: Vec<Arc<str>> = (self.writers.iter())
+            .filter(|(_, w)| w.in_flight.is_none() && !w.queue.is_empty())
+            .map(|(c, _)| c.clone())
+            .collect();
+        for channel in ready {
+            self.send_next(&channel, s);
+        }
+        self.writers.retain(|_, w| !w.is_idle());
+    }
+
+    /// Reads the event stream's last sequence; three failures in a row while connected mean
+    /// the stream may be gone (memory storage after a broker restart): it is ensured again.
+    async fn read_stream_last(&mut self, s: &mut Session, now: Instant) {
+        let Some(events) = s.streams.as_mut() else {
+            return;
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, events.info()).await {
+            Ok(Ok(info)) => {
+                s.info_failures = 0;
+                let last = info.state.last_sequence;
+                self.set_connected(true);
+                self.on_stream_last(last);
+                let stalled = last > self.delivered && now - self.last_delivery > STALLED_CONSUMER;
+                if stalled && s.messages.is_some() {
+                    tracing::info!(
+                        last,
+                        delivered = self.delivered,
+                        "cluster: the stream consumer stalled; recreating it"
+                    );
+                    s.messages = None;
+                }
+            }
+            _ => {
+                self.set_connected(false);
+                s.info_failures += 1;
+                if s.info_failures >= 3 {
+                    s.streams = None;
+                    s.messages = None;
+                }
+            }
+        }
+    }
+
+    /// The event stream's incarnation is `incarnation`: told to the distributor; a different
+    /// one than before means the stream was recreated and its sequence starts again.
+    fn adopt_incarnation(&mut self, incarnation: Arc<str>, s: &mut Session) {
+        if self.incarnation.as_ref() == Some(&incarnation) {
+            return;
+        }
+        if self.incarnation.is_some() {
+            tracing::warn!(%incarnation, "cluster: the event stream was recreated; every channel starts a new epoch");
+            self.delivered = 0;
+            self.heads.clear();
+            s.messages = None;
+        }
+        (self.p.sink)(FromCluster::Incarnation(incarnation.clone()));
+        self.incarnation = Some(incarnation);
     }
 
     /// Connects with exponential backoff (100 ms doubling to 5 s, with jitter); the client
@@ -565,14 +634,8 @@ impl Bridge {
     }
 
     /// Sends the channel's next batch if none is in flight.
-    fn send_next(
-        &mut self,
-        channel: &Arc<str>,
-        js: &Context,
-        _events: &stream::Stream,
-        writes: &mut FuturesUnordered<WriteFuture>,
-    ) {
-        if !self.p.stats.connected.load(Ordering::Relaxed) {
+    fn send_next(&mut self, channel: &Arc<str>, s: &mut Session) {
+        if s.streams.is_none() || !self.p.stats.connected.load(Ordering::Relaxed) {
             return;
         }
         let Some(w) = self.writers.get_mut(channel) else {
@@ -593,9 +656,9 @@ impl Bridge {
             sent_at: Instant::now(),
             numbering: None,
         };
-        let (write, numbering) = self.write(channel, &batch, js);
+        let (write, numbering) = self.write(channel, &batch, &s.js);
         batch.numbering = Some(numbering);
-        writes.push(write);
+        s.writes.push(write);
         if let Some(w) = self.writers.get_mut(channel) {
             w.in_flight = Some(batch);
         }
