@@ -32,6 +32,8 @@ use crate::status::ClusterStats;
 const MAX_UNDELIVERED: usize = 65_536;
 /// Largest batch payload (NATS' default `max_payload` is 1 MiB).
 const MAX_BATCH_BYTES: usize = 512 * 1024;
+/// Snapshot entries the stream keeps per key (see `ensure_streams`).
+const SNAPSHOT_ENTRIES_PER_KEY: i64 = 4;
 /// How often the bridge checks the connection, expiries, unknown outcomes and lag.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// How long one request to the broker may take before its outcome counts as unknown.
@@ -423,7 +425,9 @@ impl Bridge {
         let snapshots = stream::Config {
             name: self.snap_stream.clone(),
             subjects: vec![format!("{}.snap.>", self.prefix)],
-            max_messages_per_subject: 1,
+            // Two writers' entries for one key can land out of order: a few are kept and a
+            // booting node takes the highest seq.
+            max_messages_per_subject: SNAPSHOT_ENTRIES_PER_KEY,
             storage,
             num_replicas: self.p.config.replicas,
             allow_direct: true,
@@ -435,7 +439,8 @@ impl Bridge {
         Ok((stream, incarnation))
     }
 
-    /// Reads the newest snapshot entry of every key into the sink (boot only).
+    /// Reads the snapshot stream's entries into the sink (boot only); the distributor keeps the
+    /// highest seq per key.
     async fn load_snapshots(&mut self, js: &Context) -> Result<(), String> {
         let mut stream = js
             .get_stream(&self.snap_stream)
@@ -452,8 +457,7 @@ impl Bridge {
         }
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::LastPerSubject,
-                filter_subject: format!("{}.snap.>", self.prefix),
+                deliver_policy: consumer::DeliverPolicy::All,
                 ..Default::default()
             })
             .await

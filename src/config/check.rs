@@ -70,6 +70,17 @@ impl Config {
                 ),
             ));
         }
+        if let Some(cluster) = &self.cluster {
+            // A local namespace must be one whose channels can be named `ns:...`.
+            let unknown = (cluster.local_namespaces.iter())
+                .find(|ns| !self.namespaces.iter().any(|(name, _)| name == ns.as_str()));
+            if let Some(ns) = unknown {
+                return Err(ConfigError::invalid(
+                    "cluster.local_namespaces",
+                    format!("`{ns}` is not a configured namespace (add a [namespaces.{ns}] table)"),
+                ));
+            }
+        }
         Ok(ValidConfig(self))
     }
 

@@ -410,7 +410,8 @@ impl ChannelRegistry {
         self.incarnation = Some(id);
     }
 
-    /// Puts a snapshot entry read from the cluster (at boot, before the channel's events).
+    /// Puts a snapshot entry read from the cluster (at boot, before the channel's events):
+    /// the stream keeps a few entries per key, and the one with the highest seq wins.
     pub fn put_snapshot_entry(
         &mut self,
         channel: &Arc<str>,
@@ -427,8 +428,16 @@ impl ChannelRegistry {
                 return; // the channel moved on to another epoch; the entry is stale
             }
             state.epoch = epoch.clone();
+            state.snapshot = Lazy::default(); // entries of another epoch
         }
         let Some(c) = &p.committed else { return };
+        let kept = state
+            .snapshot
+            .get()
+            .and_then(|s| s.seq_of_key(p.key.as_ref()));
+        if kept.is_some_and(|kept| kept >= seq) {
+            return; // two writers' entries raced: the newer one stays
+        }
         let fields = crate::wire::event::EventFields {
             channel,
             seq,
@@ -574,5 +583,102 @@ mod tests {
         s.set(0, false);
         s.set(65, false);
         assert!(s.is_empty());
+    }
+
+    fn committed(channel: &str, seq: u64, data: &'static str) -> Publication {
+        Publication {
+            origin: None,
+            channel: Arc::from(channel),
+            event_type: bytes::Bytes::from_static(b"\"e\""),
+            data: bytes::Bytes::from_static(data.as_bytes()),
+            key: Some(bytes::Bytes::from_static(b"\"k\"")),
+            ack: None,
+            committed: Some(Box::new(crate::distributor::ingress::Committed {
+                seq,
+                frame: 7,
+                timestamp: bytes::Bytes::from_static(b"t"),
+            })),
+        }
+    }
+
+    fn clustered() -> ChannelRegistry {
+        ChannelRegistry {
+            clustered: true,
+            ..ChannelRegistry::default()
+        }
+    }
+
+    #[test]
+    fn a_cluster_channel_without_events_takes_its_first_epoch_from_the_stream() {
+        let mut reg = clustered();
+        reg.join(0, Arc::from("a"));
+        assert_eq!(
+            &*reg.get_mut("a").unwrap().epoch,
+            "",
+            "not known before the stream"
+        );
+        reg.set_incarnation(Arc::from("inc1"));
+        let first = crate::cluster::first_epoch("inc1", "a");
+        assert_eq!(reg.get_mut("a").unwrap().epoch, first);
+        reg.join(0, Arc::from("b"));
+        assert_eq!(
+            reg.get_mut("b").unwrap().epoch,
+            crate::cluster::first_epoch("inc1", "b")
+        );
+    }
+
+    #[test]
+    fn committed_batches_skip_what_was_queued_and_start_where_the_stream_is() {
+        let mut reg = clustered();
+        let c: Arc<str> = Arc::from("c");
+        let e: Arc<str> = Arc::from("e1");
+        // The first batch a node sees of a channel may start anywhere (trimmed history).
+        let batch = vec![committed("c", 40, "1"), committed("c", 41, "2")];
+        reg.queue_committed(&c, &e, 40, batch).unwrap();
+        let state = reg.get_mut("c").unwrap();
+        assert_eq!((state.last_seq, state.pending.len()), (39, 2));
+        // Redelivered (a recreated consumer): only the new event is queued.
+        let again = vec![committed("c", 41, "2"), committed("c", 42, "3")];
+        reg.queue_committed(&c, &e, 41, again).unwrap();
+        let state = reg.get_mut("c").unwrap();
+        let seqs: Vec<u64> = state
+            .pending
+            .iter()
+            .map(|p| p.committed.as_ref().unwrap().seq)
+            .collect();
+        assert_eq!(seqs, vec![40, 41, 42]);
+        // A new epoch replaces what was queued and kept.
+        let e2: Arc<str> = Arc::from("e2");
+        assert!(reg
+            .queue_committed(&c, &e2, 1, vec![committed("c", 1, "x")])
+            .is_err());
+        let state = reg.get_mut("c").unwrap();
+        assert_eq!(
+            (&*state.epoch, state.last_seq, state.pending.len()),
+            ("e2", 0, 1)
+        );
+    }
+
+    #[test]
+    fn of_two_racing_snapshot_entries_for_a_key_the_higher_seq_stays() {
+        let mut reg = clustered();
+        let c: Arc<str> = Arc::from("c");
+        let e: Arc<str> = Arc::from("e1");
+        reg.put_snapshot_entry(&c, &e, 6, &committed("c", 6, "\"new\""));
+        reg.put_snapshot_entry(&c, &e, 5, &committed("c", 5, "\"old\""));
+        let frames = reg
+            .get_mut("c")
+            .unwrap()
+            .snapshot
+            .get_mut()
+            .unwrap()
+            .frames()
+            .unwrap();
+        let text = String::from_utf8_lossy(&frames);
+        assert!(
+            text.contains("\"new\"") && !text.contains("\"old\""),
+            "{text}"
+        );
+        assert_eq!(&*reg.get_mut("c").unwrap().epoch, "e1");
     }
 }

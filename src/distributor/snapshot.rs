@@ -73,6 +73,12 @@ impl Snapshot {
         self.joined = None;
     }
 
+    /// The seq of the newest event kept for `key` (`None`: keyless events' slot).
+    pub fn seq_of_key(&self, key: Option<&Bytes>) -> Option<u64> {
+        let empty = Bytes::new();
+        self.seq_of.get(key.unwrap_or(&empty)).copied()
+    }
+
     /// The whole snapshot as consecutive event frames, oldest `seq` first, in one shared
     /// buffer (built on the first call after a change); `None` when nothing is kept.
     pub fn frames(&mut self) -> Option<Bytes> {
