@@ -475,6 +475,10 @@ async fn broker_killed_mid_stream_no_duplicate_no_gap() {
             .iter()
             .filter(|(_, d)| delivered.contains(d.as_str()))
             .count();
+        assert_eq!(
+            refused_but_delivered, 0,
+            "a publication answered UNAVAILABLE must be delivered nowhere"
+        );
         eprintln!(
             "{} published, {} refused with UNAVAILABLE ({refused_but_delivered} of those were committed anyway), stream end {end}",
             published.len(),
@@ -729,6 +733,7 @@ async fn ambiguous_ack_commits_once() {
             "error" if amb.v["code"] == "UNAVAILABLE" => None,
             _ => panic!("unexpected reply {}", amb.text),
         };
+        eprintln!("the ambiguous publication was answered {}", amb.text);
         for node in &mut nodes {
             node.wait_ready().await;
         }

@@ -91,3 +91,25 @@ impl ClusterStats {
         counter.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_ready_only_connected_caught_up_and_within_max_lag() {
+        let s = ClusterStats::new("a".into(), 100);
+        assert_eq!(
+            s.not_ready_reason(),
+            Some("not connected to the NATS JetStream cluster")
+        );
+        s.connected.store(true, Ordering::Relaxed);
+        assert_eq!(s.not_ready_reason(), Some("catching up with the stream"));
+        s.booted.store(true, Ordering::Relaxed);
+        s.lag.store(100, Ordering::Relaxed);
+        assert!(s.ready(), "at max_lag is still ready");
+        s.lag.store(101, Ordering::Relaxed);
+        assert!(!s.ready());
+        assert!(s.not_ready_reason().unwrap().contains("max_lag"));
+    }
+}
