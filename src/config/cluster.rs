@@ -98,8 +98,16 @@ impl ClusterConfig {
                 "urls" => {}
                 "credentials_file" => {
                     let path = PathBuf::from(text()?);
-                    std::fs::metadata(&path)
+                    let creds = std::fs::read_to_string(&path)
                         .map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
+                    if !(creds.contains("BEGIN NATS USER JWT")
+                        && creds.contains("BEGIN USER NKEY SEED"))
+                    {
+                        return Err(invalid(
+                            key,
+                            format!("{} is not a NATS .creds file (a user JWT and an nkey seed, as `nsc generate creds` writes)", path.display()),
+                        ));
+                    }
                     c.credentials_file = Some(path);
                 }
                 "node" => c.node = name(&text()?).map_err(|m| invalid(key, m))?,
@@ -252,6 +260,11 @@ mod tests {
             ("max_lag = 0", "cluster.max_lag"),
             (
                 "credentials_file = \"/nonexistent/x.creds\"",
+                "cluster.credentials_file",
+            ),
+            // Exists, but is no .creds file (tests run from the package root).
+            (
+                "credentials_file = \"Cargo.toml\"",
                 "cluster.credentials_file",
             ),
             ("local_namespaces = 3", "cluster.local_namespaces"),
