@@ -189,12 +189,19 @@ async fn three_nodes_concurrent_publishers_see_identical_sequences() {
                     sub.name, e.seq
                 );
             }
-            lists.push((sub.name.clone(), seq_data(&events)));
+            let texts: Vec<String> = events.iter().map(|e| e.text.clone()).collect();
+            lists.push((sub.name.clone(), seq_data(&events), texts));
         }
-        for (name, list) in &lists[1..] {
+        for (name, list, texts) in &lists[1..] {
             assert!(
                 *list == lists[0].1,
                 "{name} and {} delivered different sequences",
+                lists[0].0
+            );
+            // Same bytes, not only the same data: frame and timestamp are the writer's.
+            assert!(
+                *texts == lists[0].2,
+                "{name} and {} delivered different event bytes",
                 lists[0].0
             );
         }
@@ -204,6 +211,44 @@ async fn three_nodes_concurrent_publishers_see_identical_sequences() {
 
 /// One HTTP publisher alternating between two nodes, awaiting each 202: the seqs it is given
 /// rise by one per publication (1..=50) and a third node delivers the events in publish order.
+/// Frame numbers come from the wall clock in cluster mode, `⌊unix time / tick period⌋`, so the
+/// same tick has the same number on every node (and rate-level boundaries agree): each node's
+/// heartbeat, numbered by its own tick, carries a frame within a second of the one its
+/// `unix_ms` gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_are_numbered_by_the_wall_clock_on_every_node() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    bounded(async {
+        let extra = "heartbeat_interval = \"1s\"\n".to_string();
+        let mut nodes = Vec::new();
+        for name in ["a", "b"] {
+            let mut config = NodeConfig::new(name, &nats.url());
+            config.extra = extra.clone();
+            let mut node = Node::start(&config);
+            node.wait_ready().await;
+            nodes.push(node);
+        }
+        for node in &nodes {
+            let mut sub = Client::connect(node, "heartbeat").await;
+            sub.subscribe(&["heartbeat"], None).await;
+            let e = sub.event("heartbeat").await;
+            let v: Value = serde_json::from_str(&e.text).unwrap();
+            let frame = v["frame"].as_u64().expect("frame");
+            let unix_ms = v["data"]["unix_ms"].as_u64().expect("unix_ms");
+            let wall_frame = unix_ms * 60 / 1000; // tick_hz = 60
+            assert!(
+                (wall_frame..=wall_frame + 60).contains(&frame),
+                "{}: frame {frame}, wall-clock frame {wall_frame}: {}",
+                node.name,
+                e.text
+            );
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alternating_http_publisher_keeps_order() {
     let Some(nats) = NatsServer::start() else {

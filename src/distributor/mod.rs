@@ -212,6 +212,12 @@ impl Distributor {
         }
     }
 
+    /// The frame clock's rate (the period was made from it: 1 / `tick_hz`).
+    fn tick_hz(&self) -> u32 {
+        self.period
+            .map_or(0, |p| (1.0 / p.as_secs_f64()).round() as u32)
+    }
+
     /// Cluster mode: shared channels commit through `link` and come back from the stream.
     pub(crate) fn with_cluster(mut self, link: Option<crate::cluster::ClusterLink>) -> Distributor {
         self.registry.clustered = link.is_some();
@@ -234,7 +240,7 @@ impl Distributor {
                 let unix = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default();
-                FrameClock::wall_aligned(Instant::now(), unix, period)
+                FrameClock::wall_aligned(Instant::now(), unix, self.tick_hz())
             }
             None => FrameClock::new(Instant::now(), period),
         };

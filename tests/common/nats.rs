@@ -646,6 +646,8 @@ pub struct Event {
     pub data: String,
     pub key: Option<String>,
     pub snapshot: bool,
+    /// The whole message as received.
+    pub text: String,
 }
 
 impl Event {
@@ -665,6 +667,7 @@ impl Event {
                 .to_string(),
             key: m.v["key"].as_str().map(str::to_string),
             snapshot: m.v["snapshot"] == true,
+            text: m.text.clone(),
         }
     }
 }
