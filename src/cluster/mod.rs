@@ -135,12 +135,9 @@ impl ClusterLink {
 
     /// Whether `channel` stays on this node: the built-in channels and `local_namespaces`.
     pub(crate) fn is_local(&self, channel: &str) -> bool {
+        let namespace = crate::wire::channel::namespace(channel);
         crate::wire::channel::is_built_in(channel)
-            || (channel.contains(':')
-                && self
-                    .local_namespaces
-                    .iter()
-                    .any(|ns| ns == crate::wire::channel::namespace(channel)))
+            || self.local_namespaces.iter().any(|ns| ns == namespace)
     }
 }
 
@@ -218,3 +215,60 @@ pub(crate) fn first_epoch(incarnation: &str, channel: &str) -> Arc<str> {
 
 /// Requests the distributor may queue for the bridge (the byte budget binds first).
 const QUEUE_REQUESTS: usize = 65_536;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(local: &[&str]) -> ClusterLink {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        ClusterLink {
+            tx,
+            pending_bytes: Arc::default(),
+            max_pending_bytes: 1 << 20,
+            undelivered: Arc::default(),
+            stats: Arc::default(),
+            local_namespaces: local.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn built_in_channels_and_local_namespaces_stay_on_the_node() {
+        let l = link(&["telemetry"]);
+        assert!(l.is_local("system.status") && l.is_local("heartbeat"));
+        assert!(l.is_local("telemetry:cpu"));
+        assert!(!l.is_local("chat:x") && !l.is_local("metrics"));
+        assert!(
+            link(&["default"]).is_local("metrics"),
+            "`default` holds names without `:`"
+        );
+    }
+
+    #[test]
+    fn a_full_pending_budget_gives_the_request_back() {
+        let l = link(&[]);
+        let big = CommitRequest {
+            channel: Arc::from("c"),
+            events: vec![EventRecord {
+                event_type: bytes::Bytes::from_static(b"\"e\""),
+                data: bytes::Bytes::from(vec![b'1'; 2 << 20]),
+                key: None,
+                frame: 1,
+                timestamp: bytes::Bytes::from_static(b"t"),
+            }],
+            token: 1,
+            snapshot: false,
+            queued_at: std::time::Instant::now(),
+        };
+        assert!(l.submit(big).is_err());
+        assert_eq!(l.pending_bytes.load(Ordering::Relaxed), 0, "nothing held");
+    }
+
+    #[test]
+    fn first_epochs_are_the_same_everywhere_and_differ_per_channel_and_incarnation() {
+        assert_eq!(first_epoch("i1", "a"), first_epoch("i1", "a"));
+        assert_ne!(first_epoch("i1", "a"), first_epoch("i1", "b"));
+        assert_ne!(first_epoch("i1", "a"), first_epoch("i2", "a"));
+        assert_eq!(first_epoch("i1", "a").len(), 12);
+    }
+}
