@@ -217,10 +217,9 @@ pub(crate) fn first_epoch(incarnation: &str, channel: &str) -> Arc<str> {
 const QUEUE_REQUESTS: usize = 65_536;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn link(local: &[&str]) -> ClusterLink {
+impl ClusterLink {
+    /// A link whose bridge is gone (every submit is refused), for tests of its callers.
+    pub(crate) fn detached(local: &[&str]) -> ClusterLink {
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
         ClusterLink {
             tx,
@@ -230,6 +229,15 @@ mod tests {
             stats: Arc::default(),
             local_namespaces: local.iter().map(|s| s.to_string()).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(local: &[&str]) -> ClusterLink {
+        ClusterLink::detached(local)
     }
 
     #[test]

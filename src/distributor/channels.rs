@@ -247,6 +247,12 @@ impl ChannelRegistry {
         true
     }
 
+    /// Makes sure `channel` exists, created by a client if it is new; false when clients may
+    /// create no more channels (`max_channels`).
+    pub fn create_for_client(&mut self, channel: &Arc<str>) -> bool {
+        self.ensure(channel, true)
+    }
+
     /// Counts a subscriber in on `shard`; `None` if the channel is new and clients may create
     /// no more channels (`max_channels`).
     pub fn join(&mut self, shard: usize, channel: Arc<str>) -> Option<&mut ChannelState> {

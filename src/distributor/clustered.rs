@@ -53,9 +53,21 @@ impl ClusterSide {
     }
 
     /// Keeps `p` for this tick's commit if its channel is shared; gives it back if local.
-    pub(crate) fn take(&mut self, p: Publication) -> Option<Publication> {
+    /// A client publication to a channel this node does not know creates it here first, so
+    /// `max_channels` bounds what clients create (refused: `LIMIT_EXCEEDED`, nothing sent).
+    pub(crate) fn take(
+        &mut self,
+        p: Publication,
+        registry: &mut ChannelRegistry,
+    ) -> Option<Publication> {
         if self.link.is_local(&p.channel) {
             return Some(p);
+        }
+        if p.origin.is_some() && !registry.create_for_client(&p.channel) {
+            registry
+                .acks
+                .extend(PublishAck::of(&p, AckOutcome::ChannelLimit));
+            return None;
         }
         let list = self.outgoing.entry(p.channel.clone()).or_default();
         if list.is_empty() {
@@ -245,4 +257,61 @@ fn reply(
     channel: &Arc<str>,
 ) -> Option<PublishAck> {
     PublishAck::to(origin, ack.as_deref()?, channel, outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn_id::ConnId;
+
+    fn client_publication(channel: &str) -> Publication {
+        Publication {
+            origin: Some(Origin {
+                shard: 0,
+                conn: ConnId::default(),
+            }),
+            channel: Arc::from(channel),
+            event_type: Bytes::from_static(b"\"e\""),
+            data: Bytes::from_static(b"1"),
+            key: None,
+            ack: Some(Box::new(AckTo::Client { id: "\"1\"".into() })),
+            committed: None,
+        }
+    }
+
+    #[test]
+    fn clients_create_at_most_max_channels_in_a_cluster_too() {
+        let mut side = ClusterSide::new(ClusterLink::detached(&[]));
+        let mut reg = ChannelRegistry::with_client_limit(1);
+        assert!(side.take(client_publication("a"), &mut reg).is_none());
+        assert!(side.take(client_publication("b"), &mut reg).is_none());
+        let outcomes: Vec<_> = reg.acks.iter().map(|a| (&*a.channel, a.outcome)).collect();
+        assert_eq!(outcomes, vec![("b", AckOutcome::ChannelLimit)]);
+        assert!(side.has_outgoing(), "`a` waits for its commit");
+    }
+
+    #[test]
+    fn a_request_the_bridge_cannot_take_is_answered_unavailable() {
+        let mut side = ClusterSide::new(ClusterLink::detached(&[]));
+        let mut reg = ChannelRegistry::default();
+        assert!(side.take(client_publication("a"), &mut reg).is_none());
+        let mut acks = Vec::new();
+        side.flush(1, "t", &Namespaces::default(), &mut acks, Instant::now());
+        assert_eq!(acks.len(), 1);
+        assert_eq!(acks[0].outcome, AckOutcome::Unavailable);
+        assert!(!side.has_outgoing());
+    }
+
+    #[test]
+    fn node_local_channels_take_the_single_node_path() {
+        let mut side = ClusterSide::new(ClusterLink::detached(&["telemetry"]));
+        let mut reg = ChannelRegistry::default();
+        assert!(side
+            .take(client_publication("telemetry:x"), &mut reg)
+            .is_some());
+        assert!(side
+            .take(client_publication("heartbeat"), &mut reg)
+            .is_some());
+        assert!(!side.has_outgoing());
+    }
 }

@@ -405,7 +405,7 @@ impl Distributor {
                     released += Ingress::cost_of(&p);
                     self.stats.events_in.fetch_add(1, Ordering::Relaxed);
                     let p = match &mut self.cluster {
-                        Some(cluster) => match cluster.take(p) {
+                        Some(cluster) => match cluster.take(p, &mut self.registry) {
                             Some(local) => local,
                             None => continue,
                         },
