@@ -98,6 +98,10 @@ pub struct Traffic {
     /// Loopback source addresses for subscribers (0: the system's choice); subscriber i binds
     /// to 127.0.0.(2 + i mod K).
     pub source_ips: u32,
+    /// WebSocket URL the publisher connects to (`ws://host:port/path`; in HTTP mode its
+    /// host:port is the base POSTed to), or `None` for the subscribers' URL. Another node of a
+    /// cluster measures cross-node publish-to-receive latency.
+    pub publish_url: Option<String>,
 }
 
 impl Traffic {
@@ -125,6 +129,7 @@ impl Traffic {
             http_path: "/api/v1/broadcast".to_string(),
             tick: Duration::from_millis(1),
             source_ips: 0,
+            publish_url: None,
         }
     }
 }
@@ -219,6 +224,15 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), LoadError> {
     Ok((addr, host.to_string(), path.to_string()))
 }
 
+/// Where the publisher connects: `publish_url` if given, else the subscribers' `url`
+/// (address, Host header, WebSocket path).
+fn publish_target(
+    url: &str,
+    publish_url: Option<&str>,
+) -> Result<(SocketAddr, String, String), LoadError> {
+    parse_url(publish_url.unwrap_or(url))
+}
+
 /// Runs one measurement with framecast's protocol (`cfg.payload` filler bytes per event).
 pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
     run_with(cfg, &Traffic::framecast(cfg.mode, cfg.payload))
@@ -227,6 +241,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
 /// Runs one measurement with the messages of `traffic`.
 pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadError> {
     let (addr, host, path) = parse_url(&cfg.url)?;
+    let (pub_addr, pub_host, pub_path) = publish_target(&cfg.url, traffic.publish_url.as_deref())?;
     let template = |text: &str, seed: u64| Template::parse(text, traffic.size, traffic.kind, seed);
     let subscribe = traffic
         .subscribe
@@ -278,9 +293,9 @@ pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadE
     let skipped = Arc::new(AtomicU64::new(0));
     let publisher = (cfg.rate > 0.0).then(|| {
         let plan = PublisherPlan {
-            addr,
-            host: host.clone(),
-            path: path.clone(),
+            addr: pub_addr,
+            host: pub_host,
+            path: pub_path,
             http_path: traffic.http_path.clone(),
             api_key: cfg.api_key.clone(),
             mode: cfg.mode,
@@ -437,6 +452,22 @@ mod tests {
             (9000, "127.0.0.1:9000", "/ws")
         );
         assert!(parse_url("http://x/ws").is_err());
+    }
+
+    #[test]
+    fn the_publisher_connects_to_publish_url_or_else_the_subscribers_url() {
+        let subs = "ws://127.0.0.1:18082/ws";
+        let (addr, host, path) = publish_target(subs, None).unwrap();
+        assert_eq!(
+            (addr.port(), host.as_str(), path.as_str()),
+            (18082, "127.0.0.1:18082", "/ws")
+        );
+        let (addr, host, path) = publish_target(subs, Some("ws://127.0.0.1:18081/ws")).unwrap();
+        assert_eq!(
+            (addr.port(), host.as_str(), path.as_str()),
+            (18081, "127.0.0.1:18081", "/ws")
+        );
+        assert!(publish_target(subs, Some("http://127.0.0.1:18081")).is_err());
     }
 
     #[test]

@@ -26,6 +26,8 @@ enum Mode {
 /// raw JSON value). A raw rebroadcasting server needs no subscribe message:
 ///   framecast-load --url ws://127.0.0.1:9001/ --subscribe-msg '' \
 ///     --publish-template 'T={T} SEQ={SEQ} {PAD}' --payload-bytes 64
+/// Cross-node latency in a cluster: subscribers on one node, the publisher on another:
+///   framecast-load --url ws://127.0.0.1:18082/ws --publish-url ws://127.0.0.1:18081/ws
 /// A flag given twice takes its last value (scripts append per-server flags to common ones).
 #[derive(Debug, Parser)]
 #[command(
@@ -38,6 +40,11 @@ struct Args {
     /// WebSocket URL of the server.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
+    /// WebSocket URL the publisher connects to instead of --url (another node of a cluster:
+    /// cross-node latency); with --publish http its host:port is where --http-path is POSTed
+    /// [default: --url].
+    #[arg(long)]
+    publish_url: Option<String>,
     /// Subscriber connections.
     #[arg(long, default_value_t = 1000)]
     subs: usize,
@@ -150,6 +157,7 @@ fn main() -> anyhow::Result<()> {
     traffic.http_path = args.http_path;
     traffic.tick = tick;
     traffic.source_ips = args.src_ips;
+    traffic.publish_url = args.publish_url;
     let cfg = LoadConfig {
         url: args.url,
         subscribers: args.subs,
