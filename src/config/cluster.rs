@@ -41,6 +41,9 @@ pub struct ClusterConfig {
     pub max_lag: u64,
     /// Namespaces whose channels stay on this node (not committed, not shared).
     pub local_namespaces: Vec<String>,
+    /// Batches the events stream keeps per channel at least (beyond `history_size`), so a node
+    /// that pauses can catch up instead of losing events.
+    pub retained_batches: u32,
 }
 
 impl ClusterConfig {
@@ -57,6 +60,7 @@ impl ClusterConfig {
             max_pending_bytes: 16 << 20,
             max_lag: 10_000,
             local_namespaces: Vec::new(),
+            retained_batches: 3600,
         }
     }
 
@@ -140,6 +144,18 @@ impl ClusterConfig {
                         Some(n) if n >= 1 => n as u64,
                         _ => {
                             return Err(invalid(key, "must be a positive integer (events)".into()))
+                        }
+                    }
+                }
+                "retained_batches" => {
+                    c.retained_batches = match value.as_integer() {
+                        Some(n @ 1..=10_000_000) => n as u32,
+                        _ => {
+                            return Err(invalid(
+                                key,
+                                "must be an integer from 1 to 10000000 (batches per channel)"
+                                    .into(),
+                            ))
                         }
                     }
                 }
@@ -268,6 +284,7 @@ mod tests {
                 "cluster.credentials_file",
             ),
             ("local_namespaces = 3", "cluster.local_namespaces"),
+            ("retained_batches = 0", "cluster.retained_batches"),
             ("colour = \"red\"", "cluster.colour"),
         ] {
             let e = parse(&format!("{base}{extra}")).unwrap_err();

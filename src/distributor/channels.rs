@@ -105,6 +105,9 @@ pub struct ChannelState {
     pub seq_at_snapshot: u64,
     /// Created by a client (a join or a client publication): counts toward `max_channels`.
     pub client_created: bool,
+    /// Cluster mode: seqs `from..=to` the stream no longer held when this node reached them
+    /// (it lagged past the retention); the next tick tells subscribers with a `gap`.
+    pub lost: Option<Box<(u64, u64)>>,
 }
 
 impl Default for ChannelState {
@@ -122,6 +125,7 @@ impl Default for ChannelState {
             subscribers: 0,
             seq_at_snapshot: 0,
             client_created: false,
+            lost: None,
         }
     }
 }
@@ -186,6 +190,8 @@ pub struct ChannelRegistry {
     pub(crate) clustered: bool,
     /// Cluster mode: the stream's incarnation, which names channels' first epochs.
     incarnation: Option<Arc<str>>,
+    /// Cluster mode: events the stream no longer held when this node reached them, in all.
+    pub(crate) lost_events: u64,
 }
 
 impl Default for ChannelRegistry {
@@ -207,6 +213,7 @@ impl ChannelRegistry {
             acks: Vec::new(),
             clustered: false,
             incarnation: None,
+            lost_events: 0,
         }
     }
 
@@ -387,13 +394,24 @@ impl ChannelRegistry {
         if first_seq <= queued {
             let skip = ((queued - first_seq + 1) as usize).min(batch.len());
             batch.drain(..skip);
-        } else if first_seq > queued + 1 {
-            if queued > 0 {
-                note = Err(format!("seq jumps from {queued} to {first_seq}"));
-            }
+        } else if first_seq > queued + 1 && (queued > 0 || state.subscribers > 0) {
+            // Events the stream dropped before this node read them (it was told a position
+            // before them): the history has a hole (recovery across it must fail), and
+            // subscribers are told by a `gap`.
+            note = Err(format!(
+                "seq jumps from {queued} to {first_seq}: this node lagged past the stream's retention; {} events lost here",
+                first_seq - queued - 1
+            ));
+            state.history = History::default();
+            self.lost_events += first_seq - queued - 1;
+            let from = state.lost.as_deref().map_or(queued + 1, |&(from, _)| from);
+            state.lost = Some(Box::new((from, first_seq - 1)));
             if state.pending.is_empty() {
                 state.last_seq = first_seq - 1;
             }
+        } else if first_seq > queued + 1 && state.pending.is_empty() {
+            // The first batch this node sees of a channel nobody here was told a seq of.
+            state.last_seq = first_seq - 1;
         }
         if batch.is_empty() {
             return note;
@@ -663,6 +681,64 @@ mod tests {
             (&*state.epoch, state.last_seq, state.pending.len()),
             ("e2", 0, 1)
         );
+    }
+
+    #[test]
+    fn events_the_stream_dropped_before_this_node_read_them_are_a_gap_and_a_hole_in_history() {
+        let mut reg = clustered();
+        reg.join(0, Arc::from("c"));
+        let c: Arc<str> = Arc::from("c");
+        let e: Arc<str> = Arc::from("e1");
+        reg.queue_committed(&c, &e, 1, vec![committed("c", 1, "1")])
+            .unwrap();
+        let tick = |reg: &mut ChannelRegistry, frame| {
+            let input = crate::distributor::tick::TickInput::immediate(
+                frame,
+                "t",
+                1,
+                std::time::Instant::now(),
+            );
+            let ns: crate::config::Namespaces = {
+                let t: toml::Table = "[namespaces.default]\nhistory_size = 10\n".parse().unwrap();
+                crate::config::Namespaces::from_toml(t["namespaces"].as_table().unwrap()).unwrap()
+            };
+            crate::distributor::tick::encode_tick(reg, &input, &ns)
+        };
+        tick(&mut reg, 1);
+        // The node lagged: seqs 2..=4 were dropped by the stream's retention.
+        assert!(reg
+            .queue_committed(&c, &e, 5, vec![committed("c", 5, "5")])
+            .is_err());
+        let out = tick(&mut reg, 2);
+        let text = String::from_utf8_lossy(&out[0][0].frames).to_string();
+        let gap = text.find("\"type\":\"gap\"").expect(&text);
+        assert!(
+            gap < text.find("\"seq\":5").unwrap(),
+            "the gap comes first: {text}"
+        );
+        assert!(
+            text.contains("\"skipped\":3,\"from_seq\":2,\"to_seq\":4"),
+            "{text}"
+        );
+        let state = reg.get_mut("c").unwrap();
+        assert!(
+            state.history.after(1, 5).is_none(),
+            "recovery across the hole fails"
+        );
+        assert!(state.history.after(4, 5).is_some(), "after it, it works");
+    }
+
+    #[test]
+    fn a_subscriber_told_seq_0_is_told_of_events_dropped_before_the_first_batch() {
+        let mut reg = clustered();
+        reg.join(0, Arc::from("c"));
+        let (c, e): (Arc<str>, Arc<str>) = (Arc::from("c"), Arc::from(""));
+        assert!(reg
+            .queue_committed(&c, &e, 16, vec![committed("c", 16, "x")])
+            .is_err());
+        let state = reg.get_mut("c").unwrap();
+        assert_eq!(state.lost.as_deref(), Some(&(1, 15)));
+        assert_eq!(reg.lost_events, 15);
     }
 
     #[test]

@@ -219,7 +219,9 @@ impl ClusterSide {
                 p
             })
             .collect();
-        if let Err(why) = registry.queue_committed(&channel, &epoch, first_seq, publications) {
+        let queued = registry.queue_committed(&channel, &epoch, first_seq, publications);
+        (self.link.stats.lost).store(registry.lost_events, std::sync::atomic::Ordering::Relaxed);
+        if let Err(why) = queued {
             if let Some(unlogged) = self.log.admit(now) {
                 tracing::warn!(channel = %channel, first_seq, unlogged, "cluster: {why}");
             }

@@ -128,6 +128,9 @@ pub fn encode_tick(
             }
         }
         let subscribed = !state.shards.is_empty();
+        // Cluster mode: events the stream dropped before this node read them (told to the
+        // subscribers there are now; a later subscriber starts after them anyway).
+        let lost = state.lost.take();
         let history_cap = ns.history_size as usize;
         if !subscribed && history_cap == 0 {
             for p in &pending {
@@ -141,6 +144,11 @@ pub fn encode_tick(
             .map(|p| p.data.len() + p.event_type.len() + name.len() + FRAME_OVERHEAD)
             .sum();
         let mut out = BytesMut::with_capacity(size);
+        // Cluster mode: events the stream dropped before this node read them.
+        if let Some(lost) = lost.filter(|_| subscribed) {
+            let (from, to) = *lost;
+            out.extend_from_slice(&crate::wire::reply::gap(name, to + 1 - from, from, to));
+        }
         let feed_levels = conflated && subscribed && input.levels;
         // Frame boundaries, only when history or rate levels keep per-event slices.
         let track = history_cap > 0 || feed_levels;

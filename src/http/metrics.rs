@@ -256,7 +256,7 @@ pub(crate) fn render(state: &ServerState) -> Response {
 fn cluster(o: &mut String, c: &crate::status::ClusterStats) {
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let connected = c.connected.load(std::sync::atomic::Ordering::Relaxed);
-    let rows: [(&str, &str, &str, f64); 9] = [
+    let rows: [(&str, &str, &str, f64); 10] = [
         (
             "framecast_cluster_connected",
             "gauge",
@@ -292,6 +292,12 @@ fn cluster(o: &mut String, c: &crate::status::ClusterStats) {
             "counter",
             "Events delivered from the stream while catching up.",
             get(&c.replayed) as f64,
+        ),
+        (
+            "framecast_cluster_lost_events_total",
+            "counter",
+            "Events the stream no longer held when this node reached them (it lagged past the retention); subscribers got a gap.",
+            get(&c.lost) as f64,
         ),
         (
             "framecast_cluster_received_events_total",

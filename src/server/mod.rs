@@ -53,7 +53,7 @@ impl Server {
         let (ingress, ingress_rx) = Ingress::new();
         let cluster = match &config.cluster {
             Some(c) => {
-                let retention = wiring::retention(&policy.namespaces);
+                let retention = wiring::retention(&policy.namespaces, c.retained_batches);
                 let started = crate::cluster::start(c, retention, ingress.cluster_sink())
                     .map_err(StartError::Shard)?;
                 Some(started)

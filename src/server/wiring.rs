@@ -115,10 +115,14 @@ impl ShardCommon {
 }
 
 /// How long the cluster's event stream keeps a channel's batches: as many as the largest
-/// `history_size` (at least one, so the head — seq and epoch — survives), for as long as the
+/// `history_size` or `cluster.retained_batches`, whichever is more (so the head — seq and
+/// epoch — survives, and a paused node can catch up), for as long as the
 /// longest `history_ttl` when every namespace with history has one. Each node trims its own
 /// history per namespace exactly.
-pub(super) fn retention(namespaces: &crate::config::Namespaces) -> crate::cluster::Retention {
+pub(super) fn retention(
+    namespaces: &crate::config::Namespaces,
+    retained_batches: u32,
+) -> crate::cluster::Retention {
     let with_history: Vec<_> = namespaces
         .iter()
         .map(|(_, ns)| ns)
@@ -129,6 +133,7 @@ pub(super) fn retention(namespaces: &crate::config::Namespaces) -> crate::cluste
         .map(|ns| ns.history_size)
         .max()
         .unwrap_or(0)
+        .max(retained_batches)
         .max(1);
     let max_age =
         if !with_history.is_empty() && with_history.iter().all(|ns| !ns.history_ttl.is_zero()) {

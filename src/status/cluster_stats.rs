@@ -20,6 +20,10 @@ pub struct ClusterStats {
     pub booted: AtomicBool,
     /// Events behind the stream (the consumer's pending count).
     pub lag: AtomicU64,
+    /// Stream sequence of the last batch this node delivered.
+    pub delivered_seq: AtomicU64,
+    /// The stream's last sequence when last read (about once a second).
+    pub stream_last_seq: AtomicU64,
     /// Past this lag the node is not ready.
     pub max_lag: u64,
     /// Batches this node committed.
@@ -32,6 +36,9 @@ pub struct ClusterStats {
     pub replayed: AtomicU64,
     /// Events received from the stream (every node's).
     pub received: AtomicU64,
+    /// Events the stream no longer held when this node reached them (it lagged past the
+    /// retention); its subscribers were told by a `gap`.
+    pub lost: AtomicU64,
     /// Publications answered `UNAVAILABLE` (no commit in time, or the buffer was full).
     pub unavailable: AtomicU64,
     /// Bytes of publications waiting for a commit.

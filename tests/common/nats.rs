@@ -314,7 +314,23 @@ pub struct NodeConfig {
     pub max_lag: u64,
     /// Extra top-level keys (`status_interval = "1s"`), written before the tables.
     pub extra: String,
+    /// Replaces the `[namespaces.*]` tables, when set.
+    pub namespaces: Option<String>,
+    /// Extra `[cluster]` keys (`retained_batches = 5`).
+    pub extra_cluster: String,
 }
+
+/// The namespaces every test node has unless a test replaces them.
+const DEFAULT_NAMESPACES: &str = "[namespaces.chat]
+history_size = 1000
+
+[namespaces.quiet]
+echo = false
+history_size = 1000
+
+[namespaces.pos]
+snapshot = true
+";
 
 impl NodeConfig {
     pub fn new(node: &str, nats_url: &str) -> NodeConfig {
@@ -328,6 +344,8 @@ impl NodeConfig {
             max_pending_bytes: "16MiB".to_string(),
             max_lag: 10_000,
             extra: String::new(),
+            namespaces: None,
+            extra_cluster: String::new(),
         }
     }
 
@@ -340,16 +358,7 @@ shards = 1
 tick_hz = 60
 {extra}
 
-[namespaces.chat]
-history_size = 1000
-
-[namespaces.quiet]
-echo = false
-history_size = 1000
-
-[namespaces.pos]
-snapshot = true
-
+{namespaces}
 [cluster]
 urls = [{urls}]
 node = "{node}"
@@ -359,8 +368,10 @@ storage = "{storage}"
 commit_timeout = "{commit_timeout}"
 max_pending_bytes = "{max_pending_bytes}"
 max_lag = {max_lag}
-"#,
+{extra_cluster}"#,
             extra = self.extra,
+            namespaces = self.namespaces.as_deref().unwrap_or(DEFAULT_NAMESPACES),
+            extra_cluster = self.extra_cluster,
             urls = urls.join(", "),
             node = self.node,
             stream = self.stream,
@@ -764,6 +775,14 @@ impl Client {
     }
 
     /// The `published` or `error` reply to request `id`.
+    /// The next message of type `kind` (`gap`, ...).
+    pub async fn message(&mut self, kind: &str) -> Msg {
+        self.take(&format!("a `{kind}` message"), MSG_DEADLINE, |m| {
+            m.kind() == kind
+        })
+        .await
+    }
+
     pub async fn reply(&mut self, id: &str) -> Msg {
         self.reply_within(id, MSG_DEADLINE).await
     }

@@ -9,6 +9,9 @@ use futures_util::stream::StreamExt;
 
 use super::*;
 
+/// A batch read this long after the stream stored it counts as replayed.
+const REPLAY_AGE_NS: i128 = 1_000_000_000;
+
 impl Bridge {
     /// Reads the snapshot stream's entries into the sink (boot only); the distributor keeps the
     /// highest seq per key.
@@ -102,6 +105,7 @@ impl Bridge {
 
     /// The stream's last sequence is `last`: lag, boot readiness, unknown outcomes' targets.
     pub(super) fn on_stream_last(&mut self, last: u64) {
+        self.p.stats.stream_last_seq.store(last, Ordering::Relaxed);
         self.p
             .stats
             .lag
@@ -151,13 +155,20 @@ impl Bridge {
     /// One batch from the stream, any node's.
     pub(super) fn on_message(&mut self, m: jetstream::Message) {
         let Ok(info) = m.info() else { return };
-        let (stream_seq, pending) = (info.stream_sequence, info.pending);
+        let stream_seq = info.stream_sequence;
         if stream_seq <= self.delivered {
             return; // already delivered (a recreated consumer)
         }
         self.delivered = stream_seq;
+        self.p
+            .stats
+            .delivered_seq
+            .store(stream_seq, Ordering::Relaxed);
         self.last_delivery = Instant::now();
-        self.p.stats.lag.store(pending, Ordering::Relaxed);
+        // Lag is the distance to the stream's last sequence as last read (the consumer's own
+        // pending count was seen stuck at thousands after a pause while it was caught up).
+        let last = self.p.stats.stream_last_seq.load(Ordering::Relaxed);
+        (self.p.stats.lag).store(last.saturating_sub(stream_seq), Ordering::Relaxed);
         let Some(batch) = self.decode(&m, stream_seq) else {
             if let Some(unlogged) = self.log.admit(Instant::now()) {
                 tracing::warn!(subject = %m.subject, stream_seq, unlogged, "cluster: skipped a message that is not a framecast batch");
@@ -169,7 +180,13 @@ impl Bridge {
             .stats
             .received
             .fetch_add(events as u64, Ordering::Relaxed);
-        if !self.caught_up_handed || pending > 0 {
+        // Replayed: the boot replay, and later whatever this node reads more than a second
+        // after the stream stored it (catching up after a pause), not live traffic.
+        let stored_ns = info.published.unix_timestamp_nanos();
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        if !self.caught_up_handed || now_ns - stored_ns > REPLAY_AGE_NS {
             self.p
                 .stats
                 .replayed
