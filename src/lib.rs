@@ -33,6 +33,7 @@ pub(crate) mod conn;
 pub(crate) mod conn_id;
 pub(crate) mod distributor;
 pub(crate) mod driver;
+pub(crate) mod epoch;
 pub(crate) mod fanout;
 pub(crate) mod http;
 #[doc(hidden)]

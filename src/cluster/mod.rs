@@ -200,19 +200,6 @@ pub(crate) fn start(
 
 pub(crate) use bridge::Retention;
 
-/// A channel's first epoch in a stream incarnation: the same on every node before the channel
-/// has any event, so a subscriber told it early recovers from it later. (With an age limit on
-/// the stream a channel can lose all its batches; its next epoch is random then.)
-pub(crate) fn first_epoch(incarnation: &str, channel: &str) -> Arc<str> {
-    // FNV-1a: fixed, so every node derives the same value.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in incarnation.bytes().chain([0]).chain(channel.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    Arc::from(format!("{:012x}", h & 0xffff_ffff_ffff))
-}
-
 /// Requests the distributor may queue for the bridge (the byte budget binds first).
 const QUEUE_REQUESTS: usize = 65_536;
 
@@ -270,13 +257,5 @@ mod tests {
         };
         assert!(l.submit(big).is_err());
         assert_eq!(l.pending_bytes.load(Ordering::Relaxed), 0, "nothing held");
-    }
-
-    #[test]
-    fn first_epochs_are_the_same_everywhere_and_differ_per_channel_and_incarnation() {
-        assert_eq!(first_epoch("i1", "a"), first_epoch("i1", "a"));
-        assert_ne!(first_epoch("i1", "a"), first_epoch("i1", "b"));
-        assert_ne!(first_epoch("i1", "a"), first_epoch("i2", "a"));
-        assert_eq!(first_epoch("i1", "a").len(), 12);
     }
 }

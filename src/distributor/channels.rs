@@ -114,7 +114,7 @@ impl Default for ChannelState {
     fn default() -> Self {
         ChannelState {
             last_seq: 0,
-            epoch: new_epoch(),
+            epoch: crate::epoch::fresh(),
             shards: ShardSet::default(),
             shard_counts: Vec::new(),
             history: History::default(),
@@ -128,12 +128,6 @@ impl Default for ChannelState {
             lost: None,
         }
     }
-}
-
-/// A fresh random epoch (12 hex digits).
-fn new_epoch() -> Arc<str> {
-    let n = uuid::Uuid::new_v4().as_u128() as u64 & 0xffff_ffff_ffff;
-    Arc::from(format!("{n:012x}"))
 }
 
 impl ChannelState {
@@ -247,7 +241,7 @@ impl ChannelRegistry {
         state.client_created = client;
         if self.clustered {
             state.epoch = match &self.incarnation {
-                Some(inc) => crate::cluster::first_epoch(inc, channel),
+                Some(inc) => crate::epoch::first(inc, channel),
                 None => Arc::from(""),
             };
         }
@@ -346,7 +340,7 @@ impl ChannelRegistry {
         }
         let state = self.map.get_mut(&p.channel).expect("ensured");
         if state.epoch.is_empty() {
-            state.epoch = new_epoch(); // a node-local channel in cluster mode
+            state.epoch = crate::epoch::fresh(); // a node-local channel in cluster mode
         }
         if state.pending.is_empty() {
             self.dirty.push(p.channel.clone());
@@ -428,7 +422,7 @@ impl ChannelRegistry {
     pub fn set_incarnation(&mut self, id: Arc<str>) {
         for (name, state) in &mut self.map {
             if state.last_seq == 0 && state.pending.is_empty() && state.history.is_empty() {
-                state.epoch = crate::cluster::first_epoch(&id, name);
+                state.epoch = crate::epoch::first(&id, name);
             }
         }
         self.incarnation = Some(id);
@@ -642,12 +636,12 @@ mod tests {
             "not known before the stream"
         );
         reg.set_incarnation(Arc::from("inc1"));
-        let first = crate::cluster::first_epoch("inc1", "a");
+        let first = crate::epoch::first("inc1", "a");
         assert_eq!(reg.get_mut("a").unwrap().epoch, first);
         reg.join(0, Arc::from("b"));
         assert_eq!(
             reg.get_mut("b").unwrap().epoch,
-            crate::cluster::first_epoch("inc1", "b")
+            crate::epoch::first("inc1", "b")
         );
     }
 

@@ -188,9 +188,9 @@ impl ClusterSide {
                         continue;
                     };
                     for (origin, ack) in replies {
-                        registry
-                            .acks
-                            .extend(reply(origin, ack, AckOutcome::Unavailable, &channel));
+                        registry.acks.extend(ack.and_then(|to| {
+                            PublishAck::to(origin, &to, &channel, AckOutcome::Unavailable)
+                        }));
                     }
                 }
             }
@@ -249,16 +249,6 @@ fn event_publication(
             timestamp: e.timestamp,
         })),
     }
-}
-
-/// The reply a publisher waiting on a request is owed.
-fn reply(
-    origin: Option<Origin>,
-    ack: Option<Box<AckTo>>,
-    outcome: AckOutcome,
-    channel: &Arc<str>,
-) -> Option<PublishAck> {
-    PublishAck::to(origin, ack.as_deref()?, channel, outcome)
 }
 
 #[cfg(test)]

@@ -22,6 +22,14 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// One family per row (name, kind, help, value), each a single unlabelled sample.
+fn unlabelled(out: &mut String, rows: &[(&str, &str, &str, f64)]) {
+    for &(name, kind, help, value) in rows {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 /// A histogram family: `counts` per bucket of `bounds` (seconds), then one for +Inf.
 fn histogram(out: &mut String, name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f64) {
     family(out, name, "histogram", help);
@@ -157,10 +165,7 @@ pub(crate) fn render(state: &ServerState) -> Response {
             get(&d.dropped_batches) as f64,
         ),
     ];
-    for (name, kind, help, value) in simple {
-        family(&mut o, name, kind, help);
-        let _ = writeln!(o, "{name} {value}");
-    }
+    unlabelled(&mut o, &simple);
     family(
         &mut o,
         "framecast_disconnects_total",
@@ -318,10 +323,7 @@ fn cluster(o: &mut String, c: &crate::status::ClusterStats) {
             get(&c.pending_bytes) as f64,
         ),
     ];
-    for (name, kind, help, value) in rows {
-        family(o, name, kind, help);
-        let _ = writeln!(o, "{name} {value}");
-    }
+    unlabelled(o, &rows);
     let bounds: Vec<f64> = crate::status::COMMIT_BUCKETS_US
         .iter()
         .map(|&b| b as f64 / 1e6)

@@ -58,8 +58,8 @@ impl Bridge {
             .flat_map(|r| r.events.iter().cloned())
             .collect();
         let first = || match (&self.incarnation, self.p.retention.max_age.is_zero()) {
-            (Some(inc), true) => crate::cluster::first_epoch(inc, channel),
-            _ => new_epoch(),
+            (Some(inc), true) => crate::epoch::first(inc, channel),
+            _ => crate::epoch::fresh(),
         };
         let (expected, n) = next_numbering(self.heads.get(channel), events.len() as u64, first);
         let mut headers = HeaderMap::new();

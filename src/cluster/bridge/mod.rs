@@ -135,7 +135,7 @@ struct Bridge {
     boot_target: Option<u64>,
     last_delivery: Instant,
     log: LogLimiter,
-    /// The event stream's incarnation (see [`super::first_epoch`]).
+    /// The event stream's incarnation (see [`crate::epoch::first`]).
     incarnation: Option<Arc<str>>,
     /// [`FromCluster::CaughtUp`] was sent.
     caught_up_handed: bool,
@@ -429,10 +429,4 @@ fn backoff(attempts: usize) -> Duration {
 fn jitter(d: Duration) -> Duration {
     let r = (uuid::Uuid::new_v4().as_u128() % 500) as f64 / 1000.0; // 0 ..0.5
     d.mul_f64(0.75 + r)
-}
-
-/// A new epoch: 48 random bits in hex, as single-node channels have.
-fn new_epoch() -> Arc<str> {
-    let n = uuid::Uuid::new_v4().as_u128() as u64 & 0xffff_ffff_ffff;
-    Arc::from(format!("{n:012x}"))
 }
