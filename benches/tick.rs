@@ -138,6 +138,7 @@ fn settings() -> ConnSettings {
             ws_path: "/ws".into(),
             echo_path: None,
             max_body: 1024,
+            deflate: true,
         },
     }
 }
@@ -178,6 +179,7 @@ fn shard_fanout(c: &mut Criterion) {
             exclusions: None,
             delivery: framecast::config::Delivery::Reliable,
             variants: None,
+            deflated: None,
         }],
         acks: Vec::new(),
     };

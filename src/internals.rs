@@ -20,8 +20,8 @@ pub mod conn_id {
 pub mod distributor {
     pub use crate::distributor::{channels, conflate, ingress, snapshot, tick};
     pub use crate::distributor::{
-        ChannelFrames, Ingress, JoinReply, JoinRequest, Joined, JoinedChannel, Publication,
-        TickBatch,
+        ChannelFrames, Deflated, Ingress, JoinReply, JoinRequest, Joined, JoinedChannel,
+        Publication, TickBatch,
     };
 }
 
@@ -45,7 +45,7 @@ pub mod limits {
 }
 
 pub mod protocol {
-    pub use crate::protocol::{frame, handshake, message};
+    pub use crate::protocol::{compress, frame, handshake, message};
 }
 
 pub mod shard {

@@ -21,6 +21,7 @@ pub(crate) fn settings(cap: usize) -> ConnSettings {
             ws_path: "/ws".into(),
             echo_path: None,
             max_body: 1024,
+            deflate: true,
         },
     }
 }
@@ -80,4 +81,35 @@ pub(crate) fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&mask);
     v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
     v
+}
+
+/// What a client that agreed to permessage-deflate reads from server frames, joined: each
+/// message's payload (inflated where RSV1 is set) and whether it came compressed.
+pub(crate) fn read_server_frames(mut buf: &[u8]) -> Vec<(bool, Vec<u8>)> {
+    use flate2::{Decompress, FlushDecompress};
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let (header, len) = match buf[1] & 0x7f {
+            126 => (4, u16::from_be_bytes([buf[2], buf[3]]) as usize),
+            127 => (
+                10,
+                u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+            ),
+            n => (2, n as usize),
+        };
+        let payload = &buf[header..header + len];
+        if buf[0] & 0x40 == 0 {
+            out.push((false, payload.to_vec()));
+        } else {
+            let mut input = payload.to_vec();
+            input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+            let mut inflated = Vec::with_capacity(1 << 20);
+            Decompress::new(false)
+                .decompress_vec(&input, &mut inflated, FlushDecompress::Sync)
+                .expect("valid DEFLATE");
+            out.push((true, inflated));
+        }
+        buf = &buf[header + len..];
+    }
+    out
 }

@@ -10,7 +10,8 @@
 # 2. io_uring denied (seccomp)       one suite again with io_uring blocked as Docker blocks it:
 #                                    the io_uring variants say they were skipped, epoll runs
 # 3. tests/fuzz/smoke.sh             each fuzz target for FUZZ_SECONDS (default 30) on 2 MiB stacks
-# 4. tests/autobahn/run.sh           Autobahn|TestSuite fuzzingclient, both backends
+# 4. tests/autobahn/run.sh           Autobahn|TestSuite fuzzingclient: 1.*-10.* on both backends,
+#                                    12.* and 13.* (permessage-deflate) on the default one
 # 5. clients/ci.sh                   the TypeScript, React and Python clients against the server
 #
 # `cargo test` alone still runs the Rust suites. Steps that need a tool this machine lacks
@@ -61,6 +62,10 @@ fi
 step "Autobahn|TestSuite"
 cargo build --release --bin framecast
 tests/autobahn/run.sh target/release/framecast
+# permessage-deflate (12.* and 13.*) lives in the sans-IO core, the same on both backends, and its
+# 216 cases take about 6 minutes (wstest compresses in Python): once, on the default backend.
+AUTOBAHN_IO=auto AUTOBAHN_CASES="12.* 13.*" AUTOBAHN_REPORT_DIR=target/autobahn-report-deflate \
+    tests/autobahn/run.sh target/release/framecast
 
 if [[ -x clients/ci.sh ]]; then
     step "clients"

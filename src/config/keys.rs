@@ -52,6 +52,18 @@ declare_keys! {
         doc: "outbound bytes queued per connection; a connection with data waiting that would pass it is closed with 1008 (slow consumer)",
         tuning: "outbound bytes waiting per connection before it is closed as a slow consumer (1008)",
     }
+    compression: bool {
+        default: "offered",
+        parse: values::compression,
+        doc: "`offered`: permessage-deflate for clients that offer it (each event compressed once, shared by all of them); `off`: never",
+        tuning: "`offered` (permessage-deflate when the client offers it; compressed once per event) or `off`",
+    }
+    compression_level: u32 {
+        default: "1",
+        parse: |v| parse_number(v, 1, 9),
+        doc: "DEFLATE level for compressed events, 1 (fastest) to 9 (smallest)",
+        tuning: "DEFLATE level, 1 (fastest) to 9; see benches/RESULTS.md for what higher levels buy",
+    }
     max_connections: usize {
         default: "100000",
         parse: |v| parse_number(v, 1, 100_000_000),

@@ -152,6 +152,8 @@ const INVALID: &[(&str, &str)] = &[
     ("tick_hz", "10001"),
     ("max_message_bytes", "100"),
     ("max_queued_bytes", "1"),
+    ("compression", "gzip"),
+    ("compression_level", "10"),
     ("max_connections", "0"),
     ("ping_interval", "soon"),
     ("pong_timeout", "-1s"),

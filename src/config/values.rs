@@ -68,6 +68,15 @@ pub(crate) fn parse_bool_flag(value: &str) -> Result<bool, String> {
     }
 }
 
+/// Parses the `compression` policy: `offered` (or `on`) or `off`.
+pub(crate) fn compression(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "offered" | "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("`{value}` is not one of offered, off")),
+    }
+}
+
 /// Parses a socket address such as `127.0.0.1:8080`.
 pub(crate) fn address(value: &str) -> Result<SocketAddr, String> {
     value

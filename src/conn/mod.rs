@@ -42,6 +42,7 @@ use crate::limits::{CLOSE_HANDSHAKE_TIMEOUT_MS, MAX_HTTP_HEAD_BYTES};
 /// Bytes of requests a connection may pipeline behind a response it is still owed (beyond
 /// one request's bound); more closes it.
 const PIPELINED_BYTES: usize = MAX_HTTP_HEAD_BYTES + (1 << 20);
+use crate::protocol::compress;
 use crate::protocol::frame::{close_frame, server_frame, Kind};
 use crate::protocol::handshake::{Endpoint, Routes};
 use crate::protocol::message::{CloseCode, Incoming, MessageReader};
@@ -111,6 +112,9 @@ pub struct Conn {
     admission: Admission,
     /// Why the connection ends, once known.
     reason: Option<CloseReason>,
+    /// permessage-deflate was agreed (with this server window, in bits): shared frames go out
+    /// in their compressed twin.
+    deflate: Option<u8>,
 }
 
 /// Whether a new connection may stay.
@@ -146,7 +150,14 @@ impl Conn {
             auth_expiry: AuthExpiry::Timeout,
             admission,
             reason: None,
+            deflate: None,
         }
+    }
+
+    /// Whether permessage-deflate was agreed in the upgrade (the connection takes compressed
+    /// frames).
+    pub fn deflates(&self) -> bool {
+        self.deflate.is_some()
     }
 
     /// Whether the connection speaks WebSocket and has not started closing.
@@ -261,6 +272,11 @@ impl Conn {
     ) {
         let open = self.is_open();
         let echo = self.endpoint == Some(Endpoint::Echo);
+        let deflate = self.deflate;
+        let echo_frame = |kind: Kind, m: &[u8]| match deflate {
+            Some(window) => compress::message_frame(kind, m, window),
+            None => server_frame(kind, m),
+        };
         let outbox = &mut self.outbox;
         let mut peer_close: Option<Option<CloseCode>> = None;
         let mut got_pong = false;
@@ -275,9 +291,9 @@ impl Conn {
                     Incoming::Pong => got_pong = true,
                     _ if !open => {}
                     Incoming::Ping(p) => outbox.push_unchecked(server_frame(Kind::Pong, p)),
-                    Incoming::Text(t) if echo => outbox.push_unchecked(server_frame(Kind::Text, t)),
+                    Incoming::Text(t) if echo => outbox.push_unchecked(echo_frame(Kind::Text, t)),
                     Incoming::Binary(b) if echo => {
-                        outbox.push_unchecked(server_frame(Kind::Binary, b))
+                        outbox.push_unchecked(echo_frame(Kind::Binary, b))
                     }
                     Incoming::Text(m) | Incoming::Binary(m) => app(outbox, AppEvent::Message(m)),
                 }

@@ -69,6 +69,7 @@ impl Conn {
                     query,
                     authorization,
                     origin,
+                    deflate,
                 } => {
                     if let Admission::Full { goodbye } = &self.admission {
                         self.outbox.push_unchecked(response);
@@ -100,6 +101,10 @@ impl Conn {
                     self.outbox.push_unchecked(response);
                     self.phase = Phase::Open;
                     self.endpoint = Some(endpoint);
+                    if deflate.is_some() {
+                        self.deflate = deflate;
+                        self.reader.accept_deflate();
+                    }
                     self.timers.stop(Timer::Handshake);
                     self.timers.set(Timer::Ping, now + settings.ping_interval);
                     if endpoint == Endpoint::Native {

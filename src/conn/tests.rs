@@ -13,6 +13,7 @@ fn settings() -> ConnSettings {
             ws_path: "/ws".into(),
             echo_path: Some("/echo".into()),
             max_body: 1024,
+            deflate: true,
         },
     }
 }

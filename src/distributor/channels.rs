@@ -186,6 +186,8 @@ pub struct ChannelRegistry {
     incarnation: Option<Arc<str>>,
     /// Cluster mode: events the stream no longer held when this node reached them, in all.
     pub(crate) lost_events: u64,
+    /// With `compression` on: compresses each event once, next to its plain frame.
+    pub(crate) deflater: Option<crate::protocol::compress::FrameDeflater>,
 }
 
 impl Default for ChannelRegistry {
@@ -208,6 +210,7 @@ impl ChannelRegistry {
             clustered: false,
             incarnation: None,
             lost_events: 0,
+            deflater: None,
         }
     }
 
@@ -466,7 +469,8 @@ impl ChannelRegistry {
             key: p.key.as_deref(),
             snapshot: false,
         };
-        state.snapshot.get_or_default().put(p.key.as_ref(), &fields);
+        let snapshot = state.snapshot.get_or_default();
+        snapshot.put_with(p.key.as_ref(), &fields, self.deflater.as_mut());
     }
 
     /// Whether any publication waits for dispatch.
@@ -716,10 +720,13 @@ mod tests {
         );
         let state = reg.get_mut("c").unwrap();
         assert!(
-            state.history.after(1, 5).is_none(),
+            state.history.after(1, 5, false).is_none(),
             "recovery across the hole fails"
         );
-        assert!(state.history.after(4, 5).is_some(), "after it, it works");
+        assert!(
+            state.history.after(4, 5, false).is_some(),
+            "after it, it works"
+        );
     }
 
     #[test]

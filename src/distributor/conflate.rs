@@ -61,6 +61,8 @@ pub struct Variant {
     pub last_seq: u64,
     /// `echo = false`: byte ranges of `bytes` each publisher must not get back.
     pub exclusions: Option<std::sync::Arc<[Exclusion]>>,
+    /// The compressed twin of `bytes`, for connections that agreed to permessage-deflate.
+    pub deflated: Option<super::Deflated>,
 }
 
 /// Per rate level (index L-1 for level L), the variant built at this tick's boundary, if any.
@@ -141,6 +143,7 @@ impl RateLevels {
                 first_seq,
                 last_seq,
                 exclusions: (!exclusions.is_empty()).then(|| exclusions.into()),
+                deflated: None,
             });
             w.kept.clear();
             w.index.clear();

@@ -13,6 +13,8 @@ struct Kept {
     seq: u64,
     at: Instant,
     frame: Bytes,
+    /// Its compressed twin (empty when compression is off).
+    deflated: Bytes,
 }
 
 /// The ring of one channel's recent events, oldest first.
@@ -22,16 +24,21 @@ pub struct History {
 }
 
 impl History {
-    /// Keeps the frame of event `seq` (sequence numbers arrive in order), pushing out the
-    /// oldest beyond `cap`.
-    pub fn push(&mut self, seq: u64, frame: Bytes, at: Instant, cap: usize) {
+    /// Keeps the frame of event `seq` (sequence numbers arrive in order) and its compressed
+    /// twin (empty when compression is off), pushing out the oldest beyond `cap`.
+    pub fn push(&mut self, seq: u64, frame: Bytes, deflated: Bytes, at: Instant, cap: usize) {
         if cap == 0 {
             return;
         }
         while self.events.len() >= cap {
             self.events.pop_front();
         }
-        self.events.push_back(Kept { seq, at, frame });
+        self.events.push_back(Kept {
+            seq,
+            at,
+            frame,
+            deflated,
+        });
     }
 
     /// Drops events older than `ttl` (zero = keep until pushed out).
@@ -49,8 +56,9 @@ impl History {
     }
 
     /// Every frame after `seq` up to `last_seq`, if all of them are still held (recovery is
-    /// all or nothing); `Some(empty)` when the client is already at `last_seq`.
-    pub fn after(&self, seq: u64, last_seq: u64) -> Option<Vec<Bytes>> {
+    /// all or nothing); `Some(empty)` when the client is already at `last_seq`. `deflated`:
+    /// the compressed twins, for a connection that agreed to permessage-deflate.
+    pub fn after(&self, seq: u64, last_seq: u64, deflated: bool) -> Option<Vec<Bytes>> {
         if seq > last_seq {
             return None;
         }
@@ -66,7 +74,10 @@ impl History {
             self.events
                 .iter()
                 .skip(skip)
-                .map(|e| e.frame.clone())
+                .map(|e| match deflated && !e.deflated.is_empty() {
+                    true => e.deflated.clone(),
+                    false => e.frame.clone(),
+                })
                 .collect(),
         )
     }
@@ -81,9 +92,12 @@ impl History {
         self.events.is_empty()
     }
 
-    /// Bytes of frames held (slices may share their tick buffer).
+    /// Bytes of frames held, twins included (slices may share their tick buffer).
     pub fn bytes(&self) -> usize {
-        self.events.iter().map(|e| e.frame.len()).sum()
+        self.events
+            .iter()
+            .map(|e| e.frame.len() + e.deflated.len())
+            .sum()
     }
 }
 
@@ -95,7 +109,7 @@ mod tests {
         let mut h = History::default();
         let t = Instant::now();
         for seq in 1..=n {
-            h.push(seq, Bytes::from(seq.to_string()), t, cap);
+            h.push(seq, Bytes::from(seq.to_string()), Bytes::new(), t, cap);
         }
         h
     }
@@ -103,29 +117,30 @@ mod tests {
     #[test]
     fn recovery_returns_exactly_the_missed_events_in_order() {
         let h = filled(10, 100);
-        let got = h.after(6, 10).unwrap();
+        let got = h.after(6, 10, false).unwrap();
         assert_eq!(got, vec!["7", "8", "9", "10"]);
-        assert_eq!(h.after(10, 10).unwrap().len(), 0);
+        assert_eq!(h.after(10, 10, false).unwrap().len(), 0);
     }
 
     #[test]
     fn recovery_fails_when_an_event_was_pushed_out() {
         let h = filled(10, 4);
         assert_eq!(h.len(), 4);
-        assert!(h.after(5, 10).is_none(), "event 6 is gone");
-        assert_eq!(h.after(6, 10).unwrap().len(), 4);
-        assert!(h.after(11, 10).is_none(), "ahead of the channel");
+        assert!(h.after(5, 10, false).is_none(), "event 6 is gone");
+        assert_eq!(h.after(6, 10, false).unwrap().len(), 4);
+        assert!(h.after(11, 10, false).is_none(), "ahead of the channel");
     }
 
     #[test]
     fn expired_events_are_dropped() {
         let mut h = History::default();
         let t = Instant::now();
-        h.push(1, Bytes::from_static(b"a"), t, 10);
-        h.push(2, Bytes::from_static(b"b"), t + Duration::from_secs(5), 10);
+        h.push(1, Bytes::from_static(b"a"), Bytes::new(), t, 10);
+        let later = t + Duration::from_secs(5);
+        h.push(2, Bytes::from_static(b"b"), Bytes::new(), later, 10);
         h.expire(t + Duration::from_secs(6), Duration::from_secs(3));
         assert_eq!(h.len(), 1);
-        assert!(h.after(0, 2).is_none());
-        assert!(h.after(1, 2).is_some());
+        assert!(h.after(0, 2, false).is_none());
+        assert!(h.after(1, 2, false).is_some());
     }
 }

@@ -88,6 +88,8 @@ pub struct JoinRequest {
     pub names: Vec<String>,
     /// The channels to join now, each with where the client left it.
     pub channels: Vec<(Arc<str>, Option<StreamPosition>)>,
+    /// The connection agreed to permessage-deflate: replayed frames come compressed.
+    pub deflate: bool,
 }
 
 /// The `subscribed` a join is answered with on the client's side.

@@ -9,6 +9,7 @@ mod ack;
 pub mod channels;
 mod clustered;
 pub mod conflate;
+pub(crate) mod deflated;
 pub(crate) mod history;
 pub(crate) mod host_level;
 pub mod ingress;
@@ -32,6 +33,7 @@ pub(crate) use crate::status::{DistributorStats, TICK_BUCKETS_US};
 pub(crate) use ack::{AckOutcome, AckTo, PublishAck};
 use channels::ChannelRegistry;
 pub(crate) use conflate::Variants;
+pub use deflated::Deflated;
 use host_level::HostLevel;
 pub(crate) use ingress::Origin;
 pub use ingress::{
@@ -62,6 +64,9 @@ pub struct ChannelFrames {
     /// For `echo = false` namespaces: the byte ranges of `frames` each publishing client must
     /// not receive back.
     pub exclusions: Option<Arc<[Exclusion]>>,
+    /// The compressed twin of `frames` (when `compression` is on), for connections that agreed
+    /// to permessage-deflate.
+    pub deflated: Option<Deflated>,
 }
 
 /// Bytes `start..end` of a tick's joined frames were published by `origin`.
@@ -222,6 +227,12 @@ impl Distributor {
     pub(crate) fn with_cluster(mut self, link: Option<crate::cluster::ClusterLink>) -> Distributor {
         self.registry.clustered = link.is_some();
         self.cluster = link.map(clustered::ClusterSide::new);
+        self
+    }
+
+    /// With `level`: every event is also compressed once (permessage-deflate) at that level.
+    pub(crate) fn with_compression(mut self, level: Option<u32>) -> Distributor {
+        self.registry.deflater = level.map(crate::protocol::compress::FrameDeflater::new);
         self
     }
 

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::{Bytes, BytesMut};
 
 use crate::limits::MAX_SNAPSHOT_KEYS;
+use crate::protocol::compress::FrameDeflater;
 use crate::wire::event::{put_event_frame, EventFields};
 
 /// One kept event: its key and its frame as a joiner receives it.
@@ -19,6 +20,8 @@ use crate::wire::event::{put_event_frame, EventFields};
 struct Kept {
     key: Bytes,
     frame: Bytes,
+    /// Its compressed twin (empty when compression is off).
+    deflated: Bytes,
 }
 
 /// Newest event per key of one channel.
@@ -33,6 +36,8 @@ pub struct Snapshot {
     bytes: usize,
     /// Every kept frame in seq order in one buffer, shared by joiners until the next change.
     joined: Option<Bytes>,
+    /// The same for joiners that agreed to permessage-deflate.
+    joined_deflated: Option<Bytes>,
 }
 
 impl Snapshot {
@@ -40,6 +45,16 @@ impl Snapshot {
     /// encoded with the snapshot mark; beyond [`MAX_SNAPSHOT_KEYS`] keys the oldest key is
     /// forgotten.
     pub fn put(&mut self, key: Option<&Bytes>, event: &EventFields<'_>) {
+        self.put_with(key, event, None);
+    }
+
+    /// [`put`](Self::put), also compressing the event once with `deflater` (compression on).
+    pub fn put_with(
+        &mut self,
+        key: Option<&Bytes>,
+        event: &EventFields<'_>,
+        deflater: Option<&mut FrameDeflater>,
+    ) {
         let mut out = BytesMut::new();
         put_event_frame(
             &mut out,
@@ -56,12 +71,18 @@ impl Snapshot {
         {
             self.bytes -= old.frame.len();
         }
+        let deflated = deflater.map_or(Bytes::new(), |d| {
+            let mut twin = BytesMut::with_capacity(out.len());
+            d.put_frame(&mut twin, &out);
+            twin.freeze()
+        });
         self.bytes += out.len();
         self.by_seq.insert(
             event.seq,
             Kept {
                 key,
                 frame: out.freeze(),
+                deflated,
             },
         );
         if self.seq_of.len() > MAX_SNAPSHOT_KEYS {
@@ -71,6 +92,7 @@ impl Snapshot {
             }
         }
         self.joined = None;
+        self.joined_deflated = None;
     }
 
     /// The seq of the newest event kept for `key` (`None`: keyless events' slot).
@@ -82,14 +104,25 @@ impl Snapshot {
     /// The whole snapshot as consecutive event frames, oldest `seq` first, in one shared
     /// buffer (built on the first call after a change); `None` when nothing is kept.
     pub fn frames(&mut self) -> Option<Bytes> {
+        self.frames_for(false)
+    }
+
+    /// [`frames`](Self::frames), or with `deflated` their compressed twins (each event's plain
+    /// frame where it has none).
+    pub fn frames_for(&mut self, deflated: bool) -> Option<Bytes> {
         if self.by_seq.is_empty() {
             return None;
         }
         let (by_seq, bytes) = (&self.by_seq, self.bytes);
-        let joined = self.joined.get_or_insert_with(|| {
+        let cache = match deflated {
+            true => &mut self.joined_deflated,
+            false => &mut self.joined,
+        };
+        let joined = cache.get_or_insert_with(|| {
             let mut out = BytesMut::with_capacity(bytes);
             for kept in by_seq.values() {
-                out.extend_from_slice(&kept.frame);
+                let twin = deflated && !kept.deflated.is_empty();
+                out.extend_from_slice(if twin { &kept.deflated } else { &kept.frame });
             }
             out.freeze()
         });

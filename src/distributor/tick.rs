@@ -10,8 +10,10 @@ use bytes::{Bytes, BytesMut};
 
 use super::channels::ChannelRegistry;
 use super::conflate::{crossed, retain_newest_per_key};
-use super::{AckOutcome, ChannelFrames, Exclusion, Publication, PublishAck};
+use super::deflated::deflate_frames;
+use super::{AckOutcome, ChannelFrames, Exclusion, Publication, PublishAck, Variants};
 use crate::config::{Delivery, Namespaces};
+use crate::protocol::compress::FrameDeflater;
 use crate::wire::event::{put_event_frame, EventFields};
 
 /// Bytes an event frame adds around its payload, for sizing the joined buffer up front.
@@ -98,6 +100,7 @@ pub fn encode_tick(
 ) -> Vec<Vec<ChannelFrames>> {
     let mut per_shard: Vec<Vec<ChannelFrames>> = (0..input.shards).map(|_| Vec::new()).collect();
     let dirty = registry.take_dirty();
+    let mut deflater = registry.deflater.take();
     let mut acks = Vec::new();
     let mut deferred = Vec::new();
     let mut levelled = Vec::new();
@@ -124,7 +127,8 @@ pub fn encode_tick(
             for p in &pending {
                 seq = seq_after(seq, p);
                 let event = event_fields(name, seq, input, p);
-                state.snapshot.get_or_default().put(p.key.as_ref(), &event);
+                let snapshot = state.snapshot.get_or_default();
+                snapshot.put_with(p.key.as_ref(), &event, deflater.as_mut());
             }
         }
         let subscribed = !state.shards.is_empty();
@@ -174,8 +178,14 @@ pub fn encode_tick(
             }
         }
         let frames = out.freeze();
+        let twin = deflater
+            .as_mut()
+            .map(|d| deflate_frames(d, &frames, Some(&exclusions[..]).filter(|x| !x.is_empty())));
         for (&(start, end, seq), p) in spans.iter().zip(&pending) {
             let frame = frames.slice(start..end);
+            let deflated = twin.as_ref().map_or(Bytes::new(), |(t, bounds)| {
+                t.frames.slice(bounds.twin(start)..bounds.twin(end))
+            });
             if feed_levels {
                 let origin = if ns.echo { None } else { p.origin };
                 state
@@ -183,7 +193,9 @@ pub fn encode_tick(
                     .get_or_default()
                     .add(p.key.as_ref(), seq, &frame, origin);
             }
-            state.history.push(seq, frame, input.now, history_cap);
+            state
+                .history
+                .push(seq, frame, deflated, input.now, history_cap);
         }
         state.dispatched_frame = input.frame;
         let variants = if feed_levels && input.boundaries != 0 {
@@ -191,7 +203,7 @@ pub fn encode_tick(
                 .levels
                 .get_mut()
                 .and_then(|l| l.emit(name, input.boundaries, state.last_seq))
-                .map(Arc::from)
+                .map(|v| Arc::from(deflate_variants(deflater.as_mut(), v)))
         } else {
             None
         };
@@ -207,6 +219,7 @@ pub fn encode_tick(
                 exclusions: (!exclusions.is_empty()).then(|| Arc::from(exclusions)),
                 delivery: ns.delivery,
                 variants,
+                deflated: twin.map(|(t, _)| t),
             };
             for shard in state.shards.iter() {
                 if let Some(list) = per_shard.get_mut(shard) {
@@ -218,8 +231,22 @@ pub fn encode_tick(
     registry.return_dirty(dirty);
     registry.acks.extend(acks);
     registry.defer(deferred);
-    emit_level_windows(registry, input, &mut per_shard, levelled);
+    emit_level_windows(registry, input, &mut per_shard, levelled, deflater.as_mut());
+    registry.deflater = deflater;
     per_shard
+}
+
+/// Gives each rate-level variant its compressed twin (when compression is on).
+fn deflate_variants(
+    deflater: Option<&mut FrameDeflater>,
+    mut variants: Box<Variants>,
+) -> Box<Variants> {
+    if let Some(d) = deflater {
+        for v in variants.iter_mut().flatten() {
+            v.deflated = Some(deflate_frames(d, &v.bytes, v.exclusions.as_deref()).0);
+        }
+    }
+    variants
 }
 
 /// At a boundary, conflated channels with no new event this tick still close their rate-level
@@ -229,6 +256,7 @@ fn emit_level_windows(
     input: &TickInput<'_>,
     per_shard: &mut [Vec<ChannelFrames>],
     fresh: Vec<Arc<str>>,
+    mut deflater: Option<&mut FrameDeflater>,
 ) {
     let previous = std::mem::take(&mut registry.levelled);
     let mut still = Vec::with_capacity(previous.len() + fresh.len());
@@ -244,6 +272,7 @@ fn emit_level_windows(
             let emitted =
                 (state.levels.get_mut()).and_then(|l| l.emit(&name, input.boundaries, last_seq));
             if let Some(variants) = emitted {
+                let variants = deflate_variants(deflater.as_deref_mut(), variants);
                 let item = ChannelFrames {
                     channel: name.clone(),
                     frames: Bytes::new(),
@@ -252,6 +281,7 @@ fn emit_level_windows(
                     exclusions: None,
                     delivery: Delivery::Conflated,
                     variants: Some(Arc::from(variants)),
+                    deflated: None,
                 };
                 for shard in state.shards.iter() {
                     if let Some(list) = per_shard.get_mut(shard) {
@@ -390,6 +420,53 @@ mod tests {
     }
 
     #[test]
+    fn with_compression_each_channel_gets_a_compressed_twin_of_the_same_events() {
+        let t: toml::Table = "[namespaces.chat]\nhistory_size = 10\necho = false\n"
+            .parse()
+            .unwrap();
+        let ns = Namespaces::from_toml(t["namespaces"].as_table().unwrap()).unwrap();
+        let mut reg = ChannelRegistry::default();
+        reg.deflater = Some(FrameDeflater::new(1));
+        reg.join(0, Arc::from("chat:1"));
+        let me = crate::distributor::Origin {
+            shard: 0,
+            conn: crate::conn_id::ConnId::default(),
+        };
+        for n in 0..3u32 {
+            let mut p = publication("chat:1", n);
+            p.data = Bytes::from(format!(
+                r#"{{"x":{n}.5,"y":{n}.25,"label":"unit {n} position"}}"#
+            ));
+            p.origin = (n == 1).then_some(me);
+            reg.queue(p);
+        }
+        let input = TickInput::immediate(1, "2026-12-03T15:00:00.000Z", 1, Instant::now());
+        let item = &encode_tick(&mut reg, &input, &ns)[0][0];
+        let twin = item.deflated.as_ref().expect("compression is on");
+        let plain = crate::testing::read_server_frames(&item.frames);
+        let inflated = crate::testing::read_server_frames(&twin.frames);
+        assert_eq!(plain.len(), 3);
+        assert!(inflated.iter().all(|(compressed, _)| *compressed));
+        let payloads = |v: &[(bool, Vec<u8>)]| v.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>();
+        assert_eq!(payloads(&plain), payloads(&inflated));
+        assert!(twin.frames.len() < item.frames.len());
+        // The publisher's own event is excluded from the twin as from the plain frames.
+        let x = twin.exclusions.as_ref().unwrap()[0];
+        let own =
+            crate::testing::read_server_frames(&twin.frames[x.start as usize..x.end as usize]);
+        assert_eq!(own[0].1, plain[1].1);
+        // History keeps both: a deflate joiner replays compressed frames.
+        let state = reg.get_mut("chat:1").unwrap();
+        let replay = state.history.after(1, 3, true).unwrap();
+        let replayed: Vec<_> = replay
+            .iter()
+            .flat_map(|f| crate::testing::read_server_frames(f))
+            .collect();
+        assert!(replayed.iter().all(|(compressed, _)| *compressed));
+        assert_eq!(payloads(&replayed), payloads(&plain[1..]));
+    }
+
+    #[test]
     fn history_keeps_frames_while_nobody_is_subscribed() {
         let t: toml::Table = "[namespaces.chat]\nhistory_size = 10\n".parse().unwrap();
         let ns = Namespaces::from_toml(t["namespaces"].as_table().unwrap()).unwrap();
@@ -403,6 +480,6 @@ mod tests {
             &ns,
         );
         let state = reg.get_mut("chat:1").unwrap();
-        assert_eq!(state.history.after(1, 3).unwrap().len(), 2);
+        assert_eq!(state.history.after(1, 3, false).unwrap().len(), 2);
     }
 }

@@ -76,7 +76,7 @@ pub fn deliver(
             match item.delivery {
                 Delivery::Reliable | Delivery::Volatile => {
                     let lossy = item.delivery == Delivery::Volatile;
-                    let frames = Shared::level0(item);
+                    let frames = Shared::level0(item, entry.conn.deflates());
                     let pushed =
                         push_shared(entry, item, &frames, shard, settings, now, lossy, &mut out);
                     if pushed.is_err() && !lossy {
@@ -113,7 +113,7 @@ fn deliver_conflated(
     }
     if member.level == 0 {
         if item.count > 0 {
-            let frames = Shared::level0(item);
+            let frames = Shared::level0(item, entry.conn.deflates());
             let _ = push_shared(entry, item, &frames, shard, settings, now, true, out);
         }
     } else if crossed(batch.boundaries, member.level) {
@@ -122,9 +122,13 @@ fn deliver_conflated(
             .as_ref()
             .and_then(|v| v[member.level as usize - 1].as_ref());
         if let Some(v) = variant {
+            let (bytes, exclusions) = match (&v.deflated, entry.conn.deflates()) {
+                (Some(d), true) => (&d.frames, d.exclusions.as_deref()),
+                _ => (&v.bytes, v.exclusions.as_deref()),
+            };
             let shared = Shared {
-                bytes: &v.bytes,
-                exclusions: v.exclusions.as_deref(),
+                bytes,
+                exclusions,
                 range: (v.first_seq, v.last_seq, v.last_seq + 1 - v.first_seq),
             };
             let _ = push_shared(entry, item, &shared, shard, settings, now, true, out);
@@ -166,11 +170,17 @@ struct Shared<'a> {
 }
 
 impl<'a> Shared<'a> {
-    fn level0(item: &'a ChannelFrames) -> Shared<'a> {
+    /// The tick's frames of `item`: the compressed twin for a connection that agreed to
+    /// permessage-deflate (`deflate`), where there is one.
+    fn level0(item: &'a ChannelFrames, deflate: bool) -> Shared<'a> {
         let count = u64::from(item.count);
+        let (bytes, exclusions) = match (&item.deflated, deflate) {
+            (Some(d), true) => (&d.frames, d.exclusions.as_deref()),
+            _ => (&item.frames, item.exclusions.as_deref()),
+        };
         Shared {
-            bytes: &item.frames,
-            exclusions: item.exclusions.as_deref(),
+            bytes,
+            exclusions,
             range: (item.first_seq, item.first_seq + count - 1, count),
         }
     }

@@ -34,6 +34,7 @@ fn batch(channel: &str, delivery: Delivery, frames: Bytes, first_seq: u64) -> Ti
             delivery,
             variants: None,
             exclusions: None,
+            deflated: None,
         }],
         acks: Vec::new(),
     }

@@ -57,6 +57,8 @@ pub struct ClientHeader {
     pub header_len: usize,
     /// Bytes of payload that follow the header.
     pub payload_len: u64,
+    /// RSV1: the message this frame starts is compressed (permessage-deflate).
+    pub compressed: bool,
 }
 
 /// How a client frame header breaks RFC 6455. Every one is a protocol error (close code 1002);
@@ -97,15 +99,17 @@ impl HeaderError {
 }
 
 /// Parses the header at the start of `buf`: `Ok(None)` if more bytes are needed, an error if the
-/// frame breaks RFC 6455 as a client frame.
-pub fn parse_client_header(buf: &[u8]) -> Result<Option<ClientHeader>, HeaderError> {
+/// frame breaks RFC 6455 as a client frame. With `deflate` (permessage-deflate agreed), RSV1 may
+/// mark the first frame of a data message as compressed (RFC 7692 §6: never a continuation or a
+/// control frame).
+pub fn parse_client_header(buf: &[u8], deflate: bool) -> Result<Option<ClientHeader>, HeaderError> {
     let mut cursor = Cursor::new(buf);
     let (header, payload_len) = match FrameHeader::parse(&mut cursor) {
         Ok(Some(parsed)) => parsed,
         Ok(None) => return Ok(None),
         Err(_) => return Err(HeaderError::Malformed),
     };
-    if header.rsv1 || header.rsv2 || header.rsv3 {
+    if header.rsv2 || header.rsv3 {
         return Err(HeaderError::ReservedBits);
     }
     let kind = match header.opcode {
@@ -126,12 +130,16 @@ pub fn parse_client_header(buf: &[u8]) -> Result<Option<ClientHeader>, HeaderErr
     if kind.is_control() && (!header.is_final || payload_len > 125) {
         return Err(HeaderError::OversizedControl);
     }
+    if header.rsv1 && !(deflate && matches!(kind, Kind::Text | Kind::Binary)) {
+        return Err(HeaderError::ReservedBits);
+    }
     Ok(Some(ClientHeader {
         fin: header.is_final,
         kind,
         mask,
         header_len: cursor.position() as usize,
         payload_len,
+        compressed: header.rsv1,
     }))
 }
 
@@ -193,7 +201,7 @@ mod tests {
     fn header_parses_at_every_length_format() {
         for len in [0usize, 125, 126, 65535, 65536] {
             let frame = client_frame(0x81, &vec![b'a'; len]);
-            let h = parse_client_header(&frame).unwrap().unwrap();
+            let h = parse_client_header(&frame, false).unwrap().unwrap();
             assert_eq!(h.payload_len as usize, len);
             assert_eq!(h.header_len + len, frame.len());
             assert_eq!(h.kind, Kind::Text);
@@ -205,7 +213,7 @@ mod tests {
         let frame = client_frame(0x82, &[0; 300]);
         for cut in 0..8 {
             assert!(
-                parse_client_header(&frame[..cut]).unwrap().is_none(),
+                parse_client_header(&frame[..cut], false).unwrap().is_none(),
                 "cut {cut}"
             );
         }
@@ -213,7 +221,7 @@ mod tests {
 
     #[test]
     fn unmasked_client_frame_is_a_protocol_error() {
-        let err = parse_client_header(&[0x81, 0x01, b'a']).unwrap_err();
+        let err = parse_client_header(&[0x81, 0x01, b'a'], false).unwrap_err();
         assert_eq!(err, HeaderError::Unmasked);
         assert_eq!(err.close_code(), CloseCode::PROTOCOL);
     }
@@ -221,8 +229,28 @@ mod tests {
     #[test]
     fn long_or_fragmented_control_frames_are_protocol_errors() {
         for frame in [client_frame(0x89, &[0; 126]), client_frame(0x09, &[0; 4])] {
-            let err = parse_client_header(&frame).unwrap_err();
+            let err = parse_client_header(&frame, false).unwrap_err();
             assert_eq!(err, HeaderError::OversizedControl);
+        }
+    }
+
+    #[test]
+    fn rsv1_marks_a_compressed_message_only_where_deflate_was_agreed() {
+        let first = client_frame(0xC1, b"z");
+        assert_eq!(
+            parse_client_header(&first, false).unwrap_err(),
+            HeaderError::ReservedBits
+        );
+        assert!(
+            parse_client_header(&first, true)
+                .unwrap()
+                .unwrap()
+                .compressed
+        );
+        // Never on a continuation or a control frame, nor RSV2/RSV3 at all.
+        for bad in [0xC0, 0xC9, 0xA1, 0x91] {
+            let frame = client_frame(bad, b"z");
+            assert!(parse_client_header(&frame, true).is_err(), "{bad:#x}");
         }
     }
 
@@ -232,7 +260,7 @@ mod tests {
         let mut frame = vec![0x81, 0x80 | 127];
         frame.extend_from_slice(&(1u64 << 63).to_be_bytes());
         frame.extend_from_slice(&[0, 0, 0, 0]);
-        let err = parse_client_header(&frame).unwrap_err();
+        let err = parse_client_header(&frame, false).unwrap_err();
         assert_eq!(err, HeaderError::LengthTopBit);
     }
 

@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 
+use super::deflate;
 use crate::limits::{MAX_HTTP_HEADERS, MAX_HTTP_HEAD_BYTES};
 
 /// Which endpoint an upgrade request asked for.
@@ -25,6 +26,8 @@ pub struct Routes {
     pub echo_path: Option<String>,
     /// Largest plain HTTP request body; bigger is 413.
     pub max_body: usize,
+    /// Whether permessage-deflate is agreed when a client offers it (`compression`).
+    pub deflate: bool,
 }
 
 /// A complete plain HTTP request (any path other than the WebSocket endpoints).
@@ -67,6 +70,8 @@ pub enum RequestOutcome {
         authorization: Option<String>,
         /// The `Origin` header (sent by browsers), if any.
         origin: Option<String>,
+        /// permessage-deflate was agreed (the response says so), with this server window.
+        deflate: Option<u8>,
     },
     /// A plain HTTP request for the application to answer.
     Http(HttpRequest),
@@ -148,8 +153,24 @@ pub fn parse_request(buf: &[u8], routes: &Routes) -> RequestOutcome {
         );
     }
     let accept = tungstenite::handshake::derive_accept_key(key);
+    let agreed = routes
+        .deflate
+        .then(|| {
+            let offers = req
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .filter_map(|h| std::str::from_utf8(h.value).ok());
+            // The echo endpoint compresses each reply itself; native frames are shared.
+            let min_window = if endpoint == Endpoint::Echo { 9 } else { 15 };
+            deflate::negotiate(offers, min_window)
+        })
+        .flatten();
+    let extensions = agreed.as_ref().map_or(String::new(), |a| {
+        format!("Sec-WebSocket-Extensions: {}\r\n", a.response)
+    });
     let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
     );
     let text = |name: &str| {
         header(name)
@@ -163,6 +184,7 @@ pub fn parse_request(buf: &[u8], routes: &Routes) -> RequestOutcome {
         query,
         authorization: text("authorization"),
         origin: text("origin"),
+        deflate: agreed.map(|a| a.server_window),
     }
 }
 
@@ -293,6 +315,7 @@ mod tests {
             ws_path: "/ws".into(),
             echo_path: Some("/echo".into()),
             max_body: 100,
+            deflate: true,
         }
     }
 

@@ -3,6 +3,7 @@
 //! reassembled up to `max_message_bytes`, text is checked for UTF-8, and every violation maps to
 //! the close code RFC 6455 asks for.
 
+use super::deflate::{inflate, InflateError};
 use super::frame::{parse_client_header, HeaderError, Kind};
 use super::mask::unmask;
 use crate::limits::RETAINED_PARTIAL_BYTES;
@@ -84,6 +85,10 @@ pub struct MessageReader {
     /// UTF-8 state of the text message being read (across fragments and partial frames), so
     /// invalid text fails at the first bad byte rather than when the message completes.
     utf8: Utf8Stream,
+    /// permessage-deflate was agreed: RSV1 may mark a message compressed.
+    deflate: bool,
+    /// The message being read is compressed (checked for UTF-8 once inflated).
+    compressed: bool,
 }
 
 #[derive(Debug)]
@@ -155,6 +160,11 @@ const NOT_UTF8: Violation = Violation {
 };
 
 impl MessageReader {
+    /// Accepts compressed messages from now on (permessage-deflate was agreed).
+    pub fn accept_deflate(&mut self) {
+        self.deflate = true;
+    }
+
     /// Bytes held for an incomplete frame or message (for memory accounting).
     pub fn buffered(&self) -> usize {
         self.partial.capacity() + self.fragments.as_ref().map_or(0, |f| f.data.capacity())
@@ -196,7 +206,7 @@ impl MessageReader {
         // Progress belongs to the frame at the start of `buf` (the carried partial frame).
         let mut done = std::mem::take(&mut self.progress) as usize;
         loop {
-            let header = match parse_client_header(&buf[pos..]) {
+            let header = match parse_client_header(&buf[pos..], self.deflate) {
                 Ok(Some(h)) => h,
                 Ok(None) => return Ok(pos),
                 Err(e) => return Err(e.into()),
@@ -223,9 +233,12 @@ impl MessageReader {
                 Kind::Continuation => self.fragments.as_ref().is_some_and(|f| f.text),
                 _ => false,
             };
-            if header.kind == Kind::Text && done == 0 {
+            if matches!(header.kind, Kind::Text | Kind::Binary) && done == 0 {
                 self.utf8 = Utf8Stream::default(); // a new message (a misplaced one failed above)
+                self.compressed = header.compressed;
             }
+            // Compressed text is checked once inflated.
+            let text = text && !self.compressed;
             let fresh = &mut buf[start + done..start + arrived];
             unmask(fresh, rotate(header.mask, done));
             if text && self.utf8.feed(fresh).is_err() {
@@ -237,7 +250,8 @@ impl MessageReader {
             }
             done = 0;
             pos = start + len;
-            self.deliver(header.kind, header.fin, &mut buf[start..pos], on_message)?;
+            let payload = &mut buf[start..pos];
+            self.deliver(header.kind, header.fin, payload, max_message, on_message)?;
         }
     }
 
@@ -263,6 +277,7 @@ impl MessageReader {
         kind: Kind,
         fin: bool,
         payload: &mut [u8],
+        max_message: usize,
         on_message: &mut impl FnMut(Incoming<'_>),
     ) -> Result<(), Violation> {
         match kind {
@@ -276,14 +291,7 @@ impl MessageReader {
             Kind::Text | Kind::Binary => {
                 let text = kind == Kind::Text;
                 if fin {
-                    if text && !self.utf8.is_complete() {
-                        return Err(NOT_UTF8);
-                    }
-                    on_message(if text {
-                        Incoming::Text(payload)
-                    } else {
-                        Incoming::Binary(payload)
-                    });
+                    return self.complete(text, payload, max_message, on_message);
                 } else {
                     self.fragments = Some(Box::new(Fragments {
                         text,
@@ -296,18 +304,56 @@ impl MessageReader {
                 f.data.extend_from_slice(payload);
                 if fin {
                     let mut f = self.fragments.take().expect("checked above");
-                    if f.text && !self.utf8.is_complete() {
-                        return Err(NOT_UTF8);
-                    }
-                    on_message(if f.text {
-                        Incoming::Text(&mut f.data)
-                    } else {
-                        Incoming::Binary(&mut f.data)
-                    });
+                    return self.complete(f.text, &mut f.data, max_message, on_message);
                 }
             }
         }
         Ok(())
+    }
+}
+
+impl MessageReader {
+    /// Hands up a whole data message: as it came, or inflated (and then checked for UTF-8 and
+    /// against `max_message`) when it was compressed.
+    fn complete(
+        &mut self,
+        text: bool,
+        payload: &mut [u8],
+        max_message: usize,
+        on_message: &mut impl FnMut(Incoming<'_>),
+    ) -> Result<(), Violation> {
+        let mut wrap = |m: &mut [u8]| {
+            on_message(if text {
+                Incoming::Text(m)
+            } else {
+                Incoming::Binary(m)
+            })
+        };
+        if !std::mem::take(&mut self.compressed) {
+            if text && !self.utf8.is_complete() {
+                return Err(NOT_UTF8);
+            }
+            wrap(payload);
+            return Ok(());
+        }
+        let inflated = inflate(payload, max_message, |m| {
+            if text && std::str::from_utf8(m).is_err() {
+                return Err(NOT_UTF8);
+            }
+            wrap(m);
+            Ok(())
+        });
+        match inflated {
+            Ok(read) => read,
+            Err(InflateError::TooBig) => Err(Violation {
+                code: CloseCode::TOO_BIG,
+                reason: "message too big once inflated",
+            }),
+            Err(InflateError::Corrupt) => Err(Violation {
+                code: CloseCode::INVALID_DATA,
+                reason: "invalid compressed data",
+            }),
+        }
     }
 }
 

@@ -82,7 +82,8 @@ impl Server {
                 policy.namespaces.clone(),
                 config.max_channels,
             )
-            .with_cluster(cluster_link),
+            .with_cluster(cluster_link)
+            .with_compression(config.compression.then_some(config.compression_level)),
         )?;
         threads.start_observer(config.status_interval, config.heartbeat_interval)?;
         threads.wait_ready()?;

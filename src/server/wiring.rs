@@ -31,6 +31,7 @@ impl From<&ValidConfig> for ConnSettings {
                 ws_path: WS_PATH.into(),
                 echo_path: config.echo_path.clone(),
                 max_body: config.max_http_body_bytes,
+                deflate: config.compression,
             },
         }
     }

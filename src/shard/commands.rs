@@ -29,6 +29,8 @@ pub struct Context<'a> {
     pub conn: ConnId,
     /// The connection's subscriptions.
     pub session: &'a mut Session,
+    /// The connection agreed to permessage-deflate.
+    pub deflate: bool,
     /// This shard's topics.
     pub topics: &'a mut Topics,
     /// The way into the distributor.
@@ -467,6 +469,7 @@ fn join(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>, reply: Jo
         reply: Some(reply),
         names: args.channels.clone(),
         channels,
+        deflate: ctx.deflate,
     });
 }
 

@@ -169,6 +169,7 @@ mod tests {
                 reply: Some(JoinReply::Subscribe),
                 names: vec![channel.into()],
                 channels: vec![(Arc::from(channel), None)],
+                deflate: false,
             },
             channels: vec![JoinedChannel {
                 name: Arc::from(channel),

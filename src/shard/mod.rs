@@ -419,6 +419,7 @@ impl State {
         let mut ctx = Context {
             shard: self.p.id,
             conn: id,
+            deflate: e.conn.deflates(),
             session: &mut e.session,
             topics: &mut self.topics,
             ingress: &self.p.ingress,

@@ -7,7 +7,7 @@
 #   AUTOBAHN_IO             backends to test, space/comma separated: uring, epoll, auto
 #                           (default: "uring epoll")
 #   AUTOBAHN_CASES          case patterns (default: "1.* 2.* 3.* 4.* 5.* 6.* 7.* 9.* 10.*";
-#                           add "12.* 13.*" for permessage-deflate, which framecast lacks)
+#                           "12.* 13.*" are permessage-deflate, about 6 minutes per backend)
 #   AUTOBAHN_EXCLUDE_CASES  case patterns to leave out (default: none)
 #   AUTOBAHN_REPORT_DIR     where the HTML/JSON reports go, one sub-folder per backend
 #                           (default: target/autobahn-report)

@@ -12,7 +12,31 @@ enum Got {
 }
 
 fn read_all(chunks: &[&[u8]], max: usize) -> (Vec<Got>, Result<(), Violation>) {
+    read_with(MessageReader::default(), chunks, max)
+}
+
+/// As a connection that agreed to permessage-deflate reads.
+fn read_deflate(chunks: &[&[u8]], max: usize) -> (Vec<Got>, Result<(), Violation>) {
     let mut reader = MessageReader::default();
+    reader.accept_deflate();
+    read_with(reader, chunks, max)
+}
+
+/// A message as a permessage-deflate client compresses it (sync flush, tail removed).
+fn deflated(data: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::new(6), false);
+    let mut out = Vec::with_capacity(data.len() + 64);
+    c.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();
+    out.truncate(out.len() - 4);
+    out
+}
+
+fn read_with(
+    mut reader: MessageReader,
+    chunks: &[&[u8]],
+    max: usize,
+) -> (Vec<Got>, Result<(), Violation>) {
     let mut got = Vec::new();
     for chunk in chunks {
         let mut owned = chunk.to_vec();
@@ -211,4 +235,43 @@ fn a_message_ending_inside_a_code_point_is_1007() {
     let (got, result) = read_all(&[&client_frame(0x81, &[b'a', 0xE2, 0x82])], 1024);
     assert!(got.is_empty());
     assert_eq!(result.unwrap_err().code, CloseCode::INVALID_DATA);
+}
+
+#[test]
+fn a_compressed_message_is_inflated_whole_or_split_into_fragments() {
+    let text = r#"{"type":"publish","channel":"pos:1","data":{"x":1.5,"y":2.5,"x2":1.5}}"#;
+    let z = deflated(text.as_bytes());
+    let (got, r) = read_deflate(&[&client_frame(0xC1, &z)], 1024);
+    r.unwrap();
+    assert_eq!(got, vec![Got::Text(text.into())]);
+    // RSV1 on the first fragment only; a ping may come between fragments.
+    let (a, b) = z.split_at(z.len() / 2);
+    let stream = [
+        client_frame(0x41, a),
+        client_frame(0x89, b"p"),
+        client_frame(0x80, b),
+    ]
+    .concat();
+    let (got, r) = read_deflate(&[&stream], 1024);
+    r.unwrap();
+    assert_eq!(got, vec![Got::Ping(b"p".to_vec()), Got::Text(text.into())]);
+    // Plain messages still mix with compressed ones.
+    let (got, r) = read_deflate(&[&client_frame(0x81, b"plain")], 1024);
+    r.unwrap();
+    assert_eq!(got, vec![Got::Text("plain".into())]);
+}
+
+#[test]
+fn a_compressed_message_is_capped_and_checked_after_inflation() {
+    let big = deflated(&[b'a'; 5000]);
+    let (_, r) = read_deflate(&[&client_frame(0xC1, &big)], 4096);
+    assert_eq!(r.unwrap_err().code, CloseCode::TOO_BIG);
+    let not_utf8 = deflated(&[0xff, 0xfe, 0xfd]);
+    let (_, r) = read_deflate(&[&client_frame(0xC1, &not_utf8)], 4096);
+    assert_eq!(r.unwrap_err().code, CloseCode::INVALID_DATA);
+    let (_, r) = read_deflate(&[&client_frame(0xC1, b"\xff\xff\xff\xff")], 4096);
+    assert_eq!(r.unwrap_err().code, CloseCode::INVALID_DATA);
+    // Without the extension, RSV1 is a protocol error.
+    let (_, r) = read_all(&[&client_frame(0xC1, &big)], 4096);
+    assert_eq!(r.unwrap_err().code, CloseCode::PROTOCOL);
 }

@@ -102,6 +102,7 @@ impl Harness {
         let mut ctx = Context {
             shard: 0,
             conn: self.id,
+            deflate: false,
             session: &mut entry.session,
             topics: &mut self.topics,
             ingress: &e.ingress,
@@ -249,6 +250,7 @@ impl Harness {
                 },
                 variants: None,
                 exclusions: None,
+                deflated: None,
             });
         }
         let batch = TickBatch {
@@ -292,6 +294,7 @@ impl Harness {
                 reply: Some(JoinReply::Subscribe),
                 names: waiting.iter().map(|c| c.to_string()).collect(),
                 channels: waiting.iter().map(|c| (c.clone(), None)).collect(),
+                deflate: false,
             },
             channels: waiting
                 .iter()

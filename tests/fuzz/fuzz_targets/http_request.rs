@@ -17,6 +17,7 @@ fn routes(max_body: usize) -> Routes {
         ws_path: "/ws".into(),
         echo_path: Some("/echo".into()),
         max_body,
+        deflate: true,
     }
 }
 

@@ -347,7 +347,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // The header parser alone on every suffix start (cheap): header_len within bounds.
-    if let Ok(Some(h)) = parse_client_header(stream) {
+    if let Ok(Some(h)) = parse_client_header(stream, false) {
         assert!((2..=14).contains(&h.header_len) && h.header_len <= stream.len());
     }
 

@@ -50,6 +50,7 @@ pub fn settings() -> ConnSettings {
             ws_path: "/ws".into(),
             echo_path: Some("/echo".into()),
             max_body: c.max_http_body_bytes,
+            deflate: c.compression,
         },
     }
 }

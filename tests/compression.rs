@@ -1,0 +1,221 @@
+//! permessage-deflate (RFC 7692) over real sockets: a client offering it the way Chrome does gets
+//! every event compressed (RSV1) and a plain client the same events plain; compressed client
+//! messages are read; history replay and snapshots reach a compressing client compressed; the
+//! inflated size is capped; `compression = "off"` declines the offer.
+#![allow(clippy::disallowed_methods)] // tests read the clock
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use framecast::{Config, IoBackend};
+use serde_json::{json, Value};
+
+/// Chrome's offer.
+const OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// The answer framecast gives every offer it takes.
+const AGREED: &str = "sec-websocket-extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+
+/// A raw client that offers permessage-deflate and compresses what it sends.
+struct DeflateClient {
+    raw: RawClient,
+    /// The 101 response head, lower-cased.
+    head: String,
+}
+
+impl DeflateClient {
+    async fn connect(addr: SocketAddr) -> DeflateClient {
+        let req = format!(
+            "GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: {OFFER}\r\n\r\n"
+        );
+        let mut raw = RawClient::send_request(addr, &req).await;
+        let head = raw.read_http_head().await.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        let mut c = DeflateClient { raw, head };
+        let (_, hello) = c.message().await;
+        assert_eq!(hello["type"], "connected");
+        c
+    }
+
+    fn agreed(&self) -> bool {
+        self.head.contains(AGREED)
+    }
+
+    /// Sends `v` as one compressed text message (RSV1, no context takeover).
+    async fn send(&mut self, v: Value) {
+        let mut c = Compress::new(Compression::new(6), false);
+        let text = v.to_string();
+        let mut z = Vec::with_capacity(text.len() + 64);
+        c.compress_vec(text.as_bytes(), &mut z, FlushCompress::Sync)
+            .unwrap();
+        z.truncate(z.len() - 4);
+        self.raw.send_frame(0xC1, &z, true).await;
+    }
+
+    /// The next text message: whether it came compressed, and its JSON.
+    async fn message(&mut self) -> (bool, Value) {
+        loop {
+            let (first, payload) = self.raw.read_frame().await.expect("a frame");
+            if first & 0x0f != 0x1 {
+                continue;
+            }
+            if first & 0x40 == 0 {
+                return (false, serde_json::from_slice(&payload).unwrap());
+            }
+            let mut input = payload;
+            input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+            let mut out = Vec::with_capacity(1 << 20);
+            Decompress::new(false)
+                .decompress_vec(&input, &mut out, FlushDecompress::Sync)
+                .expect("valid DEFLATE");
+            return (true, serde_json::from_slice(&out).unwrap());
+        }
+    }
+
+    /// The next message of `kind`, skipping others.
+    async fn message_of(&mut self, kind: &str) -> (bool, Value) {
+        loop {
+            let m = self.message().await;
+            if m.1["type"] == kind {
+                return m;
+            }
+        }
+    }
+}
+
+/// A realistic event: a unit's position and state, not padding that compresses unrealistically.
+fn position(n: u64) -> Value {
+    json!({
+        "id": format!("unit-{n}"),
+        "pos": {"x": 12.5 + n as f64, "y": -3.25, "z": 101.75},
+        "vel": {"x": 0.5, "y": 0.0, "z": -1.25},
+        "heading": 87.5, "hp": 93, "team": "blue", "state": "moving"
+    })
+}
+
+fn with_namespaces(io: IoBackend, toml: &str) -> Config {
+    let mut c = config(io);
+    c.apply_toml(toml, "test").unwrap();
+    c
+}
+
+async fn deflate_clients_get_compressed_events_and_plain_clients_plain_ones(io: IoBackend) {
+    let server = start(config(io));
+    let mut zc = DeflateClient::connect(server.local_addr()).await;
+    assert!(zc.agreed(), "{}", zc.head);
+    let (mut plain, _) = connect(server.local_addr()).await;
+    subscribe(&mut plain, &["pos:1"]).await;
+    // The subscribe itself goes compressed: the server inflates client messages.
+    zc.send(json!({"type":"subscribe","channels":["pos:1"],"id":1}))
+        .await;
+    let (_, subscribed) = zc.message_of("subscribed").await;
+    assert_eq!(subscribed["id"], 1);
+    for n in 0..5 {
+        server.publish("pos:1", "position", &position(n)).unwrap();
+    }
+    for n in 0..5 {
+        let (compressed, event) = zc.message_of("event").await;
+        let expected = recv(&mut plain).await;
+        assert!(compressed, "event {n} came plain to a deflate client");
+        assert_eq!(
+            event, expected,
+            "the same event, byte for byte once inflated"
+        );
+        assert_eq!(event["data"], position(n));
+    }
+    server.shutdown();
+}
+
+async fn a_deflate_client_recovers_history_and_snapshots_compressed(io: IoBackend) {
+    let toml = "[namespaces.chat]\nhistory_size = 100\n[namespaces.state]\nsnapshot = true\n";
+    let server = start(with_namespaces(io, toml));
+    let mut first = DeflateClient::connect(server.local_addr()).await;
+    first
+        .send(json!({"type":"subscribe","channels":["chat:1"]}))
+        .await;
+    let (_, subscribed) = first.message_of("subscribed").await;
+    let epoch = subscribed["positions"]["chat:1"]["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in 0..3 {
+        server.publish("chat:1", "msg", &position(n)).unwrap();
+        server
+            .publish_keyed("state:1", "unit", &format!("u{n}"), &position(n))
+            .unwrap();
+    }
+    for _ in 0..3 {
+        first.message_of("event").await;
+    }
+    let mut late = DeflateClient::connect(server.local_addr()).await;
+    late.send(json!({
+        "type":"subscribe","channels":["chat:1"],
+        "since":{"chat:1":{"seq":1,"epoch":epoch}}
+    }))
+    .await;
+    let (_, subscribed) = late.message_of("subscribed").await;
+    assert_eq!(
+        subscribed["positions"]["chat:1"]["recovered"], true,
+        "{subscribed}"
+    );
+    for seq in [2, 3] {
+        let (compressed, event) = late.message_of("event").await;
+        assert!(compressed, "replayed event {seq} came plain");
+        assert_eq!(event["seq"], seq);
+    }
+    late.send(json!({"type":"subscribe","channels":["state:1"]}))
+        .await;
+    for n in 0..3 {
+        let (compressed, event) = late.message_of("event").await;
+        assert!(compressed && event["snapshot"] == true, "{event}");
+        assert_eq!(event["data"], position(n));
+    }
+    server.shutdown();
+}
+
+async fn a_compressed_message_too_big_once_inflated_closes_with_1009(io: IoBackend) {
+    let mut c = config(io);
+    c.max_message_bytes = 64 * 1024;
+    let server = start(c);
+    let mut zc = DeflateClient::connect(server.local_addr()).await;
+    // 16 MiB of spaces inside a JSON string: a few KiB compressed.
+    let bomb = json!({"type":"publish","channel":"a","data":" ".repeat(16 << 20)});
+    zc.send(bomb).await;
+    assert_eq!(zc.raw.read_close_code().await, 1009);
+    // The shard is fine: a new client is served.
+    let (mut ws, _) = connect(server.local_addr()).await;
+    subscribe(&mut ws, &["a"]).await;
+    server.shutdown();
+}
+
+async fn compression_off_declines_the_offer(io: IoBackend) {
+    let mut c = config(io);
+    c.apply_toml("compression = \"off\"\n", "test").unwrap();
+    let server = start(c);
+    let mut zc = DeflateClient::connect(server.local_addr()).await;
+    assert!(!zc.head.contains("sec-websocket-extensions"), "{}", zc.head);
+    zc.raw
+        .send_frame(
+            0x81,
+            json!({"type":"subscribe","channels":["a"]})
+                .to_string()
+                .as_bytes(),
+            true,
+        )
+        .await;
+    zc.message_of("subscribed").await;
+    server.publish("a", "t", &position(1)).unwrap();
+    let (compressed, _) = zc.message_of("event").await;
+    assert!(!compressed);
+    server.shutdown();
+}
+
+both_backends!(
+    deflate_clients_get_compressed_events_and_plain_clients_plain_ones,
+    a_deflate_client_recovers_history_and_snapshots_compressed,
+    a_compressed_message_too_big_once_inflated_closes_with_1009,
+    compression_off_declines_the_offer,
+);
