@@ -180,6 +180,7 @@ fn shard_fanout(c: &mut Criterion) {
             delivery: framecast::config::Delivery::Reliable,
             variants: None,
             deflated: None,
+            batch: None,
         }],
         acks: Vec::new(),
     };

@@ -20,7 +20,7 @@ pub mod conn_id {
 pub mod distributor {
     pub use crate::distributor::{channels, conflate, ingress, snapshot, tick};
     pub use crate::distributor::{
-        ChannelFrames, Deflated, Ingress, JoinReply, JoinRequest, Joined, JoinedChannel,
+        Batch, ChannelFrames, Deflated, Ingress, JoinReply, JoinRequest, Joined, JoinedChannel,
         Publication, TickBatch,
     };
 }

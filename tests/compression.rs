@@ -1,7 +1,9 @@
-//! permessage-deflate (RFC 7692) over real sockets: a client offering it the way Chrome does gets
-//! every event compressed (RSV1) and a plain client the same events plain; compressed client
-//! messages are read; history replay and snapshots reach a compressing client compressed; the
-//! inflated size is capped; `compression = "off"` declines the offer.
+//! permessage-deflate (RFC 7692) and tick batches over real sockets: a client offering deflate the
+//! way Chrome does gets every event compressed (RSV1) and a plain client the same events plain;
+//! compressed client messages are read; history replay and snapshots reach a compressing client
+//! compressed; the inflated size is capped; `compression = "off"` declines the offer. A client
+//! connecting with `?batch=1` gets a channel's events of one tick as one JSON array message
+//! (compressed once where deflate was agreed), and its own events excluded under `echo = false`.
 #![allow(clippy::disallowed_methods)] // tests read the clock
 
 mod common;
@@ -28,8 +30,12 @@ struct DeflateClient {
 
 impl DeflateClient {
     async fn connect(addr: SocketAddr) -> DeflateClient {
+        DeflateClient::connect_path(addr, "/ws").await
+    }
+
+    async fn connect_path(addr: SocketAddr, path: &str) -> DeflateClient {
         let req = format!(
-            "GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: {OFFER}\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: {OFFER}\r\n\r\n"
         );
         let mut raw = RawClient::send_request(addr, &req).await;
         let head = raw.read_http_head().await.to_ascii_lowercase();
@@ -213,7 +219,122 @@ async fn compression_off_declines_the_offer(io: IoBackend) {
     server.shutdown();
 }
 
+/// Flattens batch messages (JSON arrays) and single events into the events, in order.
+fn events_of(messages: &[Value]) -> Vec<Value> {
+    messages
+        .iter()
+        .flat_map(|m| match m.as_array() {
+            Some(batch) => batch.clone(),
+            None => vec![m.clone()],
+        })
+        .filter(|e| e["type"] == "event")
+        .collect()
+}
+
+/// A slow frame clock (2 Hz), so that events published together share a tick.
+fn slow_ticks(io: IoBackend, toml: &str) -> Config {
+    let mut c = with_namespaces(io, toml);
+    c.tick_hz = 2;
+    c
+}
+
+async fn a_batch_client_gets_a_ticks_events_as_one_array_message(io: IoBackend) {
+    let server = start(slow_ticks(io, ""));
+    let addr = server.local_addr();
+    let (mut batched, _) = connect_url(&format!("ws://{addr}/ws?batch=1")).await;
+    let (mut plain, _) = connect(addr).await;
+    subscribe(&mut batched, &["pos:1"]).await;
+    subscribe(&mut plain, &["pos:1"]).await;
+    for n in 0..6 {
+        server.publish("pos:1", "position", &position(n)).unwrap();
+    }
+    let mut one_by_one = Vec::new();
+    for _ in 0..6 {
+        one_by_one.push(recv(&mut plain).await);
+    }
+    let mut messages = Vec::new();
+    while events_of(&messages).len() < 6 {
+        messages.push(recv(&mut batched).await);
+    }
+    assert_eq!(
+        events_of(&messages),
+        one_by_one,
+        "the same events, in order"
+    );
+    assert!(
+        messages.len() < 6 && messages.iter().any(Value::is_array),
+        "six events published at once came in {} messages",
+        messages.len()
+    );
+    server.shutdown();
+}
+
+async fn a_compressing_batch_client_gets_each_batch_compressed_once(io: IoBackend) {
+    let server = start(slow_ticks(io, ""));
+    let mut zc = DeflateClient::connect_path(server.local_addr(), "/ws?batch=1").await;
+    assert!(zc.agreed());
+    zc.send(json!({"type":"subscribe","channels":["pos:1"]}))
+        .await;
+    zc.message_of("subscribed").await;
+    for n in 0..8 {
+        server.publish("pos:1", "position", &position(n)).unwrap();
+    }
+    let mut messages = Vec::new();
+    while events_of(&messages).len() < 8 {
+        let (compressed, m) = zc.message().await;
+        assert!(compressed, "{m}");
+        messages.push(m);
+    }
+    let data: Vec<Value> = events_of(&messages)
+        .iter()
+        .map(|e| e["data"].clone())
+        .collect();
+    assert_eq!(data, (0..8).map(position).collect::<Vec<_>>());
+    assert!(messages.iter().any(Value::is_array));
+    server.shutdown();
+}
+
+async fn under_echo_false_a_batch_client_gets_others_events_but_never_its_own(io: IoBackend) {
+    let server = start(slow_ticks(io, "[namespaces.room]\necho = false\n"));
+    let addr = server.local_addr();
+    let (mut me, _) = connect_url(&format!("ws://{addr}/ws?batch=1")).await;
+    subscribe(&mut me, &["room:1"]).await;
+    send(
+        &mut me,
+        json!({"type":"publish","channel":"room:1","data":{"from":"me"},"id":9}),
+    )
+    .await;
+    for n in 0..3 {
+        server
+            .publish("room:1", "t", &json!({"from": "server", "n": n}))
+            .unwrap();
+    }
+    let mut messages = Vec::new();
+    while events_of(&messages).len() < 3 {
+        messages.push(recv(&mut me).await);
+    }
+    let events = events_of(&messages);
+    assert!(
+        events.iter().all(|e| e["data"]["from"] == "server"),
+        "{events:?}"
+    );
+    server.shutdown();
+}
+
+async fn a_bad_batch_parameter_refuses_the_upgrade_with_400(io: IoBackend) {
+    let server = start(config(io));
+    let req = "GET /ws?batch=yes HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let mut raw = RawClient::send_request(server.local_addr(), req).await;
+    let head = raw.read_http_head().await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    server.shutdown();
+}
+
 both_backends!(
+    a_batch_client_gets_a_ticks_events_as_one_array_message,
+    a_compressing_batch_client_gets_each_batch_compressed_once,
+    under_echo_false_a_batch_client_gets_others_events_but_never_its_own,
+    a_bad_batch_parameter_refuses_the_upgrade_with_400,
     deflate_clients_get_compressed_events_and_plain_clients_plain_ones,
     a_deflate_client_recovers_history_and_snapshots_compressed,
     a_compressed_message_too_big_once_inflated_closes_with_1009,

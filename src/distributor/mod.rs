@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod ack;
+pub(crate) mod batch;
 pub mod channels;
 mod clustered;
 pub mod conflate;
@@ -31,6 +32,7 @@ use crate::log_limit::LogLimiter;
 use crate::status::ServerState;
 pub(crate) use crate::status::{DistributorStats, TICK_BUCKETS_US};
 pub(crate) use ack::{AckOutcome, AckTo, PublishAck};
+pub use batch::Batch;
 use channels::ChannelRegistry;
 pub(crate) use conflate::Variants;
 pub use deflated::Deflated;
@@ -67,6 +69,9 @@ pub struct ChannelFrames {
     /// The compressed twin of `frames` (when `compression` is on), for connections that agreed
     /// to permessage-deflate.
     pub deflated: Option<Deflated>,
+    /// The tick's events as one message, for connections that asked for tick batches (`None`
+    /// for a single event, or when a publisher must not get its own event back).
+    pub batch: Option<Batch>,
 }
 
 /// Bytes `start..end` of a tick's joined frames were published by `origin`.

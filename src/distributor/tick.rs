@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use super::batch::tick_batch;
 use super::channels::ChannelRegistry;
 use super::conflate::{crossed, retain_newest_per_key};
 use super::deflated::deflate_frames;
@@ -153,6 +154,7 @@ pub fn encode_tick(
             let (from, to) = *lost;
             out.extend_from_slice(&crate::wire::reply::gap(name, to + 1 - from, from, to));
         }
+        let events_from = out.len();
         let feed_levels = conflated && subscribed && input.levels;
         // Frame boundaries, only when history or rate levels keep per-event slices.
         let track = history_cap > 0 || feed_levels;
@@ -211,6 +213,16 @@ pub fn encode_tick(
             levelled.push(name.clone());
         }
         if subscribed {
+            // A publisher that must not get its own event back is served event by event.
+            let batch = match exclusions.is_empty() {
+                true => tick_batch(
+                    &frames,
+                    events_from,
+                    pending.len() as u32,
+                    deflater.as_mut(),
+                ),
+                false => None,
+            };
             let item = ChannelFrames {
                 channel: name.clone(),
                 frames,
@@ -220,6 +232,7 @@ pub fn encode_tick(
                 delivery: ns.delivery,
                 variants,
                 deflated: twin.map(|(t, _)| t),
+                batch,
             };
             for shard in state.shards.iter() {
                 if let Some(list) = per_shard.get_mut(shard) {
@@ -282,6 +295,7 @@ fn emit_level_windows(
                     delivery: Delivery::Conflated,
                     variants: Some(Arc::from(variants)),
                     deflated: None,
+                    batch: None,
                 };
                 for shard in state.shards.iter() {
                     if let Some(list) = per_shard.get_mut(shard) {

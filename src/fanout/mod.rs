@@ -76,7 +76,7 @@ pub fn deliver(
             match item.delivery {
                 Delivery::Reliable | Delivery::Volatile => {
                     let lossy = item.delivery == Delivery::Volatile;
-                    let frames = Shared::level0(item, entry.conn.deflates());
+                    let frames = Shared::level0(item, entry);
                     let pushed =
                         push_shared(entry, item, &frames, shard, settings, now, lossy, &mut out);
                     if pushed.is_err() && !lossy {
@@ -113,7 +113,7 @@ fn deliver_conflated(
     }
     if member.level == 0 {
         if item.count > 0 {
-            let frames = Shared::level0(item, entry.conn.deflates());
+            let frames = Shared::level0(item, entry);
             let _ = push_shared(entry, item, &frames, shard, settings, now, true, out);
         }
     } else if crossed(batch.boundaries, member.level) {
@@ -170,12 +170,16 @@ struct Shared<'a> {
 }
 
 impl<'a> Shared<'a> {
-    /// The tick's frames of `item`: the compressed twin for a connection that agreed to
-    /// permessage-deflate (`deflate`), where there is one.
-    fn level0(item: &'a ChannelFrames, deflate: bool) -> Shared<'a> {
+    /// The tick's frames of `item` in the form `entry` takes: one batch message if it asked for
+    /// tick batches, compressed if it agreed to permessage-deflate (where those forms exist).
+    fn level0(item: &'a ChannelFrames, entry: &Entry) -> Shared<'a> {
         let count = u64::from(item.count);
-        let (bytes, exclusions) = match (&item.deflated, deflate) {
-            (Some(d), true) => (&d.frames, d.exclusions.as_deref()),
+        let deflate = entry.conn.deflates();
+        let batch = item.batch.as_ref().filter(|_| entry.session.batch);
+        let (bytes, exclusions) = match (batch, &item.deflated, deflate) {
+            (Some(b), _, true) if b.deflated.is_some() => (b.deflated.as_ref().unwrap(), None),
+            (Some(b), _, _) => (&b.frames, None),
+            (None, Some(d), true) => (&d.frames, d.exclusions.as_deref()),
             _ => (&item.frames, item.exclusions.as_deref()),
         };
         Shared {

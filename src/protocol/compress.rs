@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use bytes::BytesMut;
 use flate2::{Compress, Compression, FlushCompress};
 
-use super::frame::{put_server_header, Kind};
+use super::frame::{put_server_header, server_frame_at, Kind};
 
 /// RSV1 in the first header byte: "this message is compressed".
 const RSV1: u8 = 0x40;
@@ -30,24 +30,6 @@ impl std::fmt::Debug for FrameDeflater {
             .field("level", &self.level)
             .finish()
     }
-}
-
-/// One complete, unmasked server frame at the start of a buffer: header length, opcode, payload
-/// length; `None` when the bytes are not one.
-fn server_frame_at(buf: &[u8]) -> Option<(usize, u8, usize)> {
-    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
-    let (header, len) = match b1 & 0x7f {
-        126 => (
-            4,
-            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
-        ),
-        127 => (
-            10,
-            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
-        ),
-        n => (2, n as usize),
-    };
-    (buf.len() >= header + len).then_some((header, b0 & 0x0f, len))
 }
 
 impl FrameDeflater {

@@ -168,6 +168,24 @@ pub fn put_server_header(out: &mut impl BufMut, kind: Kind, len: usize) {
     }
 }
 
+/// The server frame at the start of `buf` (as [`put_server_header`] writes them): its header
+/// length, opcode and payload length; `None` when `buf` does not hold a whole one.
+pub fn server_frame_at(buf: &[u8]) -> Option<(usize, u8, usize)> {
+    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+    let (header, len): (usize, usize) = match b1 & 0x7f {
+        126 => (
+            4,
+            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
+        ),
+        127 => (
+            10,
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+        ),
+        n => (2, n as usize),
+    };
+    (buf.len() >= header.checked_add(len)?).then_some((header, b0 & 0x0f, len))
+}
+
 /// One complete server frame holding `payload`.
 pub fn server_frame(kind: Kind, payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(server_header_len(payload.len()) + payload.len());

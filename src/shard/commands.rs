@@ -87,8 +87,8 @@ fn query_since(query: &str) -> Result<Vec<(String, StreamPosition)>, String> {
     command::since_from_json(text.as_bytes()).map_err(|refusal| refusal.message)
 }
 
-/// Checks an upgrade before the 101: browser origin, then a token from `?token=` or
-/// `Authorization: Bearer`. A bad token refuses the upgrade with 401; no token on a server that
+/// Checks an upgrade before the 101: browser origin, `?since=` and `?batch=`, then a token from
+/// `?token=` or `Authorization: Bearer`. A bad token refuses the upgrade with 401; no token on a server that
 /// requires one starts the `auth_timeout` clock.
 pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
     if !ctx.policy.origin_allowed(req.origin.as_deref()) {
@@ -102,6 +102,14 @@ pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
         }
         Some(Ok(since)) if !since.is_empty() => ctx.session.defaults_since = Some(since.into()),
         _ => {}
+    }
+    match req.query.as_deref().and_then(|q| query_param(q, "batch")) {
+        None | Some("0" | "false") => {}
+        Some("1" | "true") => ctx.session.batch = true,
+        Some(_) => {
+            req.refuse(400, "query parameter `batch` must be 1 or 0");
+            return;
+        }
     }
     let token = req
         .query

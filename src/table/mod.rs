@@ -38,6 +38,9 @@ pub struct Session {
     pub defaults_since: Option<Box<[(String, crate::wire::command::StreamPosition)]>>,
     /// The default channels were joined (once per connection).
     pub defaults_joined: bool,
+    /// The client asked for tick batches (`?batch=1`): a channel's events of one tick come as
+    /// one JSON array message.
+    pub batch: bool,
 }
 
 impl Session {

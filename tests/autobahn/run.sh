@@ -92,6 +92,7 @@ io_list=${io_list//,/ }
 cases=${AUTOBAHN_CASES:-1.* 2.* 3.* 4.* 5.* 6.* 7.* 9.* 10.*}
 exclude=${AUTOBAHN_EXCLUDE_CASES:-}
 report_root=${AUTOBAHN_REPORT_DIR:-$root/target/autobahn-report}
+case $report_root in /*) ;; *) report_root=$PWD/$report_root ;; esac # wstest runs elsewhere
 wstest_timeout=${AUTOBAHN_TIMEOUT:-900}
 
 work=$(mktemp -d)

@@ -21,15 +21,17 @@ function loadWs(): Promise<WebSocketConstructor> {
 }
 
 const nodeFactory =
-  (explicit: WebSocketConstructor | undefined): SocketFactory =>
+  (explicit: WebSocketConstructor | undefined, compression: boolean): SocketFactory =>
   async (url, headers): Promise<WebSocketLike> => {
     const Ctor = explicit ?? (await loadWs());
+    if (!compression) return new Ctor(url, undefined, { headers, perMessageDeflate: false });
     return headers ? new Ctor(url, undefined, { headers }) : new Ctor(url);
   };
 
 /** The framecast client for Node (see the browser entry for the API). */
 export class FramecastClient extends BaseClient {
   constructor(options: ClientOptions) {
-    super({ auth: "header", ...options, [SOCKET_FACTORY]: nodeFactory(options.WebSocket) } as ClientOptions);
+    const factory = nodeFactory(options.WebSocket, options.compression ?? true);
+    super({ auth: "header", ...options, [SOCKET_FACTORY]: factory } as ClientOptions);
   }
 }

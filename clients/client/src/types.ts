@@ -144,7 +144,7 @@ export interface WebSocketLike {
 export type WebSocketConstructor = new (
   url: string,
   protocols?: string | string[],
-  options?: { headers?: Record<string, string> },
+  options?: { headers?: Record<string, string>; perMessageDeflate?: boolean },
 ) => WebSocketLike;
 
 /** A wire message from the server (loosely typed: unknown fields are kept). */

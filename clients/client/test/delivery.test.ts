@@ -164,7 +164,8 @@ describe("delivery", { timeout: 120_000 }, () => {
 
   test("slow consumer: the server closes 1008, the client recovers without loss", async () => {
     const p = await proxy();
-    const c = client(p.wsUrl);
+    // Queue caps count wire bytes, and the repetitive test blobs would compress to nothing.
+    const c = client(p.wsUrl, { compression: false });
     const closes: number[] = [];
     c.on("disconnected", (d) => closes.push(d.code));
     await c.connect();
@@ -267,7 +268,8 @@ describe("delivery", { timeout: 120_000 }, () => {
 
   test("conflated step-down: a lagging client gets `gap` events, newest state per key, no violation", async () => {
     const p = await proxy();
-    const c = client(p.wsUrl);
+    // Queue caps count wire bytes, and the repetitive test blobs would compress to nothing.
+    const c = client(p.wsUrl, { compression: false });
     const closes: number[] = [];
     c.on("disconnected", (d) => closes.push(d.code));
     await c.connect();

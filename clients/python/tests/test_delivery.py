@@ -138,7 +138,8 @@ async def test_history_overflow_resync_snapshot_then_deltas(server, proxies, cli
 
 async def test_slow_consumer_server_closes_client_recovers_without_loss(server, proxies, clients):
     p = await proxies(server.port)
-    c = clients(p.ws_url)
+    # Queue caps count wire bytes, and the repetitive test blobs would compress to nothing.
+    c = clients(p.ws_url, compression=False)
     closes = []
     c.on("disconnected", closes.append)
     await c.connect()
@@ -164,7 +165,8 @@ async def test_slow_consumer_server_closes_client_recovers_without_loss(server, 
 async def test_full_queue_on_reliable_stops_reading_then_recovers_without_loss(server, clients):
     """The client's own bounded queue: a consumer that does not read stops the reader, TCP pushes
     back, the server closes the connection (1008), the client recovers every event."""
-    c = clients(server.ws_url, queue_size=4)
+    # Queue caps count wire bytes, and the repetitive test blobs would compress to nothing.
+    c = clients(server.ws_url, queue_size=4, compression=False)
     closes = []
     c.on("disconnected", closes.append)
     await c.connect()
@@ -249,7 +251,8 @@ async def test_ping_and_clock(server, clients):
 
 async def test_conflated_step_down_gap(server, proxies, clients):
     p = await proxies(server.port)
-    c = clients(p.ws_url)
+    # Queue caps count wire bytes, and the repetitive test blobs would compress to nothing.
+    c = clients(p.ws_url, compression=False)
     closes = []
     c.on("disconnected", closes.append)
     await c.connect()

@@ -41,9 +41,17 @@ pub fn put_client_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8], mask:
 pub struct ServerFrame<'a> {
     /// The opcode (0 continuation, 1 text, 2 binary, 8 close, 9 ping, 10 pong).
     pub opcode: u8,
+    /// FIN: the last frame of its message.
+    pub fin: bool,
+    /// The RSV1, RSV2, RSV3 bits, in that order from the most significant of three (RSV1 set:
+    /// `0b100`, a compressed message with permessage-deflate).
+    pub rsv: u8,
     /// The payload.
     pub payload: &'a [u8],
 }
+
+/// [`ServerFrame::rsv`] with RSV1 set.
+pub const RSV1: u8 = 0b100;
 
 /// Parses the frame at the start of `buf`: `Some((frame, bytes used))`, or `None` if incomplete.
 pub fn parse_server_frame(buf: &[u8]) -> Option<(ServerFrame<'_>, usize)> {
@@ -65,6 +73,8 @@ pub fn parse_server_frame(buf: &[u8]) -> Option<(ServerFrame<'_>, usize)> {
     Some((
         ServerFrame {
             opcode: buf[0] & 0x0f,
+            fin: buf[0] & 0x80 != 0,
+            rsv: (buf[0] >> 4) & 0b111,
             payload,
         },
         header + len,
@@ -126,6 +136,24 @@ mod tests {
             let (frame, used) = parse_server_frame(&f).unwrap();
             assert_eq!((frame.opcode, frame.payload.len(), used), (1, len, f.len()));
             assert!(parse_server_frame(&f[..f.len() - 1]).is_none() || len == 0);
+        }
+    }
+
+    #[test]
+    fn fin_and_reserved_bits_are_read_from_the_first_byte() {
+        let cases = [
+            (0x81u8, (1u8, true, 0u8)), // final text
+            (0xc1, (1, true, RSV1)),    // final compressed text
+            (0x42, (2, false, RSV1)),   // first frame of a compressed binary message
+            (0x00, (0, false, 0)),      // a continuation, more to come
+            (0x80, (0, true, 0)),       // the last continuation
+            (0xb9, (9, true, 0b011)),   // a ping with RSV2 and RSV3
+        ];
+        for (b0, want) in cases {
+            let buf = [b0, 2, b'h', b'i'];
+            let (f, used) = parse_server_frame(&buf).unwrap();
+            assert_eq!((f.opcode, f.fin, f.rsv), want, "{b0:#04x}");
+            assert_eq!((f.payload, used), (&b"hi"[..], 4));
         }
     }
 

@@ -11,20 +11,29 @@
 //! what subscribers receive, so a server that just rebroadcasts bytes is timed like one that
 //! wraps them in an envelope.
 //!
+//! With [`Traffic::deflate`] subscribers and the WebSocket publisher offer permessage-deflate
+//! ([`deflate`]); subscribers inflate compressed messages ([`inflate`], [`receive`]) before the
+//! scan, so latency and counting see what was published. Every report has the WebSocket bytes
+//! subscribers received and the payload bytes they make ([`LoadReport::sub_wire_bytes`]), so a
+//! compressed and an uncompressed run compare directly.
+//!
 //! Timeline: connect and subscribe all → settle → warm-up (publishing, nothing counted) →
 //! measured window → report.
 // A load generator measures time: it reads the clocks freely.
 #![allow(clippy::disallowed_methods)]
 
+pub mod deflate;
 pub mod frames;
+pub mod inflate;
 pub mod procstat;
 pub mod publisher;
+pub mod receive;
 pub mod subscribers;
 pub mod template;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
@@ -102,6 +111,9 @@ pub struct Traffic {
     /// host:port is the base POSTed to), or `None` for the subscribers' URL. Another node of a
     /// cluster measures cross-node publish-to-receive latency.
     pub publish_url: Option<String>,
+    /// Offer permessage-deflate (subscribers and the WebSocket publisher) and inflate what
+    /// subscribers receive compressed.
+    pub deflate: bool,
 }
 
 impl Traffic {
@@ -113,16 +125,29 @@ impl Traffic {
     /// The body of framecast's `POST /api/v1/broadcast`.
     pub const FRAMECAST_HTTP_PUBLISH: &'static str =
         r#"{"channel":"{CHANNEL}","event_type":"load","data":{"t":"T={T}","pad":"{PAD}"}}"#;
+    /// framecast's publish command with a realistic payload: the generated JSON document as a
+    /// JSON value in the data.
+    pub const FRAMECAST_PUBLISH_JSON: &'static str = r#"{"type":"publish","channel":"{CHANNEL}","event_type":"load","data":{"t":"T={T}","payload":{PAYLOAD}}}"#;
+    /// The body of framecast's `POST /api/v1/broadcast` with a realistic payload.
+    pub const FRAMECAST_HTTP_PUBLISH_JSON: &'static str =
+        r#"{"channel":"{CHANNEL}","event_type":"load","data":{"t":"T={T}","payload":{PAYLOAD}}}"#;
+
+    /// framecast's publish template for `mode` and `kind`: `x` filler in the data's `pad`
+    /// string ([`PayloadKind::Pad`]), or the generated document as the data's `payload` value.
+    pub fn framecast_publish(mode: PublishMode, kind: PayloadKind) -> &'static str {
+        match (mode, kind) {
+            (PublishMode::WebSocket, PayloadKind::Pad) => Self::FRAMECAST_PUBLISH,
+            (PublishMode::Http, PayloadKind::Pad) => Self::FRAMECAST_HTTP_PUBLISH,
+            (PublishMode::WebSocket, _) => Self::FRAMECAST_PUBLISH_JSON,
+            (PublishMode::Http, _) => Self::FRAMECAST_HTTP_PUBLISH_JSON,
+        }
+    }
 
     /// framecast's protocol with `pad` filler bytes in every event.
     pub fn framecast(mode: PublishMode, pad: usize) -> Traffic {
         Traffic {
             subscribe: Some(Self::FRAMECAST_SUBSCRIBE.to_string()),
-            publish: match mode {
-                PublishMode::WebSocket => Self::FRAMECAST_PUBLISH,
-                PublishMode::Http => Self::FRAMECAST_HTTP_PUBLISH,
-            }
-            .to_string(),
+            publish: Self::framecast_publish(mode, PayloadKind::Pad).to_string(),
             size: Size::Filler(pad),
             kind: PayloadKind::Pad,
             seed: 1,
@@ -130,6 +155,7 @@ impl Traffic {
             tick: Duration::from_millis(1),
             source_ips: 0,
             publish_url: None,
+            deflate: false,
         }
     }
 }
@@ -175,6 +201,68 @@ pub struct LoadReport {
     pub loadgen_cpu_percent: Option<f64>,
     /// Busy % of every core over the window.
     pub cpu_busy_percent: Vec<f64>,
+    /// permessage-deflate was offered ([`Traffic::deflate`]).
+    pub deflate_offered: bool,
+    /// Subscriber connections on which the server agreed to permessage-deflate.
+    pub deflate_negotiated: u64,
+    /// The server agreed to permessage-deflate with the WebSocket publisher.
+    pub pub_deflate_negotiated: bool,
+    /// The first `Sec-WebSocket-Extensions` answer a subscriber got, if any.
+    pub deflate_response: Option<String>,
+    /// WebSocket bytes all subscribers received in the window: frame headers and payloads as
+    /// read (control frames included; no TCP/IP headers).
+    pub sub_wire_bytes: u64,
+    /// Data payload bytes subscribers received in the window, compressed messages counted
+    /// decompressed (the payload part of `sub_wire_bytes` when nothing is compressed).
+    pub sub_payload_bytes: u64,
+    /// Compressed messages subscribers received (and inflated) in the window.
+    pub sub_compressed_msgs: u64,
+    /// Of those, the ones whose text the inflate cache already had (same bytes as inflating).
+    pub sub_inflate_cache_hits: u64,
+    /// `sub_wire_bytes` per delivered message (none delivered: `None`).
+    pub wire_bytes_per_msg: Option<f64>,
+    /// `sub_payload_bytes` per delivered message (none delivered: `None`).
+    pub payload_bytes_per_msg: Option<f64>,
+}
+
+/// Counters summed over the subscriber workers at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Totals {
+    delivered: u64,
+    wire_bytes: u64,
+    payload_bytes: u64,
+    compressed_msgs: u64,
+    inflate_cache_hits: u64,
+}
+
+impl Totals {
+    fn of(counters: &[Arc<WorkerCounters>]) -> Totals {
+        let mut t = Totals::default();
+        for c in counters {
+            t.delivered += c.delivered.load(Ordering::Relaxed);
+            t.wire_bytes += c.wire_bytes.load(Ordering::Relaxed);
+            t.payload_bytes += c.payload_bytes.load(Ordering::Relaxed);
+            t.compressed_msgs += c.compressed_msgs.load(Ordering::Relaxed);
+            t.inflate_cache_hits += c.inflate_cache_hits.load(Ordering::Relaxed);
+        }
+        t
+    }
+
+    /// What was counted between `self` (earlier) and `later`.
+    fn until(self, later: Totals) -> Totals {
+        Totals {
+            delivered: later.delivered - self.delivered,
+            wire_bytes: later.wire_bytes - self.wire_bytes,
+            payload_bytes: later.payload_bytes - self.payload_bytes,
+            compressed_msgs: later.compressed_msgs - self.compressed_msgs,
+            inflate_cache_hits: later.inflate_cache_hits - self.inflate_cache_hits,
+        }
+    }
+
+    /// `bytes` per delivered message, if any was delivered.
+    fn per_msg(&self, bytes: u64) -> Option<f64> {
+        (self.delivered > 0).then(|| bytes as f64 / self.delivered as f64)
+    }
 }
 
 /// Latency percentiles in milliseconds.
@@ -252,6 +340,8 @@ pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadE
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
+    let extensions_answer = Arc::new(OnceLock::new());
+    let pub_deflate = Arc::new(AtomicBool::new(false));
     let baseline = cfg.server_pid.and_then(procstat::sample);
     let threads = cfg.threads.max(1);
     let mut counters = Vec::new();
@@ -271,6 +361,8 @@ pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadE
             conns,
             concurrency: cfg.connect_concurrency.max(1),
             subscribe: subscribe.clone(),
+            deflate: traffic.deflate,
+            extensions_answer: extensions_answer.clone(),
             source_ips: traffic.source_ips,
             measuring: measuring.clone(),
             stop: stop.clone(),
@@ -303,6 +395,8 @@ pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadE
             rate: cfg.rate,
             tick: traffic.tick,
             template: template(&traffic.publish, traffic.seed),
+            deflate: traffic.deflate,
+            deflate_negotiated: pub_deflate.clone(),
             stop: stop.clone(),
             sent: sent.clone(),
             skipped: skipped.clone(),
@@ -316,7 +410,8 @@ pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadE
             .sum::<u64>()
     };
     let window_start = Instant::now();
-    let (sent0, delivered0) = (sent.load(Ordering::Relaxed), delivered(&counters));
+    let (sent0, totals0) = (sent.load(Ordering::Relaxed), Totals::of(&counters));
+    let delivered0 = totals0.delivered;
     let cpu0 = cfg.server_pid.and_then(procstat::sample);
     let own0 = procstat::sample(std::process::id());
     let cores0 = procstat::cpu_jiffies();
@@ -341,7 +436,10 @@ pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadE
     }
     measuring.store(false, Ordering::Relaxed);
     let secs = window_start.elapsed().as_secs_f64();
-    let (sent1, delivered1) = (sent.load(Ordering::Relaxed), delivered(&counters));
+    let (sent1, window) = (
+        sent.load(Ordering::Relaxed),
+        totals0.until(Totals::of(&counters)),
+    );
     let cpu1 = cfg.server_pid.and_then(procstat::sample);
     let own1 = procstat::sample(std::process::id());
     let busy = procstat::busy_percent(&cores0, &procstat::cpu_jiffies());
@@ -359,7 +457,7 @@ pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadE
     }
     let published = (sent1 - sent0) as f64;
     let per_channel = ready as f64 / channels.len() as f64;
-    let delivered_n = (delivered1 - delivered0) as f64;
+    let delivered_n = window.delivered as f64;
     let ms = |us: u64| us as f64 / 1000.0;
     let core_busy = |core: Option<usize>| core.and_then(|c| busy.get(c).copied());
     let sum = |f: fn(&WorkerCounters) -> &AtomicU64| {
@@ -400,6 +498,16 @@ pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadE
             .zip(own1)
             .map(|((c0, _), (c1, _))| (c1 - c0) * 100.0 / secs),
         cpu_busy_percent: busy.clone(),
+        deflate_offered: traffic.deflate,
+        deflate_negotiated: sum(|c| &c.deflate_negotiated),
+        pub_deflate_negotiated: pub_deflate.load(Ordering::Relaxed),
+        deflate_response: extensions_answer.get().cloned(),
+        sub_wire_bytes: window.wire_bytes,
+        sub_payload_bytes: window.payload_bytes,
+        sub_compressed_msgs: window.compressed_msgs,
+        sub_inflate_cache_hits: window.inflate_cache_hits,
+        wire_bytes_per_msg: window.per_msg(window.wire_bytes),
+        payload_bytes_per_msg: window.per_msg(window.payload_bytes),
         ..LoadReport::default()
     };
     if let (Some((c0, _)), Some((c1, rss1))) = (cpu0, cpu1) {
@@ -418,9 +526,9 @@ pub fn summary_table(cfg: &LoadConfig, r: &LoadReport) -> String {
     let opt =
         |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |x| format!("{x:.digits$}"));
     format!(
-        "| subscribers | channels | published/s | delivered/s | delivery ratio | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | server core busy % | load core busy % | server RSS MiB | RSS/conn KiB | errors/disconnects |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n\
-         | {} | {} | {:.0} | {:.0} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {}/{} |\n",
+        "| subscribers | channels | published/s | delivered/s | delivery ratio | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | server core busy % | load core busy % | server RSS MiB | RSS/conn KiB | errors/disconnects | wire B/msg | deflate conns |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n\
+         | {} | {} | {:.0} | {:.0} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {}/{} | {} | {} |\n",
         r.subscribers,
         cfg.channels,
         r.published_per_second,
@@ -436,7 +544,13 @@ pub fn summary_table(cfg: &LoadConfig, r: &LoadReport) -> String {
         opt(r.server_rss_mib, 1),
         opt(r.server_rss_per_connection_kib, 2),
         r.errors,
-        r.disconnects
+        r.disconnects,
+        opt(r.wire_bytes_per_msg, 1),
+        if r.deflate_offered {
+            r.deflate_negotiated.to_string()
+        } else {
+            "-".to_string()
+        }
     )
 }
 
@@ -488,5 +602,50 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"]["t"],
             "T=5"
         );
+    }
+
+    #[test]
+    fn framecast_pad_messages_are_unchanged() {
+        let t = Traffic::framecast(PublishMode::WebSocket, 3);
+        assert_eq!(t.publish, Traffic::FRAMECAST_PUBLISH);
+        assert!(!t.deflate);
+        let msg = Template::parse(&t.publish, Size::Total(128), t.kind, t.seed).render_string(
+            1_796_180_400_000_000_000,
+            7,
+            "load-0",
+        );
+        let pad = "x".repeat(128 - 103);
+        assert_eq!(
+            msg,
+            format!(
+                r#"{{"type":"publish","channel":"load-0","event_type":"load","data":{{"t":"T=1796180400000000000","pad":"{pad}"}}}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn framecast_realistic_payloads_are_json_values_in_the_data() {
+        for mode in [PublishMode::WebSocket, PublishMode::Http] {
+            for kind in [PayloadKind::Positions, PayloadKind::Metrics] {
+                let text = Traffic::framecast_publish(mode, kind);
+                for total in [128usize, 256, 1000] {
+                    let mut t = Template::parse(text, Size::Total(total), kind, 1);
+                    for seq in 0..5 {
+                        let msg = t.render_string(1_796_180_400_000_000_000 + seq, seq, "load-0");
+                        assert_eq!(msg.len(), total, "{msg}");
+                        let v: serde_json::Value = serde_json::from_str(&msg).unwrap();
+                        assert_eq!(v["channel"], "load-0");
+                        let payload = &v["data"]["payload"];
+                        match kind {
+                            PayloadKind::Positions => assert_eq!(payload[0]["id"], "av100"),
+                            _ => assert!(payload["cpu_user_pct"].is_number(), "{msg}"),
+                        }
+                        let mut at = Vec::new();
+                        frames::for_each_marker(msg.as_bytes(), |t| at.push(t));
+                        assert_eq!(at, [1_796_180_400_000_000_000 + seq], "one marker only");
+                    }
+                }
+            }
+        }
     }
 }

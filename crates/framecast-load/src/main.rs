@@ -28,6 +28,12 @@ enum Mode {
 ///     --publish-template 'T={T} SEQ={SEQ} {PAD}' --payload-bytes 64
 /// Cross-node latency in a cluster: subscribers on one node, the publisher on another:
 ///   framecast-load --url ws://127.0.0.1:18082/ws --publish-url ws://127.0.0.1:18081/ws
+/// Compression on the wire: realistic payloads, permessage-deflate offered and inflated:
+///   framecast-load --payload-kind positions --payload-bytes 256 --deflate --json
+/// Every --json line has sub_wire_bytes (WebSocket bytes subscribers received in the window,
+/// frame headers included), sub_payload_bytes (decompressed), wire_bytes_per_msg,
+/// payload_bytes_per_msg, sub_compressed_msgs, deflate_offered, deflate_negotiated
+/// (subscriber connections that got the extension) and deflate_response (the server's answer).
 /// A flag given twice takes its last value (scripts append per-server flags to common ones).
 #[derive(Debug, Parser)]
 #[command(
@@ -67,7 +73,11 @@ struct Args {
     /// so that servers with different envelopes get the same messages.
     #[arg(long)]
     payload_bytes: Option<usize>,
-    /// Filler content: `x` characters, or realistic JSON (moving entities, gauges).
+    /// Filler content: `x` characters, or realistic JSON of exactly the size asked for, new
+    /// pseudo-random values in every message: `positions` = an array of moving entities
+    /// (`[{"id":"av100","x":12.345,"y":0.5,...},...]`), `metrics` = an object of gauges. With
+    /// framecast's default templates it goes in the event's data as a JSON value
+    /// (`"payload":[...]`); inside a JSON string of a template ({PAD}) it is escaped.
     #[arg(long, default_value = "pad", value_parser = ["pad", "positions", "metrics"])]
     payload_kind: String,
     /// Seed of the generated payloads (same seed, same messages).
@@ -81,6 +91,12 @@ struct Args {
     /// body of its POST /api/v1/broadcast with --publish http].
     #[arg(long)]
     publish_template: Option<String>,
+    /// Offer permessage-deflate (`Sec-WebSocket-Extensions: permessage-deflate;
+    /// client_max_window_bits`) from every subscriber and the WebSocket publisher; subscribers
+    /// whose server agreed inflate compressed messages before looking for `T=`. Nothing is sent
+    /// compressed. Without it a compressed frame (RSV1) ends the connection.
+    #[arg(long)]
+    deflate: bool,
     /// Publish over WebSocket (text frames) or HTTP (POST to --http-path, keep-alive).
     #[arg(long, value_enum, default_value_t = Mode::Ws)]
     publish: Mode,
@@ -140,20 +156,22 @@ fn main() -> anyhow::Result<()> {
         None => args.rate,
     };
     let mut traffic = Traffic::framecast(mode, args.payload);
-    if let Some(s) = args.subscribe_msg {
-        traffic.subscribe = (!s.is_empty()).then_some(s);
-    }
-    if let Some(p) = args.publish_template {
-        traffic.publish = p;
-    }
-    if let Some(total) = args.payload_bytes {
-        traffic.size = Size::Total(total);
-    }
     traffic.kind = args
         .payload_kind
         .parse::<PayloadKind>()
         .map_err(anyhow::Error::msg)?;
     traffic.seed = args.payload_seed;
+    traffic.publish = match args.publish_template {
+        Some(p) => p,
+        None => Traffic::framecast_publish(mode, traffic.kind).to_string(),
+    };
+    if let Some(s) = args.subscribe_msg {
+        traffic.subscribe = (!s.is_empty()).then_some(s);
+    }
+    if let Some(total) = args.payload_bytes {
+        traffic.size = Size::Total(total);
+    }
+    traffic.deflate = args.deflate;
     traffic.http_path = args.http_path;
     traffic.tick = tick;
     traffic.source_ips = args.src_ips;

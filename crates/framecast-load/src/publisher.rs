@@ -2,6 +2,8 @@
 //! (what is due is computed from elapsed time, so the average is exact), over one WebSocket
 //! connection (several frames per write) or HTTP POST (keep-alive). Every message is rendered
 //! from a [`Template`], so its `T=` marker carries the send time in nanoseconds since the epoch.
+//! With `--deflate` the WebSocket publisher offers permessage-deflate too (it sends uncompressed
+//! all the same, and drops what it receives without inflating it).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::deflate;
 use super::frames::{parse_server_frame, put_client_frame, Opcode};
 use super::now_ns;
 use super::template::Template;
@@ -44,6 +47,10 @@ pub struct PublisherPlan {
     pub tick: Duration,
     /// What each message looks like.
     pub template: Template,
+    /// Offer permessage-deflate in the WebSocket upgrade.
+    pub deflate: bool,
+    /// Set when the server agreed to it.
+    pub deflate_negotiated: Arc<AtomicBool>,
     /// Stop when set.
     pub stop: Arc<AtomicBool>,
     /// Messages sent.
@@ -108,8 +115,10 @@ pub fn run_publisher(mut plan: PublisherPlan) -> io::Result<()> {
     match plan.mode {
         PublishMode::WebSocket => {
             let req = format!(
-                "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: cHVibGlzaGVyMDEyMzQ1Ng==\r\n\r\n",
-                plan.path, plan.host
+                "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: cHVibGlzaGVyMDEyMzQ1Ng==\r\n{}\r\n",
+                plan.path,
+                plan.host,
+                deflate::offer_line(plan.deflate)
             );
             writer.lock().expect("writer").write_all(req.as_bytes())?;
             let mut reader = BufReader::new(stream);
@@ -121,12 +130,18 @@ pub fn run_publisher(mut plan: PublisherPlan) -> io::Result<()> {
                     line.trim()
                 )));
             }
+            let mut head = line.clone(); // the status line, then the headers
             loop {
                 line.clear();
                 if reader.read_line(&mut line)? == 0 || line == "\r\n" {
                     break;
                 }
+                head.push_str(&line);
             }
+            let agreed = deflate::parse_answer(&deflate::extension_values(&head), plan.deflate)
+                .map_err(|e| io::Error::other(format!("publisher upgrade: {e}")))?;
+            plan.deflate_negotiated
+                .store(agreed.is_some(), Ordering::Relaxed);
             // Read whatever the server sends (a raw peer rebroadcasts everything to the
             // publisher too) so it never blocks on us; answer pings so it keeps us.
             let pong_writer = writer.clone();

@@ -3,19 +3,24 @@
 //! message for that) → read, counting every `T=<digits>` marker in every data frame and
 //! recording publish-to-receive latency from it. Nothing else about the server's messages is
 //! assumed: a framecast `event` envelope and a raw peer's rebroadcast bytes are read alike.
+//! With `--deflate` the upgrade offers permessage-deflate, and a connection whose server agreed
+//! reads compressed messages decompressed ([`crate::receive`]).
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use super::deflate;
 use super::frames::{for_each_marker, parse_server_frame, put_client_frame, Opcode};
+use super::inflate::Shared;
 use super::now_ns;
+use super::receive::Receiver;
 use super::template::Template;
 
 /// Counters one worker shares with the coordinator.
@@ -29,8 +34,19 @@ pub struct WorkerCounters {
     pub other_frames: AtomicU64,
     /// Connections that failed to connect or upgrade.
     pub errors: AtomicU64,
-    /// Connections lost after they were ready.
+    /// Connections lost after they were ready (protocol errors included).
     pub disconnects: AtomicU64,
+    /// Connections on which the server agreed to permessage-deflate.
+    pub deflate_negotiated: AtomicU64,
+    /// WebSocket bytes of the frames received (headers and payloads as read, control frames
+    /// included).
+    pub wire_bytes: AtomicU64,
+    /// Data payload bytes received, compressed messages counted decompressed.
+    pub payload_bytes: AtomicU64,
+    /// Compressed messages received (and inflated).
+    pub compressed_msgs: AtomicU64,
+    /// Compressed messages whose text the inflate cache already had.
+    pub inflate_cache_hits: AtomicU64,
 }
 
 /// What a worker needs to know.
@@ -49,6 +65,10 @@ pub struct WorkerPlan {
     pub source_ips: u32,
     /// The message each subscriber sends once upgraded (`{CHANNEL}` = its channel), if any.
     pub subscribe: Option<Template>,
+    /// Offer permessage-deflate in the upgrade.
+    pub deflate: bool,
+    /// The first `Sec-WebSocket-Extensions` answer any subscriber got (values comma-joined).
+    pub extensions_answer: Arc<OnceLock<String>>,
     /// Record latencies only while set.
     pub measuring: Arc<AtomicBool>,
     /// Stop when set.
@@ -70,6 +90,7 @@ struct Sub {
     state: State,
     carry: Vec<u8>,
     channel: String,
+    receiver: Receiver,
 }
 
 const SCRATCH: usize = 256 * 1024;
@@ -83,9 +104,13 @@ pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
     let mut in_progress = 0;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut scratch = vec![0u8; SCRATCH];
+    let mut shared = Shared::new();
+    let mut warned = false;
     let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: bG9hZGdlbmVyYXRvcjEyMw==\r\n\r\n",
-        plan.path, plan.host
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: bG9hZGdlbmVyYXRvcjEyMw==\r\n{}\r\n",
+        plan.path,
+        plan.host,
+        deflate::offer_line(plan.deflate)
     );
     let mut out = Vec::new();
     while !plan.stop.load(Ordering::Relaxed) {
@@ -105,6 +130,7 @@ pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
                         state: State::Connecting,
                         carry: Vec::new(),
                         channel: channel.clone(),
+                        receiver: Receiver::new(None),
                     });
                     in_progress += 1;
                 }
@@ -177,6 +203,26 @@ pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
                         break;
                     }
                     used = end + 4;
+                    let head = String::from_utf8_lossy(&data[..end]);
+                    let values = deflate::extension_values(&head);
+                    if !values.is_empty() {
+                        let _ = plan.extensions_answer.set(values.join(", "));
+                    }
+                    match deflate::parse_answer(&values, plan.deflate) {
+                        Ok(agreed) => {
+                            if agreed.is_some() {
+                                plan.counters
+                                    .deflate_negotiated
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                            sub.receiver = Receiver::new(agreed.as_ref());
+                        }
+                        Err(e) => {
+                            warn_once(&mut warned, "upgrade answer", &e);
+                            fail(sub, &mut in_progress, &plan.counters);
+                            break;
+                        }
+                    }
                     if let Some(t) = plan.subscribe.as_mut() {
                         let msg = t.render_string(0, 0, &sub.channel);
                         out.clear();
@@ -188,35 +234,43 @@ pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
                     plan.counters.ready.fetch_add(1, Ordering::Relaxed);
                 }
                 let now = if measuring { now_ns() } else { 0 };
-                let mut delivered = 0u64;
-                let mut other = 0u64;
+                let mut got = Got::default();
                 let mut pongs: Vec<Vec<u8>> = Vec::new();
+                let mut broken = None;
                 while let Some((frame, len)) = parse_server_frame(&data[used..]) {
                     used += len;
-                    match frame.opcode {
-                        // text, binary and their continuations
-                        0x0..=0x2 => {
-                            let n = for_each_marker(frame.payload, |t| {
+                    got.wire += len as u64;
+                    match sub.receiver.frame(&frame, &mut shared) {
+                        // text, binary and their continuations; compressed messages inflated
+                        Ok(Some(d)) => {
+                            let n = for_each_marker(d.payload, |t| {
                                 if measuring {
                                     let _ = hist.record((now.saturating_sub(t) / 1000).max(1));
                                 }
                             });
-                            delivered += n;
-                            other += u64::from(n == 0);
+                            got.delivered += n;
+                            got.other += u64::from(n == 0);
+                            got.payload += d.payload.len() as u64;
+                            got.compressed += u64::from(d.compressed);
+                            got.cached += u64::from(d.cached);
                         }
-                        0x9 => pongs.push(frame.payload.to_vec()),
-                        _ => {}
+                        Ok(None) if frame.opcode == Opcode::Ping as u8 => {
+                            pongs.push(frame.payload.to_vec());
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            broken = Some(e);
+                            break;
+                        }
                     }
                 }
-                sub.carry.extend_from_slice(&data[used..]);
-                plan.counters
-                    .delivered
-                    .fetch_add(delivered, Ordering::Relaxed);
-                if other > 0 {
-                    plan.counters
-                        .other_frames
-                        .fetch_add(other, Ordering::Relaxed);
+                got.add_to(&plan.counters);
+                if let Some(e) = broken {
+                    warn_once(&mut warned, "protocol error", &e);
+                    fail(sub, &mut in_progress, &plan.counters);
+                    break;
                 }
+                sub.carry.extend_from_slice(&data[used..]);
                 for p in pongs {
                     out.clear();
                     put_client_frame(&mut out, Opcode::Pong, &p, [5, 6, 7, 8]);
@@ -257,6 +311,42 @@ fn connect(addr: SocketAddr, src: Option<Ipv4Addr>) -> io::Result<TcpStream> {
     Ok(TcpStream::from_std(sock.into()))
 }
 
+/// What one read brought, added to the shared counters once per read.
+#[derive(Default)]
+struct Got {
+    delivered: u64,
+    other: u64,
+    wire: u64,
+    payload: u64,
+    compressed: u64,
+    cached: u64,
+}
+
+impl Got {
+    fn add_to(&self, c: &WorkerCounters) {
+        c.delivered.fetch_add(self.delivered, Ordering::Relaxed);
+        c.wire_bytes.fetch_add(self.wire, Ordering::Relaxed);
+        c.payload_bytes.fetch_add(self.payload, Ordering::Relaxed);
+        for (n, counter) in [
+            (self.other, &c.other_frames),
+            (self.compressed, &c.compressed_msgs),
+            (self.cached, &c.inflate_cache_hits),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Logs the first connection failure of a worker (the others are only counted).
+fn warn_once(warned: &mut bool, what: &str, e: &dyn std::fmt::Display) {
+    if !std::mem::replace(warned, true) {
+        tracing::warn!(error = %e, "subscriber connection ended: {what} (further ones counted only)");
+    }
+}
+
+/// Ends a connection: counted as an error before it was ready, as a disconnect after.
 fn fail(sub: &mut Sub, in_progress: &mut usize, counters: &WorkerCounters) {
     match sub.state {
         State::Open => {
@@ -269,6 +359,7 @@ fn fail(sub: &mut Sub, in_progress: &mut usize, counters: &WorkerCounters) {
         State::Dead => {}
     }
     sub.state = State::Dead;
+    let _ = sub.stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// Waits until `ready` connections are subscribed or `timeout` passes.

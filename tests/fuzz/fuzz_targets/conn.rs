@@ -251,6 +251,7 @@ impl Harness {
                 variants: None,
                 exclusions: None,
                 deflated: None,
+                batch: None,
             });
         }
         let batch = TickBatch {

@@ -91,6 +91,8 @@ class Client:
         request_timeout: float = 10.0,
         queue_size: int = 1024,
         max_size: int = 16 * 1024 * 1024,
+        compression: bool = True,
+        batch: bool = False,
         refresh_margin: float | None = None,
         random: Callable[[], float] = _random.random,
         debug: bool = False,
@@ -109,6 +111,8 @@ class Client:
         self.request_timeout = request_timeout
         self.queue_size = queue_size
         self._max_size = max_size
+        self._compression = compression
+        self._batch = batch
         self._refresh_margin = refresh_margin
         self._random = random
         if debug:
@@ -288,12 +292,14 @@ class Client:
                     url += ("&" if "?" in url else "?") + "token=" + quote(token)
                 if token and self._auth == "header":
                     headers["Authorization"] = f"Bearer {token}"
+                if self._batch:
+                    url += ("&" if "?" in url else "?") + "batch=1"
                 wall0 = time.time()
                 try:
                     ws = await connect(
                         url,
                         additional_headers=headers or None,
-                        compression=None,
+                        compression="deflate" if self._compression else None,
                         max_size=self._max_size,
                         open_timeout=self.connect_timeout,
                         ping_interval=self._heartbeat[0] if self._heartbeat else None,
@@ -491,12 +497,16 @@ class Client:
 
     async def _on_message(self, raw: str | bytes, wall0: float, reconnected: bool) -> None:
         try:
-            msg = json.loads(raw)
+            parsed = json.loads(raw)
         except ValueError:
             self._emit("error", FramecastError("PROTOCOL", "server sent invalid JSON"))
             return
-        if not isinstance(msg, dict):
-            return
+        # A tick batch: one channel's events of one tick, in order.
+        for msg in parsed if isinstance(parsed, list) else [parsed]:
+            if isinstance(msg, dict):
+                await self._dispatch(msg, wall0, reconnected)
+
+    async def _dispatch(self, msg: dict[str, Any], wall0: float, reconnected: bool) -> None:
         kind = msg.get("type")
         if kind == "event":
             sub = self._subs.get(str(msg.get("channel")))
