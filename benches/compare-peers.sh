@@ -10,6 +10,7 @@
 #   SERVERS [uws-js]  (any of: uws-js node-ws go-gorilla py-websockets rust-tokio-tungstenite;
 #                      empty for framecast alone)
 #   FRAMECAST_ARGS [] extra server flags, e.g. "--tick-hz 0"   NAME [framecast]
+#   FRAMECAST_QUERY [] appended to framecast's WebSocket URL, e.g. "?batch=1" (tick batches)
 #   W1_RATES ["50 200 1000 3000 6000 10000"]; everything else compare.sh reads (WORKLOADS,
 #   OUT_DIR, W1_DURATION, W2_BURSTS, QUIET_WAIT, ...) passes through; see its header.
 # On a shared machine, wrap the whole command in your lock (e.g. flock /tmp/LOCK ...): it builds
@@ -30,7 +31,7 @@ fi
 
 # framecast-load speaks framecast's protocol by default (subscribe command; publish command with
 # T=<send time> and the filler in its data); only the URL's path differs from the peers.
-FLAGS="--url ws://127.0.0.1:{PORT}/ws"
+FLAGS="--url ws://127.0.0.1:{PORT}/ws${FRAMECAST_QUERY:-}"
 SERVER="$ROOT/target/release/framecast --listen 127.0.0.1:{PORT} --shards 1 --log-level warn $FRAMECAST_ARGS"
 
 export SERVERS LOAD="$ROOT/target/release/framecast-load"

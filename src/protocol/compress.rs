@@ -15,7 +15,7 @@ use super::frame::{put_server_header, server_frame_at, Kind};
 const RSV1: u8 = 0x40;
 
 /// Level the echo endpoint compresses with.
-const ECHO_LEVEL: u32 = 1;
+const ECHO_LEVEL: u32 = 2;
 
 /// A raw-DEFLATE compressor reset for every message, with its scratch buffer.
 pub struct FrameDeflater {
