@@ -69,7 +69,11 @@ fn metrics(rng: &mut Rng, size: usize) -> String {
             out.push(',');
         }
         let name = NAMES[i % NAMES.len()];
-        out.push_str(&format!(r#""{name}_{}":{}"#, i / NAMES.len(), rng.num(10_000, 3)));
+        out.push_str(&format!(
+            r#""{name}_{}":{}"#,
+            i / NAMES.len(),
+            rng.num(10_000, 3)
+        ));
         i += 1;
     }
     out.push('}');
@@ -156,12 +160,16 @@ fn deflate(c: &mut Criterion) {
             out.len() as f64 / plain_total as f64
         );
         group.throughput(Throughput::Elements(8));
-        group.bench_with_input(BenchmarkId::new("positions-256", level), &batch_frame, |b, f| {
-            b.iter(|| {
-                out.clear();
-                d.put_frame(&mut out, f);
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("positions-256", level),
+            &batch_frame,
+            |b, f| {
+                b.iter(|| {
+                    out.clear();
+                    d.put_frame(&mut out, f);
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -71,6 +71,11 @@ impl Conn {
                     origin,
                     deflate,
                 } => {
+                    // The 101 below says whether permessage-deflate was agreed.
+                    if deflate.is_some() {
+                        self.deflate = deflate;
+                        self.reader.accept_deflate();
+                    }
                     if let Admission::Full { goodbye } = &self.admission {
                         self.outbox.push_unchecked(response);
                         if endpoint == Endpoint::Native {
@@ -101,10 +106,6 @@ impl Conn {
                     self.outbox.push_unchecked(response);
                     self.phase = Phase::Open;
                     self.endpoint = Some(endpoint);
-                    if deflate.is_some() {
-                        self.deflate = deflate;
-                        self.reader.accept_deflate();
-                    }
                     self.timers.stop(Timer::Handshake);
                     self.timers.set(Timer::Ping, now + settings.ping_interval);
                     if endpoint == Endpoint::Native {

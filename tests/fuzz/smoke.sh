@@ -14,7 +14,7 @@ set -euo pipefail
 SECS=${1:-30}
 CARGO_FUZZ_VERSION=0.13.2
 STACK_KB=2048
-TARGETS=${FUZZ_TARGETS:-"http_request ws_frames json_command http_api_body conn"}
+TARGETS=${FUZZ_TARGETS:-"http_request ws_frames ws_deflate json_command http_api_body conn"}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -42,7 +42,7 @@ dict() {
     case "$1" in
         http_request | http_api_body) echo "$here/dict/http.dict" ;;
         json_command) echo "$here/dict/json.dict" ;;
-        ws_frames | conn) echo "$here/dict/ws.dict" ;;
+        ws_frames | ws_deflate | conn) echo "$here/dict/ws.dict" ;;
     esac
 }
 

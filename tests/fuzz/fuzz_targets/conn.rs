@@ -87,7 +87,9 @@ impl Harness {
     }
 
     fn entry(&mut self) -> &mut Entry {
-        self.table.get_id_mut(self.id).expect("the connection's entry")
+        self.table
+            .get_id_mut(self.id)
+            .expect("the connection's entry")
     }
 
     /// `State::on_data`: one read handed to the connection with the shard's callback.
@@ -184,7 +186,10 @@ impl Harness {
         let mut batch = SendBatch::default();
         e.conn.poll_transmit(&mut batch);
         assert_eq!(batch.len, batch.slices().map(<[u8]>::len).sum::<usize>());
-        assert!(batch.len > 0, "an outbox with bytes queued filled an empty batch");
+        assert!(
+            batch.len > 0,
+            "an outbox with bytes queued filled an empty batch"
+        );
         Some(batch)
     }
 
@@ -497,7 +502,9 @@ fuzz_target!(|data: &[u8]| {
                     );
                 } else {
                     if e.conn.is_open() {
-                        e.conn.queue(framecast::internals::wire::reply::reconnect(5000, "shutdown"));
+                        e.conn.queue(framecast::internals::wire::reply::reconnect(
+                            5000, "shutdown",
+                        ));
                     }
                     e.conn.close(
                         CloseCode::GOING_AWAY,

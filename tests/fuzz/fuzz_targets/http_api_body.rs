@@ -39,7 +39,11 @@ fn check_response(resp: &[u8], json_body: bool) -> u16 {
         .expect("Content-Length")
         .parse()
         .unwrap();
-    assert_eq!(cl, resp.len() - head_end, "Content-Length mismatch: {head:?}");
+    assert_eq!(
+        cl,
+        resp.len() - head_end,
+        "Content-Length mismatch: {head:?}"
+    );
     if json_body && head.contains("Content-Type: application/json") {
         assert_json("API response body", &resp[head_end..]);
     }
@@ -77,26 +81,41 @@ fuzz_target!(|data: &[u8]| {
                 "/api/v1/websocket/broadcast"
             };
             let req = request("POST", path.into(), rest.to_vec(), mode % 5 == 0);
-            let resp = http::handle(&req, &ctx).into_now().expect("answered at once");
+            let resp = http::handle(&req, &ctx)
+                .into_now()
+                .expect("answered at once");
             let status = check_response(&resp, true);
             assert!(
                 matches!(status, 202 | 400 | 413 | 503),
                 "broadcast answered {status}"
             );
             // The handler itself, as the router calls it.
-            assert_eq!(routes::broadcast(rest, &ctx, &mut None).status >= 400, status >= 400);
+            assert_eq!(
+                routes::broadcast(rest, &ctx, &mut None).status >= 400,
+                status >= 400
+            );
         }
         2 => {
             let raw = String::from_utf8_lossy(rest);
             let req = request("GET", format!("/api/v1/channels/{raw}"), Vec::new(), true);
-            let status = check_response(&http::handle(&req, &ctx).into_now().expect("answered at once"), true);
-            assert!(matches!(status, 200 | 400 | 404), "channel lookup answered {status}");
+            let status = check_response(
+                &http::handle(&req, &ctx)
+                    .into_now()
+                    .expect("answered at once"),
+                true,
+            );
+            assert!(
+                matches!(status, 200 | 400 | 404),
+                "channel lookup answered {status}"
+            );
         }
         3 => {
             let routes = common::settings().routes;
             let mut buf = rest;
             while let RequestOutcome::Http(req) = parse_request(buf, &routes) {
-                let resp = http::handle(&req, &ctx).into_now().expect("answered at once");
+                let resp = http::handle(&req, &ctx)
+                    .into_now()
+                    .expect("answered at once");
                 check_response(&resp, req.path != "/metrics");
                 if !req.keep_alive || req.consumed == 0 {
                     break;

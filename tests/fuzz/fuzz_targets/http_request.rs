@@ -26,13 +26,20 @@ fn check_response(resp: &[u8]) {
     assert!(text.starts_with("HTTP/1.1 "), "{text:?}");
     let head_end = text.find("\r\n\r\n").expect("response head ends") + 4;
     for line in text[..head_end - 4].split("\r\n") {
-        assert!(!line.is_empty() && !line.contains('\n') && !line.contains('\r'), "{text:?}");
+        assert!(
+            !line.is_empty() && !line.contains('\n') && !line.contains('\r'),
+            "{text:?}"
+        );
     }
     if let Some(cl) = text[..head_end]
         .split("\r\n")
         .find_map(|l| l.strip_prefix("Content-Length: "))
     {
-        assert_eq!(cl.parse::<usize>().unwrap(), resp.len() - head_end, "{text:?}");
+        assert_eq!(
+            cl.parse::<usize>().unwrap(),
+            resp.len() - head_end,
+            "{text:?}"
+        );
     }
 }
 

@@ -44,7 +44,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let frame = match &request.command {
         Command::Subscribe(args) => {
-            for c in args.channels.iter().chain(args.since.iter().map(|(c, _)| c)) {
+            for c in args
+                .channels
+                .iter()
+                .chain(args.since.iter().map(|(c, _)| c))
+            {
                 assert!(channel::is_valid(c), "invalid channel passed: {c:?}");
             }
             assert!(args.max_hz != Some(0));
@@ -90,7 +94,9 @@ fuzz_target!(|data: &[u8]| {
             }
             // What every subscriber receives, encoded as the distributor does.
             let event_type = serde_json::to_vec(event_type).unwrap();
-            let key = key.as_deref().map(framecast::internals::distributor::ingress::json_key);
+            let key = key
+                .as_deref()
+                .map(framecast::internals::distributor::ingress::json_key);
             let mut out = BytesMut::new();
             let n = put_event_frame(
                 &mut out,

@@ -57,7 +57,8 @@ pub fn settings() -> ConnSettings {
 
 pub fn config(anonymous: bool) -> Config {
     let mut c = Config::default();
-    c.apply_toml(CONFIG_TOML, "fuzz").expect("fuzz config parses");
+    c.apply_toml(CONFIG_TOML, "fuzz")
+        .expect("fuzz config parses");
     c.allow_anonymous = Some(anonymous);
     c
 }
@@ -117,7 +118,11 @@ pub fn assert_json(what: &str, bytes: &[u8]) {
 /// Splits one complete unmasked server frame into (opcode, payload); panics if malformed.
 pub fn server_frame_parts(frame: &[u8]) -> (u8, &[u8]) {
     assert!(frame.len() >= 2, "server frame shorter than a header");
-    assert_eq!(frame[0] & 0xF0, 0x80, "server frame not FIN or with RSV bits");
+    assert_eq!(
+        frame[0] & 0xF0,
+        0x80,
+        "server frame not FIN or with RSV bits"
+    );
     assert_eq!(frame[1] & 0x80, 0, "server frame is masked");
     let (len, head) = match frame[1] & 0x7F {
         126 => (u16::from_be_bytes([frame[2], frame[3]]) as usize, 4),
