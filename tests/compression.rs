@@ -182,6 +182,47 @@ async fn a_deflate_client_recovers_history_and_snapshots_compressed(io: IoBacken
     server.shutdown();
 }
 
+async fn a_reconnecting_deflate_client_gets_its_default_channels_replayed_compressed(
+    io: IoBackend,
+) {
+    let toml = "default_channels = [\"chat:1\"]\n[namespaces.chat]\nhistory_size = 100\n";
+    let server = start(with_namespaces(io, toml));
+    let mut first = DeflateClient::connect(server.local_addr()).await;
+    let (_, defaults) = first.message_of("subscribed").await;
+    let epoch = defaults["positions"]["chat:1"]["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in 0..3 {
+        server.publish("chat:1", "msg", &position(n)).unwrap();
+    }
+    for _ in 0..3 {
+        first.message_of("event").await;
+    }
+    // Comes back from seq 1 through the upgrade URL, as the official clients do.
+    let since = format!(r#"{{"chat:1":{{"seq":1,"epoch":"{epoch}"}}}}"#);
+    let encoded: String = since
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let path = format!("/ws?since={encoded}");
+    let mut back = DeflateClient::connect_path(server.local_addr(), &path).await;
+    let (_, subscribed) = back.message_of("subscribed").await;
+    assert_eq!(
+        subscribed["positions"]["chat:1"]["recovered"], true,
+        "{subscribed}"
+    );
+    for seq in [2, 3] {
+        let (compressed, event) = back.message_of("event").await;
+        assert!(compressed, "replayed event {seq} came plain");
+        assert_eq!(event["seq"], seq);
+    }
+    server.shutdown();
+}
+
 async fn a_compressed_message_too_big_once_inflated_closes_with_1009(io: IoBackend) {
     let mut c = config(io);
     c.max_message_bytes = 64 * 1024;
@@ -338,5 +379,6 @@ both_backends!(
     deflate_clients_get_compressed_events_and_plain_clients_plain_ones,
     a_deflate_client_recovers_history_and_snapshots_compressed,
     a_compressed_message_too_big_once_inflated_closes_with_1009,
+    a_reconnecting_deflate_client_gets_its_default_channels_replayed_compressed,
     compression_off_declines_the_offer,
 );

@@ -45,6 +45,8 @@ pub enum AppEvent<'a> {
     Opened {
         /// Query string of the upgrade URL, without `?`.
         query: Option<&'a str>,
+        /// permessage-deflate was agreed.
+        deflate: bool,
     },
     /// A whole text or binary message on the native endpoint (mutable for in-place parsing).
     Message(&'a mut [u8]),

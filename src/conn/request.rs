@@ -113,6 +113,7 @@ impl Conn {
                             &mut self.outbox,
                             AppEvent::Opened {
                                 query: query.as_deref(),
+                                deflate: deflate.is_some(),
                             },
                         );
                     }

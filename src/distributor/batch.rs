@@ -11,6 +11,10 @@ use bytes::{Bytes, BytesMut};
 use crate::protocol::compress::FrameDeflater;
 use crate::protocol::frame::{put_server_header, server_frame_at, Kind};
 
+/// Largest batch message: a busier tick goes out event by event (a client's message limit, such
+/// as the Python client's 16 MiB, must not be crossed by batching what it could read alone).
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
 /// One channel's tick as a single message.
 #[derive(Clone, Debug)]
 pub struct Batch {
@@ -21,7 +25,8 @@ pub struct Batch {
 }
 
 /// The batch of a tick's joined event frames, whose events start at `events_from` (a `gap`
-/// notice may come before); `None` for fewer than two events (one event is sent as it is).
+/// notice may come before); `None` for fewer than two events (one event is sent as it is) or
+/// beyond [`MAX_BATCH_BYTES`].
 pub(crate) fn tick_batch(
     frames: &Bytes,
     events_from: usize,
@@ -39,6 +44,9 @@ pub(crate) fn tick_batch(
         at += header + len;
     }
     let len = payloads.iter().map(|p| p.len() + 1).sum::<usize>() + 1;
+    if len > MAX_BATCH_BYTES {
+        return None;
+    }
     let mut out = BytesMut::with_capacity(events_from + 10 + len);
     out.extend_from_slice(&frames[..events_from]);
     put_server_header(&mut out, Kind::Text, len);

@@ -188,6 +188,28 @@ pub struct ChannelRegistry {
     pub(crate) lost_events: u64,
     /// With `compression` on: compresses each event once, next to its plain frame.
     pub(crate) deflater: Option<crate::protocol::compress::FrameDeflater>,
+    /// Which extra wire forms connections take now (set by the distributor every tick).
+    pub(crate) demand: WireDemand,
+}
+
+/// Whether any connection takes compressed frames or tick batches: the distributor builds those
+/// forms only while one does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireDemand {
+    /// Some connection agreed to permessage-deflate.
+    pub deflate: bool,
+    /// Some connection asked for tick batches.
+    pub batch: bool,
+}
+
+impl Default for WireDemand {
+    /// Both (what a registry without a distributor, in tests and benchmarks, builds).
+    fn default() -> WireDemand {
+        WireDemand {
+            deflate: true,
+            batch: true,
+        }
+    }
 }
 
 impl Default for ChannelRegistry {
@@ -211,6 +233,7 @@ impl ChannelRegistry {
             incarnation: None,
             lost_events: 0,
             deflater: None,
+            demand: WireDemand::default(),
         }
     }
 
@@ -470,7 +493,8 @@ impl ChannelRegistry {
             snapshot: false,
         };
         let snapshot = state.snapshot.get_or_default();
-        snapshot.put_with(p.key.as_ref(), &fields, self.deflater.as_mut());
+        let deflater = self.deflater.as_mut().filter(|_| self.demand.deflate);
+        snapshot.put_with(p.key.as_ref(), &fields, deflater);
     }
 
     /// Whether any publication waits for dispatch.

@@ -25,16 +25,18 @@ pub struct Deflated {
 pub(crate) struct Boundaries(Vec<(u32, u32)>);
 
 impl Boundaries {
-    /// The twin offset of plain offset `at`, which must be a frame boundary.
+    /// The twin offset of plain offset `at`, which must be a frame boundary (anything else maps
+    /// to the next boundary, so a slice between two mapped offsets is always in range).
     pub(crate) fn twin(&self, at: usize) -> usize {
         if at == 0 {
             return 0;
         }
         match self.0.binary_search_by_key(&(at as u32), |&(p, _)| p) {
             Ok(i) => self.0[i].1 as usize,
-            Err(_) => {
+            Err(i) => {
                 debug_assert!(false, "{at} is not a frame boundary");
-                0
+                let last = self.0.last().map_or(0, |&(_, t)| t);
+                self.0.get(i).map_or(last, |&(_, t)| t) as usize
             }
         }
     }
@@ -62,8 +64,10 @@ pub(crate) fn deflate_frames(
             })
             .collect()
     });
+    // An exact-size copy: history slices keep the whole buffer alive, and `out` was sized for
+    // the plain frames.
     let deflated = Deflated {
-        frames: out.freeze(),
+        frames: Bytes::copy_from_slice(&out),
         exclusions,
     };
     (deflated, bounds)

@@ -235,6 +235,20 @@ impl Distributor {
         self
     }
 
+    /// Which wire forms the shards' connections take now (their gauges, summed).
+    fn wire_demand(&self) -> channels::WireDemand {
+        let any = |gauge: fn(&crate::status::ShardStats) -> &std::sync::atomic::AtomicU64| {
+            self.state
+                .shards
+                .iter()
+                .any(|s| gauge(s).load(Ordering::Relaxed) > 0)
+        };
+        channels::WireDemand {
+            deflate: any(|s| &s.deflate_connections),
+            batch: any(|s| &s.batch_connections),
+        }
+    }
+
     /// With `level`: every event is also compressed once (permessage-deflate) at that level.
     pub(crate) fn with_compression(mut self, level: Option<u32>) -> Distributor {
         self.registry.deflater = level.map(crate::protocol::compress::FrameDeflater::new);
@@ -511,6 +525,7 @@ impl Distributor {
             );
             self.registry.acks.extend(acks);
         }
+        self.registry.demand = self.wire_demand();
         let input = tick::TickInput {
             frame,
             timestamp: &timestamp,

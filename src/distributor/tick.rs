@@ -101,7 +101,10 @@ pub fn encode_tick(
 ) -> Vec<Vec<ChannelFrames>> {
     let mut per_shard: Vec<Vec<ChannelFrames>> = (0..input.shards).map(|_| Vec::new()).collect();
     let dirty = registry.take_dirty();
-    let mut deflater = registry.deflater.take();
+    let mut kept_deflater = registry.deflater.take();
+    let demand = registry.demand;
+    // Compressed twins only while some connection agreed to deflate (events before replay plain).
+    let mut deflater = kept_deflater.as_mut().filter(|_| demand.deflate);
     let mut acks = Vec::new();
     let mut deferred = Vec::new();
     let mut levelled = Vec::new();
@@ -129,7 +132,7 @@ pub fn encode_tick(
                 seq = seq_after(seq, p);
                 let event = event_fields(name, seq, input, p);
                 let snapshot = state.snapshot.get_or_default();
-                snapshot.put_with(p.key.as_ref(), &event, deflater.as_mut());
+                snapshot.put_with(p.key.as_ref(), &event, deflater.as_deref_mut());
             }
         }
         let subscribed = !state.shards.is_empty();
@@ -181,7 +184,7 @@ pub fn encode_tick(
         }
         let frames = out.freeze();
         let twin = deflater
-            .as_mut()
+            .as_deref_mut()
             .map(|d| deflate_frames(d, &frames, Some(&exclusions[..]).filter(|x| !x.is_empty())));
         for (&(start, end, seq), p) in spans.iter().zip(&pending) {
             let frame = frames.slice(start..end);
@@ -205,7 +208,7 @@ pub fn encode_tick(
                 .levels
                 .get_mut()
                 .and_then(|l| l.emit(name, input.boundaries, state.last_seq))
-                .map(|v| Arc::from(deflate_variants(deflater.as_mut(), v)))
+                .map(|v| Arc::from(deflate_variants(deflater.as_deref_mut(), v)))
         } else {
             None
         };
@@ -214,14 +217,11 @@ pub fn encode_tick(
         }
         if subscribed {
             // A publisher that must not get its own event back is served event by event.
-            let batch = match exclusions.is_empty() {
-                true => tick_batch(
-                    &frames,
-                    events_from,
-                    pending.len() as u32,
-                    deflater.as_mut(),
-                ),
-                false => None,
+            let batch = if demand.batch && exclusions.is_empty() {
+                let count = pending.len() as u32;
+                tick_batch(&frames, events_from, count, deflater.as_deref_mut())
+            } else {
+                None
             };
             let item = ChannelFrames {
                 channel: name.clone(),
@@ -244,8 +244,8 @@ pub fn encode_tick(
     registry.return_dirty(dirty);
     registry.acks.extend(acks);
     registry.defer(deferred);
-    emit_level_windows(registry, input, &mut per_shard, levelled, deflater.as_mut());
-    registry.deflater = deflater;
+    emit_level_windows(registry, input, &mut per_shard, levelled, deflater);
+    registry.deflater = kept_deflater;
     per_shard
 }
 
@@ -478,6 +478,28 @@ mod tests {
             .collect();
         assert!(replayed.iter().all(|(compressed, _)| *compressed));
         assert_eq!(payloads(&replayed), payloads(&plain[1..]));
+    }
+
+    #[test]
+    fn without_a_compressing_or_batching_connection_neither_form_is_built() {
+        let mut reg = ChannelRegistry::default();
+        reg.deflater = Some(FrameDeflater::new(2));
+        reg.demand = crate::distributor::channels::WireDemand {
+            deflate: false,
+            batch: false,
+        };
+        reg.join(0, Arc::from("a"));
+        for n in 0..3 {
+            reg.queue(publication("a", n));
+        }
+        let input = TickInput::immediate(1, "ts", 1, Instant::now());
+        let item = &encode_tick(&mut reg, &input, &Namespaces::default())[0][0];
+        assert_eq!(item.count, 3);
+        assert!(item.deflated.is_none() && item.batch.is_none());
+        assert!(
+            reg.deflater.is_some(),
+            "kept for when a compressing client comes"
+        );
     }
 
     #[test]

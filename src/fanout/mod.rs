@@ -22,7 +22,7 @@ use crate::config::Delivery;
 use crate::conn::ConnSettings;
 use crate::conn::Full;
 use crate::distributor::conflate::crossed;
-use crate::distributor::{ChannelFrames, Exclusion, TickBatch};
+use crate::distributor::{Batch, ChannelFrames, Exclusion, TickBatch};
 use crate::limits::MAX_RATE_LEVEL;
 use crate::table::SendQueue;
 use crate::table::{ConnTable, Entry};
@@ -177,7 +177,13 @@ impl<'a> Shared<'a> {
         let deflate = entry.conn.deflates();
         let batch = item.batch.as_ref().filter(|_| entry.session.batch);
         let (bytes, exclusions) = match (batch, &item.deflated, deflate) {
-            (Some(b), _, true) if b.deflated.is_some() => (b.deflated.as_ref().unwrap(), None),
+            (
+                Some(Batch {
+                    deflated: Some(d), ..
+                }),
+                _,
+                true,
+            ) => (d, None),
             (Some(b), _, _) => (&b.frames, None),
             (None, Some(d), true) => (&d.frames, d.exclusions.as_deref()),
             _ => (&item.frames, item.exclusions.as_deref()),

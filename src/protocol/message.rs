@@ -310,9 +310,7 @@ impl MessageReader {
         }
         Ok(())
     }
-}
 
-impl MessageReader {
     /// Hands up a whole data message: as it came, or inflated (and then checked for UTF-8 and
     /// against `max_message`) when it was compressed.
     fn complete(

@@ -244,9 +244,19 @@ impl<D: Driver> Shard<D> {
                 self.after_change(conn.slot);
             }
             Event::Closed(conn) => {
-                if self.st.table.remove(conn).is_some() {
-                    ShardStats::add(&self.st.p.stats.closed, 1);
-                    self.st.p.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                if let Some(gone) = self.st.table.remove(conn) {
+                    let stats = &self.st.p.stats;
+                    ShardStats::add(&stats.closed, 1);
+                    stats.connections.fetch_sub(1, Ordering::Relaxed);
+                    let s = &gone.session;
+                    if s.opened {
+                        stats
+                            .deflate_connections
+                            .fetch_sub(u64::from(s.deflate), Ordering::Relaxed);
+                        stats
+                            .batch_connections
+                            .fetch_sub(u64::from(s.batch), Ordering::Relaxed);
+                    }
                 }
             }
             Event::Wake => {}
@@ -441,8 +451,14 @@ impl State {
         let mut owed_wait = None;
         let mut app = |outbox: &mut crate::conn::Outbox, event: AppEvent<'_>| match event {
             AppEvent::Upgrade(request) => commands::on_upgrade(&mut ctx, request),
-            AppEvent::Opened { .. } => {
+            AppEvent::Opened { deflate, .. } => {
                 tracing::debug!(shard = ctx.shard, slot, "connection opened");
+                ctx.deflate = deflate; // for the default channels' replay
+                let session = &mut *ctx.session;
+                (session.opened, session.deflate) = (true, deflate);
+                let stats = &self.p.stats;
+                ShardStats::add(&stats.deflate_connections, u64::from(deflate));
+                ShardStats::add(&stats.batch_connections, u64::from(session.batch));
                 commands::on_open(&mut ctx, outbox)
             }
             AppEvent::Message(m) if ctx.close.is_none() => {

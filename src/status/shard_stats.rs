@@ -43,6 +43,11 @@ pub struct ShardStats {
     pub gap_notices: AtomicU64,
     /// Connections currently stepped down on conflated channels.
     pub degraded: AtomicU64,
+    /// Native connections that agreed to permessage-deflate (while none does, the distributor
+    /// compresses nothing).
+    pub deflate_connections: AtomicU64,
+    /// Native connections that asked for tick batches (while none does, none is built).
+    pub batch_connections: AtomicU64,
 }
 
 impl ShardStats {

@@ -255,10 +255,19 @@ fn a_compressed_message_is_inflated_whole_or_split_into_fragments() {
     let (got, r) = read_deflate(&[&stream], 1024);
     r.unwrap();
     assert_eq!(got, vec![Got::Ping(b"p".to_vec()), Got::Text(text.into())]);
-    // Plain messages still mix with compressed ones.
-    let (got, r) = read_deflate(&[&client_frame(0x81, b"plain")], 1024);
+    // Plain messages mix with compressed ones on one connection.
+    let mixed = [
+        client_frame(0xC1, &z),
+        client_frame(0x81, b"plain"),
+        client_frame(0xC1, &z),
+    ];
+    let (got, r) = read_deflate(&[&mixed.concat()], 1024);
     r.unwrap();
-    assert_eq!(got, vec![Got::Text("plain".into())]);
+    let plain = Got::Text("plain".into());
+    assert_eq!(
+        got,
+        vec![Got::Text(text.into()), plain, Got::Text(text.into())]
+    );
 }
 
 #[test]
