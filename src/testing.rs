@@ -89,14 +89,7 @@ pub(crate) fn read_server_frames(mut buf: &[u8]) -> Vec<(bool, Vec<u8>)> {
     use flate2::{Decompress, FlushDecompress};
     let mut out = Vec::new();
     while !buf.is_empty() {
-        let (header, len) = match buf[1] & 0x7f {
-            126 => (4, u16::from_be_bytes([buf[2], buf[3]]) as usize),
-            127 => (
-                10,
-                u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
-            ),
-            n => (2, n as usize),
-        };
+        let (header, _, len) = crate::protocol::frame::server_frame_at(buf).expect("whole frames");
         let payload = &buf[header..header + len];
         if buf[0] & 0x40 == 0 {
             out.push((false, payload.to_vec()));
@@ -111,5 +104,22 @@ pub(crate) fn read_server_frames(mut buf: &[u8]) -> Vec<(bool, Vec<u8>)> {
         }
         buf = &buf[header + len..];
     }
+    out
+}
+
+/// `data` as a permessage-deflate client compresses one message: raw DEFLATE at `level`, sync
+/// flush, the trailing `00 00 ff ff` removed (RFC 7692 §7.2.1).
+pub(crate) fn client_deflate(data: &[u8], level: u32) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::new(level), false);
+    let mut out = Vec::with_capacity(data.len() + 64);
+    while c.total_in() < data.len() as u64 || out.len() == out.capacity() {
+        out.reserve(out.capacity().max(64));
+        let at = c.total_in() as usize;
+        c.compress_vec(&data[at..], &mut out, FlushCompress::Sync)
+            .unwrap();
+    }
+    assert_eq!(&out[out.len() - 4..], &[0, 0, 0xff, 0xff]);
+    out.truncate(out.len() - 4);
     out
 }

@@ -159,22 +159,10 @@ pub fn message_frame(kind: Kind, payload: &[u8], window: u8) -> bytes::Bytes {
 mod tests {
     use super::*;
     use crate::protocol::frame::server_frame;
-    use flate2::{Decompress, FlushDecompress};
 
-    /// What a client does: RSV1 set → inflate payload + 00 00 ff ff.
+    /// What a client reads from one frame: whether it was compressed, and the message.
     fn read(frame: &[u8]) -> (bool, Vec<u8>) {
-        let (header, _, len) = server_frame_at(frame).unwrap();
-        let payload = &frame[header..header + len];
-        if frame[0] & RSV1 == 0 {
-            return (false, payload.to_vec());
-        }
-        let mut input = payload.to_vec();
-        input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-        let mut d = Decompress::new(false);
-        let mut out = Vec::with_capacity(1 << 16);
-        d.decompress_vec(&input, &mut out, FlushDecompress::Sync)
-            .unwrap();
-        (true, out)
+        crate::testing::read_server_frames(frame).remove(0)
     }
 
     #[test]

@@ -187,16 +187,7 @@ fn feed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flate2::{Compress, Compression, FlushCompress};
-
-    fn deflate(data: &[u8], level: u32) -> Vec<u8> {
-        let mut c = Compress::new(Compression::new(level), false);
-        let mut out = Vec::with_capacity(data.len() + 64);
-        c.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();
-        assert_eq!(&out[out.len() - 4..], &[0, 0, 0xff, 0xff]);
-        out.truncate(out.len() - 4);
-        out
-    }
+    use crate::testing::client_deflate as deflate;
 
     #[test]
     fn browsers_offers_are_answered_without_context_takeover() {

@@ -22,14 +22,9 @@ fn read_deflate(chunks: &[&[u8]], max: usize) -> (Vec<Got>, Result<(), Violation
     read_with(reader, chunks, max)
 }
 
-/// A message as a permessage-deflate client compresses it (sync flush, tail removed).
+/// A message as a permessage-deflate client compresses it.
 fn deflated(data: &[u8]) -> Vec<u8> {
-    use flate2::{Compress, Compression, FlushCompress};
-    let mut c = Compress::new(Compression::new(6), false);
-    let mut out = Vec::with_capacity(data.len() + 64);
-    c.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();
-    out.truncate(out.len() - 4);
-    out
+    crate::testing::client_deflate(data, 6)
 }
 
 fn read_with(

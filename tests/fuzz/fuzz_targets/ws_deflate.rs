@@ -16,39 +16,7 @@ use libfuzzer_sys::fuzz_target;
 
 #[path = "common/mod.rs"]
 mod common;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-/// Chunk lengths: a mix of tiny reads (splitting headers) and big ones; and the largest.
-fn chunking(mode: u8, len: usize) -> (Vec<usize>, usize) {
-    if mode == 0 {
-        return (vec![len], len.max(1));
-    }
-    let max_chunk = if mode & 0x80 != 0 { 64 * 1024 } else { 4096 };
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (u64::from(mode) << 32) ^ len as u64);
-    let mut out = Vec::new();
-    let mut left = len;
-    while left > 0 {
-        let r = rng.next();
-        let n = match r % 3 {
-            0 => 1 + (r >> 8) as usize % 3,
-            _ => 1 + (r >> 8) as usize % max_chunk,
-        }
-        .min(left);
-        out.push(n);
-        left -= n;
-    }
-    (out, max_chunk)
-}
+use common::chunking;
 
 /// What the reader handed up (data messages with their kind) and the close code it stopped at.
 #[derive(Debug, PartialEq, Eq)]

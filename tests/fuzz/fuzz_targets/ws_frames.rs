@@ -23,6 +23,7 @@ use libfuzzer_sys::fuzz_target;
 
 #[path = "common/mod.rs"]
 mod common;
+use common::chunking;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ev {
@@ -48,40 +49,6 @@ fn to_ev(m: Incoming<'_>) -> Ev {
         Incoming::Pong => Ev::Pong,
         Incoming::Close(c, r) => Ev::Close(c.map(|c| c.0), r.to_string()),
     }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-/// Chunk lengths for the stream: a mix of tiny reads (splitting headers) and big ones.
-fn chunking(mode: u8, len: usize) -> (Vec<usize>, usize) {
-    if mode == 0 {
-        return (vec![len], len.max(1));
-    }
-    let max_chunk = if mode & 0x80 != 0 { 64 * 1024 } else { 4096 };
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (u64::from(mode) << 32) ^ len as u64);
-    let mut out = Vec::new();
-    let mut left = len;
-    while left > 0 {
-        let r = rng.next();
-        let n = match r % 4 {
-            0 => 1 + (r >> 8) as usize % 3,
-            1 => 1 + (r >> 8) as usize % 20,
-            _ => 1 + (r >> 8) as usize % max_chunk,
-        }
-        .min(left);
-        out.push(n);
-        left -= n;
-    }
-    (out, max_chunk)
 }
 
 /// Feeds `stream` in `chunks`, stopping at the first violation as `Conn` does (it poisons its

@@ -142,3 +142,39 @@ pub fn assert_text_json_frame(what: &str, frame: &[u8]) {
     assert_eq!(op, 1, "{what}: not a text frame");
     assert_json(what, payload);
 }
+
+/// xorshift64*: reproducible pseudo-random read sizes from the input's first byte.
+pub struct Rng(u64);
+impl Rng {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Chunk lengths for the stream: a mix of tiny reads (splitting headers) and big ones.
+pub fn chunking(mode: u8, len: usize) -> (Vec<usize>, usize) {
+    if mode == 0 {
+        return (vec![len], len.max(1));
+    }
+    let max_chunk = if mode & 0x80 != 0 { 64 * 1024 } else { 4096 };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (u64::from(mode) << 32) ^ len as u64);
+    let mut out = Vec::new();
+    let mut left = len;
+    while left > 0 {
+        let r = rng.next();
+        let n = match r % 4 {
+            0 => 1 + (r >> 8) as usize % 3,
+            1 => 1 + (r >> 8) as usize % 20,
+            _ => 1 + (r >> 8) as usize % max_chunk,
+        }
+        .min(left);
+        out.push(n);
+        left -= n;
+    }
+    (out, max_chunk)
+}
