@@ -248,14 +248,13 @@ impl<D: Driver> Shard<D> {
                     let stats = &self.st.p.stats;
                     ShardStats::add(&stats.closed, 1);
                     stats.connections.fetch_sub(1, Ordering::Relaxed);
-                    let s = &gone.session;
-                    if s.opened {
+                    if gone.session.opened {
+                        let deflate = u64::from(gone.conn.deflates());
                         stats
                             .deflate_connections
-                            .fetch_sub(u64::from(s.deflate), Ordering::Relaxed);
-                        stats
-                            .batch_connections
-                            .fetch_sub(u64::from(s.batch), Ordering::Relaxed);
+                            .fetch_sub(deflate, Ordering::Relaxed);
+                        let batch = u64::from(gone.session.batch);
+                        stats.batch_connections.fetch_sub(batch, Ordering::Relaxed);
                     }
                 }
             }
@@ -454,11 +453,10 @@ impl State {
             AppEvent::Opened { deflate, .. } => {
                 tracing::debug!(shard = ctx.shard, slot, "connection opened");
                 ctx.deflate = deflate; // for the default channels' replay
-                let session = &mut *ctx.session;
-                (session.opened, session.deflate) = (true, deflate);
+                ctx.session.opened = true;
                 let stats = &self.p.stats;
                 ShardStats::add(&stats.deflate_connections, u64::from(deflate));
-                ShardStats::add(&stats.batch_connections, u64::from(session.batch));
+                ShardStats::add(&stats.batch_connections, u64::from(ctx.session.batch));
                 commands::on_open(&mut ctx, outbox)
             }
             AppEvent::Message(m) if ctx.close.is_none() => {

@@ -41,10 +41,8 @@ pub struct Session {
     /// The client asked for tick batches (`?batch=1`): a channel's events of one tick come as
     /// one JSON array message.
     pub batch: bool,
-    /// The connection agreed to permessage-deflate.
-    pub deflate: bool,
-    /// The upgrade completed: `batch` and `deflate` are counted in the shard's gauges until the
-    /// connection is removed.
+    /// The upgrade completed: `batch` and the connection's permessage-deflate are counted in the
+    /// shard's gauges until the connection is removed.
     pub opened: bool,
 }
 
