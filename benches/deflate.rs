@@ -90,10 +90,12 @@ fn event_frame(seq: u64, data: &str) -> Vec<u8> {
             seq,
             frame: 90_000 + seq,
             timestamp: "2026-12-03T15:40:00.016Z",
+            unix_ms: 0,
             event_type: b"\"positions\"",
             data: data.as_bytes(),
             key: None,
             snapshot: false,
+            binary: false,
         },
     );
     out.to_vec()

@@ -25,10 +25,12 @@ fn encode(c: &mut Criterion) {
             seq: 123_456,
             frame: 987_654,
             timestamp: "2026-11-22T04:20:00.123Z",
+            unix_ms: 0,
             event_type: b"\"tick\"",
             data: &data,
             key: None,
             snapshot: false,
+            binary: false,
         };
         let mut out = BytesMut::with_capacity(size + 256);
         let frame_len = put_event_frame(&mut out, &fields);

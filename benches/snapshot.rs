@@ -21,10 +21,12 @@ fn put(s: &mut Snapshot, seq: u64, key: &Bytes) {
             seq,
             frame: seq,
             timestamp: TS,
+            unix_ms: 0,
             event_type: b"\"pos\"",
             data: br#"{"x":12.5,"y":-3.25,"z":100.0}"#,
             key: Some(key),
             snapshot: true,
+            binary: false,
         },
     );
 }

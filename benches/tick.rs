@@ -27,6 +27,7 @@ fn publication(channel: &Arc<str>) -> Publication {
         channel: channel.clone(),
         event_type: Bytes::from_static(b"\"tick\""),
         data: Bytes::from_static(br#"{"t":1732245600123456789,"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}"#),
+        binary: false,
         key: None,
         ack: None,
         committed: None,
@@ -108,6 +109,7 @@ fn distributor_tick_conflated(c: &mut Criterion) {
                 let input = TickInput {
                     frame,
                     timestamp: "2026-11-22T04:20:00.123Z",
+                    unix_ms: 0,
                     shards: 1,
                     now: Instant::now(),
                     boundaries: framecast::internals::distributor::conflate::boundaries(
@@ -180,6 +182,7 @@ fn shard_fanout(c: &mut Criterion) {
             delivery: framecast::config::Delivery::Reliable,
             variants: None,
             deflated: None,
+            binary: None,
             batch: None,
         }],
         acks: Vec::new(),

@@ -20,8 +20,8 @@ pub mod conn_id {
 pub mod distributor {
     pub use crate::distributor::{channels, conflate, ingress, snapshot, tick};
     pub use crate::distributor::{
-        Batch, ChannelFrames, Deflated, Ingress, JoinReply, JoinRequest, Joined, JoinedChannel,
-        Publication, TickBatch,
+        Batch, ChannelFrames, EventForms, Form, Ingress, JoinReply, JoinRequest, Joined,
+        JoinedChannel, Publication, TickBatch, Twin,
     };
 }
 
@@ -61,5 +61,5 @@ pub mod status {
 }
 
 pub mod wire {
-    pub use crate::wire::{channel, command, event, reply, WallTime};
+    pub use crate::wire::{binary_event, channel, command, event, reply, WallTime};
 }

@@ -48,6 +48,8 @@ pub(crate) mod status;
 pub(crate) mod table;
 #[cfg(test)]
 mod testing;
+pub(crate) mod tls;
+pub use tls::TlsConfigError;
 pub(crate) mod wire;
 
 pub use config::{Config, ConfigError, IoBackend};

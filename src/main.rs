@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -112,11 +112,21 @@ fn run() -> anyhow::Result<()> {
         config.apply_file(path)?;
     }
     cli.keys.apply(&mut config)?;
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("installing signal handlers")?;
     let server = framecast::Server::new(config).start()?;
-    if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "shutting down");
+    for signal in signals.forever() {
+        if signal != SIGHUP {
+            tracing::info!(signal, "shutting down");
+            break;
+        }
+        match server.reload_tls() {
+            Ok(true) => tracing::info!("SIGHUP: TLS certificate reloaded; new connections get it"),
+            Ok(false) => tracing::info!("SIGHUP: nothing to reload (no tls_cert_file)"),
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: TLS reload failed; the old certificate stays")
+            }
+        }
     }
     server.shutdown();
     Ok(())

@@ -247,6 +247,7 @@ mod tests {
             events: vec![EventRecord {
                 event_type: bytes::Bytes::from_static(b"\"e\""),
                 data: bytes::Bytes::from(vec![b'1'; 2 << 20]),
+                binary: false,
                 key: None,
                 frame: 1,
                 timestamp: bytes::Bytes::from_static(b"t"),

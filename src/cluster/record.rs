@@ -1,7 +1,8 @@
 //! One committed batch as it is stored in JetStream: the events of one channel from one
 //! writer's tick. framecast's own numbering travels in headers (`Fc-Seq` of the first event,
 //! `Fc-Count`, `Fc-Epoch`, `Fc-Node`); the payload holds each event's fields, length-prefixed,
-//! so every node encodes exactly the same WebSocket frames from it.
+//! so every node encodes exactly the same WebSocket frames from it. The frame number's top bit
+//! marks a binary payload (frame numbers never reach 2^63).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -20,8 +21,10 @@ pub(crate) const NODE: &str = "Fc-Node";
 pub(crate) struct EventRecord {
     /// Event type, a JSON string literal.
     pub(crate) event_type: Bytes,
-    /// Payload, JSON text.
+    /// Payload, JSON text, or with `binary` raw bytes.
     pub(crate) data: Bytes,
+    /// `data` is a binary event's raw bytes.
+    pub(crate) binary: bool,
     /// Conflation / snapshot key, a JSON string literal.
     pub(crate) key: Option<Bytes>,
     /// The writer's frame number.
@@ -29,6 +32,9 @@ pub(crate) struct EventRecord {
     /// The writer's tick time, RFC 3339.
     pub(crate) timestamp: Bytes,
 }
+
+/// Set in a stored frame number: the event's data is raw bytes.
+const BINARY_BIT: u64 = 1 << 63;
 
 /// Why a stored payload could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -48,7 +54,7 @@ pub(crate) fn encode(events: &[EventRecord]) -> Bytes {
         .sum();
     let mut out = BytesMut::with_capacity(size);
     for e in events {
-        out.put_u64_le(e.frame);
+        out.put_u64_le(e.frame | if e.binary { BINARY_BIT } else { 0 });
         put(&mut out, &e.event_type);
         put(&mut out, &e.data);
         put(&mut out, &e.timestamp);
@@ -74,6 +80,7 @@ pub(crate) fn decode(payload: &Bytes, count: usize) -> Result<Vec<EventRecord>, 
             return Err(RecordError("truncated frame number"));
         }
         let frame = rest.get_u64_le();
+        let (frame, binary) = (frame & !BINARY_BIT, frame & BINARY_BIT != 0);
         let event_type = take(&mut rest)?.ok_or(RecordError("no event type"))?;
         let data = take(&mut rest)?.ok_or(RecordError("no data"))?;
         let timestamp = take(&mut rest)?.ok_or(RecordError("no timestamp"))?;
@@ -81,6 +88,7 @@ pub(crate) fn decode(payload: &Bytes, count: usize) -> Result<Vec<EventRecord>, 
         events.push(EventRecord {
             event_type,
             data,
+            binary,
             key,
             frame,
             timestamp,
@@ -116,6 +124,7 @@ mod tests {
         EventRecord {
             event_type: Bytes::from_static(b"\"t\""),
             data: Bytes::from(format!("{{\"n\":{n}}}")),
+            binary: false,
             key: key.map(|k| Bytes::from_static(k.as_bytes())),
             frame: 1000 + n,
             timestamp: Bytes::from_static(b"2026-12-03T10:00:00.000Z"),

@@ -51,6 +51,21 @@ impl Config {
                 ),
             ));
         }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "tls_key_file",
+                    "tls_cert_file is set but tls_key_file is not: set both to serve wss://",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "tls_cert_file",
+                    "tls_key_file is set but tls_cert_file is not: set both to serve wss://",
+                ))
+            }
+            _ => {}
+        }
         if !self.has_token_key() {
             self.check_without_key()?;
         }

@@ -64,6 +64,18 @@ declare_keys! {
         doc: "DEFLATE level for compressed events, 1 (fastest, static codes only: ~0.78 of the size) to 9; 2 and up give ~0.61 for ~8 µs per event (`cargo bench --bench deflate`)",
         tuning: "DEFLATE level, 1 to 9; level 1 uses static Huffman codes only and saves little on short events, 2 is the default, higher levels buy almost nothing (benches/RESULTS.md)",
     }
+    tls_cert_file: Option<PathBuf> {
+        default: None => "none",
+        parse: values::optional_path,
+        doc: "PEM certificate chain for `wss://` (leaf first); with `tls_key_file`, the listener speaks TLS only. Read again on SIGHUP",
+        tuning: "PEM certificate chain: set with `tls_key_file` to serve `wss://` directly (reloaded on SIGHUP)",
+    }
+    tls_key_file: Option<PathBuf> {
+        default: None => "none",
+        parse: values::optional_path,
+        doc: "PEM private key (RSA, ECDSA or Ed25519; PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`",
+        tuning: "PEM private key of `tls_cert_file`",
+    }
     max_connections: usize {
         default: "100000",
         parse: |v| parse_number(v, 1, 100_000_000),

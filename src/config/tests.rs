@@ -142,7 +142,13 @@ fn every_documented_default_is_the_default() {
 }
 
 /// Keys whose every text is valid (a free text, a path, origins as browsers send them).
-const ACCEPTS_ANY_TEXT: &[&str] = &["welcome", "jwt_public_key_file", "allowed_origins"];
+const ACCEPTS_ANY_TEXT: &[&str] = &[
+    "welcome",
+    "jwt_public_key_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "allowed_origins",
+];
 
 /// A value each validating key refuses.
 const INVALID: &[(&str, &str)] = &[

@@ -487,10 +487,12 @@ impl ChannelRegistry {
             seq,
             frame: c.frame,
             timestamp: std::str::from_utf8(&c.timestamp).unwrap_or(""),
+            unix_ms: super::tick::committed_unix_ms(&c.timestamp),
             event_type: &p.event_type,
             data: &p.data,
             key: p.key.as_deref(),
             snapshot: false,
+            binary: p.binary,
         };
         let snapshot = state.snapshot.get_or_default();
         let deflater = self.deflater.as_mut().filter(|_| self.demand.deflate);
@@ -579,6 +581,7 @@ mod tests {
             channel: Arc::from("busy"),
             event_type: bytes::Bytes::from_static(b"\"e\""),
             data: bytes::Bytes::from_static(b"1"),
+            binary: false,
             key: None,
             ack: None,
             committed: None,
@@ -637,6 +640,7 @@ mod tests {
             channel: Arc::from(channel),
             event_type: bytes::Bytes::from_static(b"\"e\""),
             data: bytes::Bytes::from_static(data.as_bytes()),
+            binary: false,
             key: Some(bytes::Bytes::from_static(b"\"k\"")),
             ack: None,
             committed: Some(Box::new(crate::distributor::ingress::Committed {
@@ -744,11 +748,11 @@ mod tests {
         );
         let state = reg.get_mut("c").unwrap();
         assert!(
-            state.history.after(1, 5, false).is_none(),
+            state.history.after(1, 5, Default::default()).is_none(),
             "recovery across the hole fails"
         );
         assert!(
-            state.history.after(4, 5, false).is_some(),
+            state.history.after(4, 5, Default::default()).is_some(),
             "after it, it works"
         );
     }

@@ -108,6 +108,7 @@ impl ClusterSide {
                 .map(|p| EventRecord {
                     event_type: p.event_type.clone(),
                     data: p.data.clone(),
+                    binary: p.binary,
                     key: p.key.clone(),
                     frame,
                     timestamp: timestamp.clone(),
@@ -241,6 +242,7 @@ fn event_publication(
         channel: channel.clone(),
         event_type: e.event_type,
         data: e.data,
+        binary: e.binary,
         key: e.key,
         ack,
         committed: Some(Box::new(Committed {
@@ -265,6 +267,7 @@ mod tests {
             channel: Arc::from(channel),
             event_type: Bytes::from_static(b"\"e\""),
             data: Bytes::from_static(b"1"),
+            binary: false,
             key: None,
             ack: Some(Box::new(AckTo::Client { id: "\"1\"".into() })),
             committed: None,

@@ -62,7 +62,7 @@ pub struct Variant {
     /// `echo = false`: byte ranges of `bytes` each publisher must not get back.
     pub exclusions: Option<std::sync::Arc<[Exclusion]>>,
     /// The compressed twin of `bytes`, for connections that agreed to permessage-deflate.
-    pub deflated: Option<super::Deflated>,
+    pub deflated: Option<super::Twin>,
 }
 
 /// Per rate level (index L-1 for level L), the variant built at this tick's boundary, if any.
@@ -165,6 +165,7 @@ mod tests {
             channel: Arc::from("c"),
             event_type: Bytes::from_static(b"\"t\""),
             data: Bytes::from_static(b"1"),
+            binary: false,
             key: key.map(|k| Bytes::from(format!("\"{k}\""))),
             ack: None,
             committed: None,

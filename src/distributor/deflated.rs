@@ -4,21 +4,11 @@
 //! never with another channel's (a compression side channel), so the bytes suit every such
 //! connection; `echo = false` ranges and history slices are mapped onto the twin.
 
-use std::sync::Arc;
-
 use bytes::{Bytes, BytesMut};
 
+use super::form::Twin;
 use super::Exclusion;
 use crate::protocol::compress::FrameDeflater;
-
-/// Shared frames compressed for the connections that negotiated permessage-deflate.
-#[derive(Clone, Debug)]
-pub struct Deflated {
-    /// The same events as the plain frames, each its own compressed message.
-    pub frames: Bytes,
-    /// `echo = false`: the byte ranges of `frames` each publisher must not get back.
-    pub exclusions: Option<Arc<[Exclusion]>>,
-}
 
 /// Where each plain frame ends in the twin: `(plain_end, twin_end)`, in order.
 #[derive(Debug, Default)]
@@ -48,7 +38,7 @@ pub(crate) fn deflate_frames(
     deflater: &mut FrameDeflater,
     frames: &Bytes,
     exclusions: Option<&[Exclusion]>,
-) -> (Deflated, Boundaries) {
+) -> (Twin, Boundaries) {
     let mut out = BytesMut::with_capacity(frames.len());
     let mut bounds = Vec::new();
     deflater.put_joined(&mut out, frames, |plain, twin| {
@@ -66,7 +56,7 @@ pub(crate) fn deflate_frames(
     });
     // An exact-size copy: history slices keep the whole buffer alive, and `out` was sized for
     // the plain frames.
-    let deflated = Deflated {
+    let deflated = Twin {
         frames: Bytes::copy_from_slice(&out),
         exclusions,
     };

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::form::{EventForms, Form};
+
 /// One kept event.
 #[derive(Clone, Debug)]
 struct Kept {
     seq: u64,
     at: Instant,
-    frame: Bytes,
-    /// Its compressed twin (empty when compression is off).
-    deflated: Bytes,
+    forms: EventForms,
 }
 
 /// The ring of one channel's recent events, oldest first.
@@ -24,21 +24,16 @@ pub struct History {
 }
 
 impl History {
-    /// Keeps the frame of event `seq` (sequence numbers arrive in order) and its compressed
-    /// twin (empty when compression is off), pushing out the oldest beyond `cap`.
-    pub fn push(&mut self, seq: u64, frame: Bytes, deflated: Bytes, at: Instant, cap: usize) {
+    /// Keeps the encodings of event `seq` (sequence numbers arrive in order), pushing out the
+    /// oldest beyond `cap`.
+    pub fn push(&mut self, seq: u64, forms: EventForms, at: Instant, cap: usize) {
         if cap == 0 {
             return;
         }
         while self.events.len() >= cap {
             self.events.pop_front();
         }
-        self.events.push_back(Kept {
-            seq,
-            at,
-            frame,
-            deflated,
-        });
+        self.events.push_back(Kept { seq, at, forms });
     }
 
     /// Drops events older than `ttl` (zero = keep until pushed out).
@@ -56,9 +51,9 @@ impl History {
     }
 
     /// Every frame after `seq` up to `last_seq`, if all of them are still held (recovery is
-    /// all or nothing); `Some(empty)` when the client is already at `last_seq`. `deflated`:
-    /// the compressed twins, for a connection that agreed to permessage-deflate.
-    pub fn after(&self, seq: u64, last_seq: u64, deflated: bool) -> Option<Vec<Bytes>> {
+    /// all or nothing); `Some(empty)` when the client is already at `last_seq`; each in the
+    /// encoding a connection of `form` takes.
+    pub fn after(&self, seq: u64, last_seq: u64, form: Form) -> Option<Vec<Bytes>> {
         if seq > last_seq {
             return None;
         }
@@ -74,10 +69,7 @@ impl History {
             self.events
                 .iter()
                 .skip(skip)
-                .map(|e| match deflated && !e.deflated.is_empty() {
-                    true => e.deflated.clone(),
-                    false => e.frame.clone(),
-                })
+                .map(|e| e.forms.pick(form).clone())
                 .collect(),
         )
     }
@@ -94,10 +86,7 @@ impl History {
 
     /// Bytes of frames held, twins included (slices may share their tick buffer).
     pub fn bytes(&self) -> usize {
-        self.events
-            .iter()
-            .map(|e| e.frame.len() + e.deflated.len())
-            .sum()
+        self.events.iter().map(|e| e.forms.len()).sum()
     }
 }
 
@@ -105,11 +94,18 @@ impl History {
 mod tests {
     use super::*;
 
+    fn plain(frame: Bytes) -> EventForms {
+        EventForms {
+            plain: frame,
+            ..EventForms::default()
+        }
+    }
+
     fn filled(n: u64, cap: usize) -> History {
         let mut h = History::default();
         let t = Instant::now();
         for seq in 1..=n {
-            h.push(seq, Bytes::from(seq.to_string()), Bytes::new(), t, cap);
+            h.push(seq, plain(Bytes::from(seq.to_string())), t, cap);
         }
         h
     }
@@ -117,30 +113,33 @@ mod tests {
     #[test]
     fn recovery_returns_exactly_the_missed_events_in_order() {
         let h = filled(10, 100);
-        let got = h.after(6, 10, false).unwrap();
+        let got = h.after(6, 10, Form::default()).unwrap();
         assert_eq!(got, vec!["7", "8", "9", "10"]);
-        assert_eq!(h.after(10, 10, false).unwrap().len(), 0);
+        assert_eq!(h.after(10, 10, Form::default()).unwrap().len(), 0);
     }
 
     #[test]
     fn recovery_fails_when_an_event_was_pushed_out() {
         let h = filled(10, 4);
         assert_eq!(h.len(), 4);
-        assert!(h.after(5, 10, false).is_none(), "event 6 is gone");
-        assert_eq!(h.after(6, 10, false).unwrap().len(), 4);
-        assert!(h.after(11, 10, false).is_none(), "ahead of the channel");
+        assert!(h.after(5, 10, Form::default()).is_none(), "event 6 is gone");
+        assert_eq!(h.after(6, 10, Form::default()).unwrap().len(), 4);
+        assert!(
+            h.after(11, 10, Form::default()).is_none(),
+            "ahead of the channel"
+        );
     }
 
     #[test]
     fn expired_events_are_dropped() {
         let mut h = History::default();
         let t = Instant::now();
-        h.push(1, Bytes::from_static(b"a"), Bytes::new(), t, 10);
+        h.push(1, plain(Bytes::from_static(b"a")), t, 10);
         let later = t + Duration::from_secs(5);
-        h.push(2, Bytes::from_static(b"b"), Bytes::new(), later, 10);
+        h.push(2, plain(Bytes::from_static(b"b")), later, 10);
         h.expire(t + Duration::from_secs(6), Duration::from_secs(3));
         assert_eq!(h.len(), 1);
-        assert!(h.after(0, 2, false).is_none());
-        assert!(h.after(1, 2, false).is_some());
+        assert!(h.after(0, 2, Form::default()).is_none());
+        assert!(h.after(1, 2, Form::default()).is_some());
     }
 }

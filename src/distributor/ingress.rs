@@ -12,6 +12,7 @@ use thiserror::Error;
 
 use crate::conn_id::ConnId;
 use crate::limits::MAX_INGRESS_BYTES;
+use crate::wire::binary_event::MAX_BINARY_EVENT_TYPE;
 use crate::wire::channel;
 use crate::wire::command::StreamPosition;
 
@@ -33,8 +34,11 @@ pub struct Publication {
     pub channel: Arc<str>,
     /// Event type as a JSON string literal (quotes included).
     pub event_type: Bytes,
-    /// Payload as JSON text.
+    /// Payload as JSON text, or with `binary` raw bytes.
     pub data: Bytes,
+    /// `data` is raw bytes (a binary event: binary frames for `?binary=1` connections, base64
+    /// in the JSON form).
+    pub binary: bool,
     /// Conflation / snapshot key as a JSON string literal (quotes included), if any.
     pub key: Option<Bytes>,
     /// Where to send the `published` reply (a client `publish` with an `id`).
@@ -88,8 +92,8 @@ pub struct JoinRequest {
     pub names: Vec<String>,
     /// The channels to join now, each with where the client left it.
     pub channels: Vec<(Arc<str>, Option<StreamPosition>)>,
-    /// The connection agreed to permessage-deflate: replayed frames come compressed.
-    pub deflate: bool,
+    /// The encoding the connection takes: replayed frames come in it.
+    pub form: super::Form,
 }
 
 /// The `subscribed` a join is answered with on the client's side.
@@ -146,6 +150,9 @@ pub enum PublishError {
     /// The server is shutting down.
     #[error("server is stopped")]
     Stopped,
+    /// A binary event's type does not fit its one-byte length.
+    #[error("event_type of a binary event is {0} bytes; at most 255 are allowed")]
+    BinaryEventType(usize),
 }
 
 pub(crate) enum IngressMsg {
@@ -236,7 +243,20 @@ impl Ingress {
         key: Option<&str>,
         data: Bytes,
     ) -> Result<(), PublishError> {
-        self.publish_to_all_replying(channels, event_type, key, data, None)
+        self.publish_to_all_replying(channels, event_type, key, data, false, None)
+    }
+
+    /// As [`publish_to_all`](Self::publish_to_all) for a binary event: `data` is raw bytes,
+    /// delivered as binary frames to connections that asked for them (`?binary=1`) and in
+    /// base64 to the others.
+    pub fn publish_binary_to_all<C: AsRef<str>>(
+        &self,
+        channels: &[C],
+        event_type: &str,
+        key: Option<&str>,
+        data: Bytes,
+    ) -> Result<(), PublishError> {
+        self.publish_to_all_replying(channels, event_type, key, data, true, None)
     }
 
     /// As [`publish_to_all`](Self::publish_to_all), with one outcome per channel sent to
@@ -247,8 +267,12 @@ impl Ingress {
         event_type: &str,
         key: Option<&str>,
         data: Bytes,
+        binary: bool,
         reply: Option<super::ack::AckTo>,
     ) -> Result<(), PublishError> {
+        if binary && event_type.len() > MAX_BINARY_EVENT_TYPE {
+            return Err(PublishError::BinaryEventType(event_type.len()));
+        }
         if let Some(bad) = channels
             .iter()
             .map(AsRef::as_ref)
@@ -275,6 +299,7 @@ impl Ingress {
                 channel: Arc::from(name),
                 event_type: event_type.clone(),
                 data: data.clone(),
+                binary,
                 key: key.clone(),
                 ack: reply.clone().map(Box::new),
                 committed: None,

@@ -26,7 +26,7 @@ pub(crate) fn answer(
     // In a cluster, a client that subscribed before a channel's first event holds the empty
     // epoch: its `since` counts from the start of whatever epoch the stream began.
     let clustered = registry.clustered;
-    let deflate = request.deflate;
+    let form = request.form;
     for (name, since) in &asked {
         let ns = namespaces.of(name);
         let state = match refuse_all {
@@ -49,7 +49,7 @@ pub(crate) fn answer(
         let recovered = since.as_ref().map(|pos| {
             let same_epoch = *pos.epoch == *state.epoch || (clustered && pos.epoch.is_empty());
             let missed = same_epoch
-                .then(|| state.history.after(pos.seq, state.last_seq, deflate))
+                .then(|| state.history.after(pos.seq, state.last_seq, form))
                 .flatten()?;
             // One request replays at most MAX_RECOVERY_BYTES; beyond, the client resyncs.
             let bytes: usize = missed.iter().map(|f| f.len()).sum();
@@ -64,7 +64,7 @@ pub(crate) fn answer(
             other => {
                 let snapshot = state.snapshot.get_mut().filter(|_| ns.snapshot);
                 let events = snapshot.as_ref().map_or(0, |s| s.len());
-                let frames = snapshot.and_then(|s| s.frames_for(deflate));
+                let frames = snapshot.and_then(|s| s.frames_for(form));
                 let frames = frames.into_iter().collect();
                 (other.map(|_| false), frames, events)
             }

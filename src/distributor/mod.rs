@@ -11,6 +11,7 @@ pub mod channels;
 mod clustered;
 pub mod conflate;
 pub(crate) mod deflated;
+pub(crate) mod form;
 pub(crate) mod history;
 pub(crate) mod host_level;
 pub mod ingress;
@@ -35,7 +36,7 @@ pub(crate) use ack::{AckOutcome, AckTo, PublishAck};
 pub use batch::Batch;
 use channels::ChannelRegistry;
 pub(crate) use conflate::Variants;
-pub use deflated::Deflated;
+pub use form::{EventForms, Form, Twin};
 use host_level::HostLevel;
 pub(crate) use ingress::Origin;
 pub use ingress::{
@@ -68,7 +69,10 @@ pub struct ChannelFrames {
     pub exclusions: Option<Arc<[Exclusion]>>,
     /// The compressed twin of `frames` (when `compression` is on), for connections that agreed
     /// to permessage-deflate.
-    pub deflated: Option<Deflated>,
+    pub deflated: Option<Twin>,
+    /// With binary events among them: the same events with those as binary frames (the
+    /// others plain), for connections that opened with `?binary=1`.
+    pub binary: Option<Twin>,
     /// The tick's events as one message, for connections that asked for tick batches (`None`
     /// for a single event, or when a publisher must not get its own event back).
     pub batch: Option<Batch>,
@@ -513,7 +517,8 @@ impl Distributor {
             return;
         }
         self.stats.busy_ticks.fetch_add(1, Ordering::Relaxed);
-        let timestamp = crate::wire::WallTime::of(std::time::SystemTime::now()).rfc3339();
+        let wall = crate::wire::WallTime::of(std::time::SystemTime::now());
+        let timestamp = wall.rfc3339();
         if let Some(cluster) = &mut self.cluster {
             let mut acks = Vec::new();
             cluster.flush(
@@ -529,6 +534,7 @@ impl Distributor {
         let input = tick::TickInput {
             frame,
             timestamp: &timestamp,
+            unix_ms: wall.unix_ms(),
             shards: self.links.len(),
             now: Instant::now(),
             boundaries,

@@ -11,17 +11,17 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::{Bytes, BytesMut};
 
+use super::form::{EventForms, Form};
 use crate::limits::MAX_SNAPSHOT_KEYS;
 use crate::protocol::compress::FrameDeflater;
+use crate::wire::binary_event::put_binary_event_frame;
 use crate::wire::event::{put_event_frame, EventFields};
 
-/// One kept event: its key and its frame as a joiner receives it.
+/// One kept event: its key and its encodings as a joiner receives them.
 #[derive(Clone, Debug)]
 struct Kept {
     key: Bytes,
-    frame: Bytes,
-    /// Its compressed twin (empty when compression is off).
-    deflated: Bytes,
+    forms: EventForms,
 }
 
 /// Newest event per key of one channel.
@@ -32,12 +32,11 @@ pub struct Snapshot {
     by_seq: BTreeMap<u64, Kept>,
     /// Key (empty for keyless events) → seq of its newest event.
     seq_of: HashMap<Bytes, u64>,
-    /// Total bytes of the kept frames.
+    /// Total bytes of the kept plain frames.
     bytes: usize,
-    /// Every kept frame in seq order in one buffer, shared by joiners until the next change.
-    joined: Option<Bytes>,
-    /// The same for joiners that agreed to permessage-deflate.
-    joined_deflated: Option<Bytes>,
+    /// Per [`Form`] (by [`Form::index`]): every kept frame in seq order in one buffer, in that
+    /// form, shared by joiners until the next change.
+    joined: [Option<Bytes>; 4],
 }
 
 impl Snapshot {
@@ -48,7 +47,8 @@ impl Snapshot {
         self.put_with(key, event, None);
     }
 
-    /// [`put`](Self::put), also compressing the event once with `deflater` (compression on).
+    /// [`put`](Self::put), also compressing the event once with `deflater` (compression on);
+    /// a binary event is also kept as its binary frame.
     pub fn put_with(
         &mut self,
         key: Option<&Bytes>,
@@ -56,20 +56,26 @@ impl Snapshot {
         deflater: Option<&mut FrameDeflater>,
     ) {
         let mut out = BytesMut::new();
-        put_event_frame(
-            &mut out,
-            &EventFields {
-                snapshot: true,
-                ..*event
-            },
-        );
+        let event = EventFields {
+            snapshot: true,
+            ..*event
+        };
+        put_event_frame(&mut out, &event);
+        let binary = match event.binary {
+            true => {
+                let mut bin = BytesMut::new();
+                put_binary_event_frame(&mut bin, &event);
+                bin.freeze()
+            }
+            false => Bytes::new(),
+        };
         let key = key.cloned().unwrap_or_default();
         if let Some(old) = self
             .seq_of
             .insert(key.clone(), event.seq)
             .and_then(|seq| self.by_seq.remove(&seq))
         {
-            self.bytes -= old.frame.len();
+            self.bytes -= old.forms.plain.len();
         }
         let deflated = deflater.map_or(Bytes::new(), |d| {
             let mut twin = BytesMut::with_capacity(out.len());
@@ -81,18 +87,20 @@ impl Snapshot {
             event.seq,
             Kept {
                 key,
-                frame: out.freeze(),
-                deflated,
+                forms: EventForms {
+                    plain: out.freeze(),
+                    deflated,
+                    binary,
+                },
             },
         );
         if self.seq_of.len() > MAX_SNAPSHOT_KEYS {
             if let Some((_, oldest)) = self.by_seq.pop_first() {
-                self.bytes -= oldest.frame.len();
+                self.bytes -= oldest.forms.plain.len();
                 self.seq_of.remove(&oldest.key);
             }
         }
-        self.joined = None;
-        self.joined_deflated = None;
+        self.joined = Default::default();
     }
 
     /// The seq of the newest event kept for `key` (`None`: keyless events' slot).
@@ -104,25 +112,19 @@ impl Snapshot {
     /// The whole snapshot as consecutive event frames, oldest `seq` first, in one shared
     /// buffer (built on the first call after a change); `None` when nothing is kept.
     pub fn frames(&mut self) -> Option<Bytes> {
-        self.frames_for(false)
+        self.frames_for(Form::default())
     }
 
-    /// [`frames`](Self::frames), or with `deflated` their compressed twins (each event's plain
-    /// frame where it has none).
-    pub fn frames_for(&mut self, deflated: bool) -> Option<Bytes> {
+    /// [`frames`](Self::frames), each event in the encoding a connection of `form` takes.
+    pub fn frames_for(&mut self, form: Form) -> Option<Bytes> {
         if self.by_seq.is_empty() {
             return None;
         }
         let (by_seq, bytes) = (&self.by_seq, self.bytes);
-        let cache = match deflated {
-            true => &mut self.joined_deflated,
-            false => &mut self.joined,
-        };
-        let joined = cache.get_or_insert_with(|| {
+        let joined = self.joined[form.index()].get_or_insert_with(|| {
             let mut out = BytesMut::with_capacity(bytes);
             for kept in by_seq.values() {
-                let twin = deflated && !kept.deflated.is_empty();
-                out.extend_from_slice(if twin { &kept.deflated } else { &kept.frame });
+                out.extend_from_slice(kept.forms.pick(form));
             }
             out.freeze()
         });
@@ -150,10 +152,12 @@ mod tests {
             seq,
             frame,
             timestamp,
+            unix_ms: 0,
             event_type: b"\"pos\"",
             data,
             key: None,
             snapshot: false,
+            binary: false,
         }
     }
 

@@ -12,9 +12,11 @@ use super::batch::tick_batch;
 use super::channels::ChannelRegistry;
 use super::conflate::{crossed, retain_newest_per_key};
 use super::deflated::deflate_frames;
-use super::{AckOutcome, ChannelFrames, Exclusion, Publication, PublishAck, Variants};
+use super::form::{EventForms, Twin};
+use super::{AckOutcome, ChannelFrames, Exclusion, Origin, Publication, PublishAck, Variants};
 use crate::config::{Delivery, Namespaces};
 use crate::protocol::compress::FrameDeflater;
+use crate::wire::binary_event::put_binary_event_frame;
 use crate::wire::event::{put_event_frame, EventFields};
 
 /// Bytes an event frame adds around its payload, for sizing the joined buffer up front.
@@ -27,6 +29,8 @@ pub struct TickInput<'a> {
     pub frame: u64,
     /// RFC 3339 time of the tick.
     pub timestamp: &'a str,
+    /// The same moment in ms since the Unix epoch.
+    pub unix_ms: u64,
     /// Number of shards.
     pub shards: usize,
     /// Monotonic time (history ages).
@@ -46,6 +50,7 @@ impl<'a> TickInput<'a> {
         TickInput {
             frame,
             timestamp,
+            unix_ms: 0,
             shards,
             now,
             boundaries: 0,
@@ -63,23 +68,39 @@ fn event_fields<'a>(
     p: &'a Publication,
 ) -> EventFields<'a> {
     // A committed event carries its writer's frame and time, so every node encodes it alike.
-    let (frame, timestamp) = match &p.committed {
+    let (frame, timestamp, unix_ms) = match &p.committed {
         Some(c) => (
             c.frame,
             std::str::from_utf8(&c.timestamp).unwrap_or(input.timestamp),
+            // Only a binary frame shows it; a JSON event would parse it for nothing.
+            if p.binary {
+                committed_unix_ms(&c.timestamp)
+            } else {
+                input.unix_ms
+            },
         ),
-        None => (input.frame, input.timestamp),
+        None => (input.frame, input.timestamp, input.unix_ms),
     };
     EventFields {
         channel,
         seq,
         frame,
         timestamp,
+        unix_ms,
         event_type: &p.event_type,
         data: &p.data,
         key: p.key.as_deref(),
         snapshot: false,
+        binary: p.binary,
     }
+}
+
+/// A committed event's time (RFC 3339, from its writer) in ms since the Unix epoch.
+pub(crate) fn committed_unix_ms(timestamp: &[u8]) -> u64 {
+    std::str::from_utf8(timestamp)
+        .ok()
+        .and_then(crate::wire::WallTime::parse_rfc3339)
+        .map_or(0, crate::wire::WallTime::unix_ms)
 }
 
 /// The seq `p` gets when the previous event had `prev`: the cluster's, or the next one.
@@ -163,6 +184,17 @@ pub fn encode_tick(
         let track = history_cap > 0 || feed_levels;
         let mut spans = Vec::new();
         let mut exclusions = Vec::new();
+        // Binary events: the same events with those as binary frames, built beside the plain
+        // ones (a copy of each JSON event's frame, so `?binary=1` connections get one buffer).
+        let mut bin = pending.iter().any(|p| p.binary).then(|| {
+            let mut bin = BytesMut::with_capacity(size);
+            bin.extend_from_slice(&out);
+            BinaryTwin {
+                bin,
+                spans: Vec::new(),
+                exclusions: Vec::new(),
+            }
+        });
         let first_seq = pending
             .first()
             .map_or(state.last_seq + 1, |p| seq_after(state.last_seq, p));
@@ -170,27 +202,37 @@ pub fn encode_tick(
             state.last_seq = seq_after(state.last_seq, p);
             acks.extend(numbered(p, state.last_seq, input.frame));
             let start = out.len();
-            put_event_frame(&mut out, &event_fields(name, state.last_seq, input, p));
+            let fields = event_fields(name, state.last_seq, input, p);
+            put_event_frame(&mut out, &fields);
             if track {
                 spans.push((start, out.len(), state.last_seq));
             }
-            if let (false, Some(origin)) = (ns.echo, p.origin) {
+            let excluded = p.origin.filter(|_| !ns.echo);
+            if let Some(origin) = excluded {
                 exclusions.push(Exclusion {
                     origin,
                     start: start as u32,
                     end: out.len() as u32,
                 });
             }
+            if let Some(twin) = &mut bin {
+                twin.add(&fields, &out[start..], excluded);
+            }
         }
         let frames = out.freeze();
         let twin = deflater
             .as_deref_mut()
             .map(|d| deflate_frames(d, &frames, Some(&exclusions[..]).filter(|x| !x.is_empty())));
-        for (&(start, end, seq), p) in spans.iter().zip(&pending) {
+        let binary = bin.map(BinaryTwin::freeze);
+        for (i, (&(start, end, seq), p)) in spans.iter().zip(&pending).enumerate() {
             let frame = frames.slice(start..end);
             let deflated = twin.as_ref().map_or(Bytes::new(), |(t, bounds)| {
                 t.frames.slice(bounds.twin(start)..bounds.twin(end))
             });
+            let binary_frame = match (&binary, p.binary) {
+                (Some((t, spans)), true) => t.frames.slice(spans[i].0..spans[i].1),
+                _ => Bytes::new(),
+            };
             if feed_levels {
                 let origin = if ns.echo { None } else { p.origin };
                 state
@@ -198,9 +240,12 @@ pub fn encode_tick(
                     .get_or_default()
                     .add(p.key.as_ref(), seq, &frame, origin);
             }
-            state
-                .history
-                .push(seq, frame, deflated, input.now, history_cap);
+            let forms = EventForms {
+                plain: frame.clone(),
+                deflated,
+                binary: binary_frame,
+            };
+            state.history.push(seq, forms, input.now, history_cap);
         }
         state.dispatched_frame = input.frame;
         let variants = if feed_levels && input.boundaries != 0 {
@@ -232,6 +277,7 @@ pub fn encode_tick(
                 delivery: ns.delivery,
                 variants,
                 deflated: twin.map(|(t, _)| t),
+                binary: binary.map(|(t, _)| t),
                 batch,
             };
             for shard in state.shards.iter() {
@@ -247,6 +293,44 @@ pub fn encode_tick(
     emit_level_windows(registry, input, &mut per_shard, levelled, deflater);
     registry.deflater = kept_deflater;
     per_shard
+}
+
+/// A channel's tick with its binary events as binary frames, built beside the plain frames.
+struct BinaryTwin {
+    bin: BytesMut,
+    /// Each event's bytes in `bin`, in order.
+    spans: Vec<(usize, usize)>,
+    exclusions: Vec<Exclusion>,
+}
+
+impl BinaryTwin {
+    /// Adds the next event: its binary frame if it is a binary event, else a copy of `plain`,
+    /// its JSON frame; `excluded` is the publisher that must not get it back.
+    fn add(&mut self, fields: &EventFields<'_>, plain: &[u8], excluded: Option<Origin>) {
+        let start = self.bin.len();
+        match fields.binary {
+            true => {
+                put_binary_event_frame(&mut self.bin, fields);
+            }
+            false => self.bin.extend_from_slice(plain),
+        }
+        let end = self.bin.len();
+        self.spans.push((start, end));
+        if let Some(origin) = excluded {
+            self.exclusions.push(Exclusion {
+                origin,
+                start: start as u32,
+                end: end as u32,
+            });
+        }
+    }
+
+    /// The twin, and each event's span in it.
+    fn freeze(self) -> (Twin, Vec<(usize, usize)>) {
+        let exclusions = (!self.exclusions.is_empty()).then(|| Arc::from(self.exclusions));
+        let frames = self.bin.freeze();
+        (Twin { frames, exclusions }, self.spans)
+    }
 }
 
 /// Gives each rate-level variant its compressed twin (when compression is on).
@@ -295,6 +379,7 @@ fn emit_level_windows(
                     delivery: Delivery::Conflated,
                     variants: Some(Arc::from(variants)),
                     deflated: None,
+                    binary: None,
                     batch: None,
                 };
                 for shard in state.shards.iter() {
@@ -324,6 +409,7 @@ mod tests {
             channel: Arc::from(channel),
             event_type: Bytes::from_static(b"\"t\""),
             data: Bytes::from(n.to_string()),
+            binary: false,
             key: None,
             ack: None,
             committed: None,
@@ -341,6 +427,7 @@ mod tests {
         TickInput {
             frame,
             timestamp: "ts",
+            unix_ms: 0,
             shards: 1,
             now: Instant::now(),
             boundaries: boundaries(frame - 1, frame),
@@ -471,7 +558,17 @@ mod tests {
         assert_eq!(own[0].1, plain[1].1);
         // History keeps both: a deflate joiner replays compressed frames.
         let state = reg.get_mut("chat:1").unwrap();
-        let replay = state.history.after(1, 3, true).unwrap();
+        let replay = state
+            .history
+            .after(
+                1,
+                3,
+                crate::distributor::Form {
+                    deflate: true,
+                    binary: false,
+                },
+            )
+            .unwrap();
         let replayed: Vec<_> = replay
             .iter()
             .flat_map(|f| crate::testing::read_server_frames(f))
@@ -516,6 +613,9 @@ mod tests {
             &ns,
         );
         let state = reg.get_mut("chat:1").unwrap();
-        assert_eq!(state.history.after(1, 3, false).unwrap().len(), 2);
+        assert_eq!(
+            state.history.after(1, 3, Default::default()).unwrap().len(),
+            2
+        );
     }
 }

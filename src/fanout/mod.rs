@@ -170,10 +170,19 @@ struct Shared<'a> {
 }
 
 impl<'a> Shared<'a> {
-    /// The tick's frames of `item` in the form `entry` takes: one batch message if it asked for
-    /// tick batches, compressed if it agreed to permessage-deflate (where those forms exist).
+    /// The tick's frames of `item` in the form `entry` takes: binary frames if it asked for
+    /// them and the tick has binary events, else one batch message if it asked for tick
+    /// batches, compressed if it agreed to permessage-deflate (where those forms exist).
     fn level0(item: &'a ChannelFrames, entry: &Entry) -> Shared<'a> {
         let count = u64::from(item.count);
+        let range = (item.first_seq, item.first_seq + count - 1, count);
+        if let Some(b) = item.binary.as_ref().filter(|_| entry.session.binary) {
+            return Shared {
+                bytes: &b.frames,
+                exclusions: b.exclusions.as_deref(),
+                range,
+            };
+        }
         let deflate = entry.conn.deflates();
         let batch = item.batch.as_ref().filter(|_| entry.session.batch);
         let (bytes, exclusions) = match (batch, &item.deflated, deflate) {
@@ -191,7 +200,7 @@ impl<'a> Shared<'a> {
         Shared {
             bytes,
             exclusions,
-            range: (item.first_seq, item.first_seq + count - 1, count),
+            range,
         }
     }
 }

@@ -35,6 +35,7 @@ fn batch(channel: &str, delivery: Delivery, frames: Bytes, first_seq: u64) -> Ti
             variants: None,
             exclusions: None,
             deflated: None,
+            binary: None,
             batch: None,
         }],
         acks: Vec::new(),

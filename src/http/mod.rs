@@ -4,6 +4,7 @@
 //! Routes, bodies and errors are documented in docs/http-api.md and docs/openapi.yaml.
 #![forbid(unsafe_code)]
 
+pub(crate) mod binary;
 pub(crate) mod cors;
 pub(crate) mod metrics;
 pub(crate) mod pending;
@@ -172,7 +173,7 @@ fn route(req: &HttpRequest, ctx: &HttpContext<'_>, owed: &mut Option<Vec<String>
         ("/metrics", _) => only(req, "GET", || metrics::render(ctx.state)),
         (_, Some("status")) => only(req, "GET", || routes::status(ctx)),
         (_, Some("channels")) => only(req, "GET", || routes::channels(ctx)),
-        (_, Some("broadcast")) => only(req, "POST", || routes::broadcast(&req.body, ctx, owed)),
+        (_, Some("broadcast")) => only(req, "POST", || routes::broadcast(req, ctx, owed)),
         (_, Some(rest)) if rest.starts_with("channels/") => only(req, "GET", || {
             routes::channel(&rest["channels/".len()..], ctx)
         }),

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use super::{HttpContext, Response};
 use crate::distributor::{AckTo, PublishError};
 use crate::limits::MAX_BROADCAST_BYTES;
+use crate::protocol::handshake::HttpRequest;
 use crate::status::ShardStats;
 use crate::wire::channel;
 use crate::wire::command::{self, Refusal};
@@ -167,8 +168,15 @@ pub fn channel(raw: &str, ctx: &HttpContext<'_>) -> Response {
 /// [`MAX_BROADCAST_BYTES`], and a multi-channel broadcast is queued whole or not at all.
 /// With [`HttpContext::reply_to`], a queued broadcast sets `owed` to its channels and is
 /// answered later, with their seqs ([`super::pending`]).
-pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>, owed: &mut Option<Vec<String>>) -> Response {
-    let fields = match Fields::parse(body) {
+pub fn broadcast(
+    req: &HttpRequest,
+    ctx: &HttpContext<'_>,
+    owed: &mut Option<Vec<String>>,
+) -> Response {
+    if is_octet_stream(req.content_type.as_deref()) {
+        return super::binary::broadcast(req, ctx, owed);
+    }
+    let fields = match Fields::parse(&req.body) {
         Ok(f) => f,
         Err(e) => return Response::error(400, "invalid_json", &e.to_string()),
     };
@@ -219,16 +227,54 @@ pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>, owed: &mut Option<Vec<Strin
             ),
         );
     }
-    let data = Bytes::copy_from_slice(data);
+    let event = Broadcast {
+        names,
+        event_type: body.event_type,
+        key: body.key,
+        data: Bytes::copy_from_slice(data),
+        binary: false,
+    };
+    queue(event, ctx, owed)
+}
+
+/// Whether a `Content-Type` says the body is raw bytes (a binary broadcast).
+fn is_octet_stream(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/octet-stream"))
+}
+
+/// One broadcast, checked, on its way to the ingress.
+pub(super) struct Broadcast {
+    /// Its channels.
+    pub(super) names: Vec<String>,
+    /// Its event type.
+    pub(super) event_type: String,
+    /// Its key.
+    pub(super) key: Option<String>,
+    /// Its payload.
+    pub(super) data: Bytes,
+    /// `data` is raw bytes.
+    pub(super) binary: bool,
+}
+
+/// Queues a checked broadcast and answers it (now, or with its seqs once numbered).
+pub(super) fn queue(
+    event: Broadcast,
+    ctx: &HttpContext<'_>,
+    owed: &mut Option<Vec<String>>,
+) -> Response {
+    let names = event.names;
     let reply = ctx
         .reply_to
         .map(|(shard, conn)| AckTo::Http { shard, conn });
     let waits = reply.is_some();
     match ctx.ingress.publish_to_all_replying(
         &names,
-        &body.event_type,
-        body.key.as_deref(),
-        data,
+        &event.event_type,
+        event.key.as_deref(),
+        event.data,
+        event.binary,
         reply,
     ) {
         Ok(()) if waits => {
@@ -247,7 +293,7 @@ pub fn broadcast(body: &[u8], ctx: &HttpContext<'_>, owed: &mut Option<Vec<Strin
         Err(e @ PublishError::InvalidChannel(_)) => {
             Response::error(400, "invalid_channel", &e.to_string())
         }
-        Err(e @ PublishError::InvalidData(_)) => {
+        Err(e @ (PublishError::InvalidData(_) | PublishError::BinaryEventType(_))) => {
             Response::error(400, "invalid_field", &e.to_string())
         }
     }

@@ -30,6 +30,7 @@ fn req(method: &str, path: &str, auth: Option<&str>) -> HttpRequest {
         query: None,
         authorization: auth.map(str::to_string),
         origin: None,
+        content_type: None,
         body: Vec::new(),
         keep_alive: true,
         consumed: 0,

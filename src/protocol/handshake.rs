@@ -43,6 +43,8 @@ pub struct HttpRequest {
     pub authorization: Option<String>,
     /// The `Origin` header, if any (for CORS).
     pub origin: Option<String>,
+    /// The `Content-Type` header, if any (a binary broadcast's body is raw bytes).
+    pub content_type: Option<String>,
     /// The body (by `Content-Length`).
     pub body: Vec<u8>,
     /// Whether the connection stays open after the response.
@@ -293,6 +295,7 @@ fn plain_request(
         query,
         authorization: header("authorization").map(str::to_string),
         origin: header("origin").map(str::to_string),
+        content_type: header("content-type").map(str::to_string),
         body: buf[head_len..head_len + length].to_vec(),
         keep_alive,
         consumed: head_len + length,

@@ -10,6 +10,7 @@ use crate::config::{Config, ValidConfig};
 use crate::distributor::{DistributorStats, Ingress, PublishError};
 use crate::shard::{listen, ShardStats};
 use crate::status::ServerState;
+use crate::tls::{CertStore, TlsConfigError};
 
 /// A running server; dropping it shuts it down as [`shutdown`](Self::shutdown) does.
 pub struct ServerHandle {
@@ -20,6 +21,8 @@ pub struct ServerHandle {
     pub(super) ingress: Ingress,
     pub(super) state: Arc<ServerState>,
     pub(super) config: ValidConfig,
+    /// `wss://`: the certificates new connections get.
+    pub(super) tls: Option<Arc<CertStore>>,
     /// Keeps other servers off the address while the shards listen (dropped after them).
     pub(super) _claim: listen::AddrClaim,
 }
@@ -62,6 +65,19 @@ impl ServerHandle {
         self.publish_with(channel, event_type, Some(key), data)
     }
 
+    /// Publishes a binary event: `data` is raw bytes, delivered as a binary frame to
+    /// connections that opened with `?binary=1` and in base64 to the others (see
+    /// `docs/protocol.md`, "Binary events"); `key` as for [`publish_keyed`](Self::publish_keyed).
+    pub fn publish_binary(
+        &self,
+        channel: &str,
+        event_type: &str,
+        key: Option<&str>,
+        data: impl Into<bytes::Bytes>,
+    ) -> Result<(), PublishError> {
+        (self.ingress).publish_binary_to_all(&[channel], event_type, key, data.into())
+    }
+
     fn publish_with<T: Serialize + ?Sized>(
         &self,
         channel: &str,
@@ -72,6 +88,16 @@ impl ServerHandle {
         let json =
             serde_json::to_vec(data).map_err(|e| PublishError::InvalidData(e.to_string()))?;
         self.ingress.publish_keyed(channel, event_type, key, json)
+    }
+
+    /// Reads `tls_cert_file` and `tls_key_file` again: connections accepted from now on are
+    /// served the new certificate, open ones keep theirs. `Ok(false)` without TLS; on error the
+    /// old certificate stays.
+    pub fn reload_tls(&self) -> Result<bool, TlsConfigError> {
+        match &self.tls {
+            Some(store) => store.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// A cloneable way to publish from other threads.

@@ -19,9 +19,10 @@ mod wiring;
 use std::sync::Arc;
 
 use crate::auth::Policy;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::distributor::{Distributor, Ingress};
 use crate::shard::listen;
+use crate::tls::{CertStore, TlsConfigError};
 use backend::Backend;
 use threads::Threads;
 use wiring::ShardCommon;
@@ -50,6 +51,7 @@ impl Server {
         let claim = listen::claim(config.listen).map_err(bind_error)?;
         let listeners = listen::bind_shards(&claim, config.shards).map_err(bind_error)?;
         let policy = Arc::new(Policy::from_config(&config)?);
+        let tls = tls_store(&config)?;
         let (ingress, ingress_rx) = Ingress::new();
         let cluster = match &config.cluster {
             Some(c) => {
@@ -62,7 +64,8 @@ impl Server {
         };
         let cluster_stats = cluster.as_ref().map(|(link, _)| link.stats.clone());
         let state = Arc::new(wiring::server_state(&config, backend, cluster_stats));
-        let common = ShardCommon::new(&config, policy.clone(), state.clone(), ingress.clone());
+        let common = ShardCommon::new(&config, policy.clone(), state.clone(), ingress.clone())
+            .with_tls(tls.clone());
         let mut threads = Threads::new(ingress.clone(), state.clone(), config.drain_timeout);
         let (cluster_link, bridge) = cluster.unzip();
         threads.own_bridge(bridge);
@@ -87,7 +90,7 @@ impl Server {
         )?;
         threads.start_observer(config.status_interval, config.heartbeat_interval)?;
         threads.wait_ready()?;
-        announce(&config, claim.addr(), backend);
+        announce(&config, claim.addr(), backend, tls.is_some());
         Ok(ServerHandle {
             threads,
             addr: claim.addr(),
@@ -95,6 +98,7 @@ impl Server {
             ingress,
             state,
             config,
+            tls,
             _claim: claim,
         })
     }
@@ -109,8 +113,32 @@ fn pinned_cores(config: &Config) -> Vec<core_affinity::CoreId> {
     }
 }
 
+/// The certificate store for `wss://` (`None` without `tls_cert_file`); says once whether the
+/// kernel could take over the encryption. The error names the key of the file at fault.
+fn tls_store(config: &Config) -> Result<Option<Arc<CertStore>>, StartError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else {
+        return Ok(None);
+    };
+    let store = CertStore::load(cert, key).map_err(|e| {
+        let key = match &e {
+            TlsConfigError::File { key, .. } => key,
+            TlsConfigError::Pair { .. } => "tls_key_file",
+        };
+        ConfigError::invalid(key, e.to_string())
+    })?;
+    match crate::tls::ktls::probe() {
+        Ok(()) => {
+            tracing::info!("kernel TLS is available; framecast encrypts in userspace (rustls)")
+        }
+        Err(why) => {
+            tracing::info!(reason = %why, "kernel TLS unavailable: encrypting in userspace (rustls)")
+        }
+    }
+    Ok(Some(Arc::new(store)))
+}
+
 /// The startup line.
-fn announce(config: &Config, addr: std::net::SocketAddr, backend: Backend) {
+fn announce(config: &Config, addr: std::net::SocketAddr, backend: Backend, tls: bool) {
     let fd_connections = crate::driver::fd_limit::connection_capacity(config.shards);
     let file = config.config_file.as_ref();
     tracing::info!(
@@ -121,6 +149,7 @@ fn announce(config: &Config, addr: std::net::SocketAddr, backend: Backend) {
         fd_connections,
         config = file.map_or("none (defaults, environment, flags)".into(), |p| p.display().to_string()),
         auth = config.auth_mode(),
+        scheme = if tls { "wss" } else { "ws" },
         "framecast listening"
     );
 }

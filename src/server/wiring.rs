@@ -15,6 +15,7 @@ use crate::distributor::{DistributorStats, Ingress, ShardMsg};
 use crate::protocol::handshake::Routes;
 use crate::shard::{ShardControl, ShardParts, ShardStats};
 use crate::status::{ClusterStats, ServerState};
+use crate::tls::CertStore;
 
 /// The path of the native WebSocket endpoint.
 pub(crate) const WS_PATH: &str = "/ws";
@@ -68,6 +69,7 @@ pub(super) struct ShardCommon {
     state: Arc<ServerState>,
     ingress: Ingress,
     connections: Arc<AtomicUsize>,
+    tls: Option<Arc<CertStore>>,
 }
 
 impl ShardCommon {
@@ -85,7 +87,14 @@ impl ShardCommon {
             state,
             ingress,
             connections: Arc::new(AtomicUsize::new(0)),
+            tls: None,
         }
+    }
+
+    /// Serves `wss://` with the certificates of `tls`.
+    pub(super) fn with_tls(mut self, tls: Option<Arc<CertStore>>) -> ShardCommon {
+        self.tls = tls;
+        self
     }
 
     /// Shard `id`'s parts, reading `batches` from the distributor and `control` from the server.
@@ -111,6 +120,7 @@ impl ShardCommon {
             welcome: c.welcome.clone(),
             policy: self.policy.clone(),
             auth_timeout: c.auth_timeout,
+            tls: self.tls.clone(),
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::auth::Policy;
 use crate::conn::Outbox;
 use crate::conn::{CloseReason, UpgradeRequest};
 use crate::conn_id::{ConnId, Slot};
-use crate::distributor::{AckTo, JoinReply, JoinRequest};
+use crate::distributor::{AckTo, Form, JoinReply, JoinRequest};
 use crate::distributor::{Ingress, Origin, Publication, PublishError};
 use crate::fanout::Topics;
 use crate::limits::MAX_RATE_LEVEL;
@@ -87,7 +87,7 @@ fn query_since(query: &str) -> Result<Vec<(String, StreamPosition)>, String> {
     command::since_from_json(text.as_bytes()).map_err(|refusal| refusal.message)
 }
 
-/// Checks an upgrade before the 101: browser origin, `?since=` and `?batch=`, then a token from
+/// Checks an upgrade before the 101: browser origin, `?since=`, `?batch=` and `?binary=`, then a token from
 /// `?token=` or `Authorization: Bearer`. A bad token refuses the upgrade with 401; no token on a server that
 /// requires one starts the `auth_timeout` clock.
 pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
@@ -103,12 +103,17 @@ pub fn on_upgrade(ctx: &mut Context<'_>, req: &mut UpgradeRequest) {
         Some(Ok(since)) if !since.is_empty() => ctx.session.defaults_since = Some(since.into()),
         _ => {}
     }
-    match req.query.as_deref().and_then(|q| query_param(q, "batch")) {
-        None | Some("0" | "false") => {}
-        Some("1" | "true") => ctx.session.batch = true,
-        Some(_) => {
-            req.refuse(400, "query parameter `batch` must be 1 or 0");
-            return;
+    for (name, flag) in [
+        ("batch", &mut ctx.session.batch),
+        ("binary", &mut ctx.session.binary),
+    ] {
+        match req.query.as_deref().and_then(|q| query_param(q, name)) {
+            None | Some("0" | "false") => {}
+            Some("1" | "true") => *flag = true,
+            Some(_) => {
+                req.refuse(400, format!("query parameter `{name}` must be 1 or 0"));
+                return;
+            }
         }
     }
     let token = req
@@ -283,7 +288,15 @@ pub fn on_message(ctx: &mut Context<'_>, outbox: &mut Outbox, message: &mut [u8]
             event_type,
             data,
             key,
-        } => match publish(ctx, &channel, &event_type, data, key.as_deref(), id) {
+            binary,
+        } => match publish(
+            ctx,
+            &channel,
+            &event_type,
+            (data, binary),
+            key.as_deref(),
+            id,
+        ) {
             Ok(()) => return, // with an `id`, `published` comes with the tick that numbers it
             Err(refusal) => reply::refusal(&refusal, id),
         },
@@ -303,7 +316,7 @@ fn publish(
     ctx: &mut Context<'_>,
     channel: &str,
     event_type: &str,
-    data: Vec<u8>,
+    (data, binary): (Vec<u8>, bool),
     key: Option<&str>,
     id: Option<&str>,
 ) -> Result<(), Refusal> {
@@ -328,6 +341,7 @@ fn publish(
         channel: Arc::from(channel),
         event_type: Bytes::from(serde_json::to_vec(event_type).expect("a str serializes")),
         data: Bytes::from(data),
+        binary,
         key: key.map(crate::distributor::ingress::json_key),
         ack: id.map(|id| Box::new(AckTo::Client { id: id.into() })),
         committed: None,
@@ -352,7 +366,7 @@ fn publish_refusal(e: PublishError) -> Refusal {
             )
         }
         PublishError::InvalidChannel(_) => ErrorCode::InvalidChannel,
-        PublishError::InvalidData(_) => ErrorCode::InvalidField,
+        PublishError::InvalidData(_) | PublishError::BinaryEventType(_) => ErrorCode::InvalidField,
     };
     Refusal::new(code, e.to_string())
 }
@@ -477,7 +491,10 @@ fn join(ctx: &mut Context<'_>, args: &SubscribeArgs, id: Option<&str>, reply: Jo
         reply: Some(reply),
         names: args.channels.clone(),
         channels,
-        deflate: ctx.deflate,
+        form: Form {
+            deflate: ctx.deflate,
+            binary: ctx.session.binary,
+        },
     });
 }
 

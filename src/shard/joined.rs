@@ -169,7 +169,7 @@ mod tests {
                 reply: Some(JoinReply::Subscribe),
                 names: vec![channel.into()],
                 channels: vec![(Arc::from(channel), None)],
-                deflate: false,
+                form: Default::default(),
             },
             channels: vec![JoinedChannel {
                 name: Arc::from(channel),

@@ -39,7 +39,18 @@ impl<D: Driver> Shard<D> {
             ..Session::default()
         };
         let conn = Conn::new(self.st.now, &self.st.p.settings, admission);
-        let id = self.st.table.insert(Entry::new(conn, session));
+        let mut entry = Entry::new(conn, session);
+        if let Some(certs) = &self.st.p.tls {
+            match crate::tls::TlsSession::new(certs.current()) {
+                Ok(tls) => entry.tls = Some(Box::new(tls)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not start a TLS session; connection dropped");
+                    self.st.p.connections.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        let id = self.st.table.insert(entry);
         let slot = id.slot;
         ShardStats::add(&self.st.p.stats.accepted, 1);
         ShardStats::add(&self.st.p.stats.connections, 1);

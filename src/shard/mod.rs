@@ -80,6 +80,8 @@ pub(crate) struct ShardParts {
     pub policy: Arc<crate::auth::Policy>,
     /// Time to authenticate when a token is required.
     pub auth_timeout: Duration,
+    /// `wss://`: the certificate every new connection is served (`None`: plain `ws://`).
+    pub tls: Option<Arc<crate::tls::CertStore>>,
 }
 
 /// What the loop does after a turn.
@@ -116,6 +118,10 @@ struct State {
     /// "could not register a connection" repeats under descriptor or memory pressure: logged
     /// as sparingly as the accept warnings.
     register_warnings: LogLimiter,
+    /// TLS: decrypted input and the plaintext of a send, reused by every connection.
+    tls_scratch: (Vec<u8>, Vec<u8>),
+    /// Failed TLS handshakes (scanners, wrong certificates) repeat: logged sparingly.
+    tls_warnings: LogLimiter,
 }
 
 // The shard owns its thread: `run` (and `new`) read the clocks, everything below is handed them.
@@ -141,6 +147,8 @@ impl<D: Driver> Shard<D> {
                 wall: WallTime::of(SystemTime::UNIX_EPOCH),
                 drain_deadline: None,
                 register_warnings: LogLimiter::new(accept::LOG_EVERY),
+                tls_scratch: (Vec::new(), Vec::new()),
+                tls_warnings: LogLimiter::new(accept::LOG_EVERY),
             },
         }
     }
@@ -236,7 +244,11 @@ impl<D: Driver> Shard<D> {
                     match result {
                         Ok(n) => {
                             ShardStats::add(&self.st.p.stats.bytes_out, n as u64);
-                            e.conn.handle_sent(n);
+                            let plain = match &mut e.tls {
+                                Some(tls) => tls.handle_sent(n),
+                                None => n,
+                            };
+                            e.conn.handle_sent(plain);
                         }
                         Err(_) => e.conn.handle_peer_gone(),
                     }
@@ -271,11 +283,19 @@ impl<D: Driver> Shard<D> {
             return;
         }
         self.st.deadlines.schedule(e);
+        let tls_out = e.tls.as_ref().is_some_and(|t| t.wants_send());
         if e.conn.is_done() {
             self.finish(slot);
-        } else if e.conn.has_output() {
+        } else if e.conn.has_output() || tls_out {
             self.st.dirty.push_once(slot, &mut e.dirty);
         } else if e.conn.wants_write_shutdown() && e.io == SlotIo::Idle {
+            // TLS says goodbye (close_notify) before the write side is shut.
+            if let Some(tls) = e.tls.as_mut().filter(|t| !t.is_handshaking()) {
+                if tls.close_notify() {
+                    self.st.dirty.push_once(slot, &mut e.dirty);
+                    return;
+                }
+            }
             self.driver.shutdown_write(e.id);
             e.conn.handle_write_shutdown();
         }
@@ -370,7 +390,8 @@ impl<D: Driver> Shard<D> {
             e.dirty = false;
             // Fan-out may have changed its deadlines (a slow consumer's close).
             self.st.deadlines.schedule(e);
-            if e.io != SlotIo::Idle || !e.conn.has_output() {
+            let tls_out = e.tls.as_ref().is_some_and(|t| t.wants_send());
+            if e.io != SlotIo::Idle || !(e.conn.has_output() || tls_out) {
                 if !e.is_closing() && e.conn.is_done() {
                     self.finish(slot);
                 }
@@ -378,7 +399,16 @@ impl<D: Driver> Shard<D> {
             }
             sends += 1;
             let mut batch = self.driver.batch();
-            e.conn.poll_transmit(&mut batch);
+            match &mut e.tls {
+                Some(tls) => {
+                    if !tls.poll_transmit(&e.conn, &mut batch, &mut self.st.tls_scratch.1) {
+                        continue; // nothing the session can carry yet (still handshaking)
+                    }
+                }
+                None => {
+                    e.conn.poll_transmit(&mut batch);
+                }
+            }
             let stats = &self.st.p.stats;
             ShardStats::add(&stats.sends, 1);
             ShardStats::add(&stats.send_wait_buckets[wait_bucket(waited_ms)], 1);
@@ -413,7 +443,32 @@ impl State {
     }
 
     fn on_data(&mut self, id: ConnId, data: &mut [u8]) {
-        self.on_input(id, ConnInput::Data(data));
+        let Some(tls) = self.table.get_id_mut(id).and_then(|e| e.tls.as_mut()) else {
+            return self.on_input(id, ConnInput::Data(data));
+        };
+        let mut plain = std::mem::take(&mut self.tls_scratch.0);
+        plain.clear();
+        let read = tls.read_ciphertext(data, &mut plain);
+        if !plain.is_empty() {
+            self.on_input(id, ConnInput::Data(&mut plain));
+        }
+        self.tls_scratch.0 = plain;
+        match read {
+            Ok(true) => {}
+            Ok(false) => {
+                if let Some(e) = self.table.get_id_mut(id) {
+                    e.conn.handle_peer_gone();
+                }
+            }
+            Err(why) => {
+                if let Some(suppressed) = self.tls_warnings.admit(self.now) {
+                    tracing::debug!(error = %why, suppressed, "TLS session failed; closing");
+                }
+                if let Some(e) = self.table.get_id_mut(id) {
+                    e.conn.handle_peer_gone();
+                }
+            }
+        }
     }
 
     /// Feeds a connection bytes read or the HTTP response it was owed, with the application

@@ -140,6 +140,7 @@ impl Sim {
             welcome: None,
             policy: Arc::new(policy),
             auth_timeout: Duration::from_secs(5),
+            tls: None,
         };
         let now = Instant::now();
         Sim {

@@ -41,6 +41,9 @@ pub struct Session {
     /// The client asked for tick batches (`?batch=1`): a channel's events of one tick come as
     /// one JSON array message.
     pub batch: bool,
+    /// The client asked for binary frames (`?binary=1`): binary events come as binary frames,
+    /// not in base64.
+    pub binary: bool,
     /// The upgrade completed: `batch` and the connection's permessage-deflate are counted in the
     /// shard's gauges until the connection is removed.
     pub opened: bool,
@@ -231,6 +234,8 @@ pub struct Entry {
     pub degrade_frame: u64,
     /// Missed events to report, per channel (empty unless events were dropped).
     pub gaps: RareList<PendingGap>,
+    /// `wss://`: the connection's TLS session, between the socket and `conn`.
+    pub tls: Option<Box<crate::tls::TlsSession>>,
 }
 
 impl Entry {
@@ -246,6 +251,7 @@ impl Entry {
             degrade: 0,
             degrade_frame: 0,
             gaps: RareList::default(),
+            tls: None,
         }
     }
 

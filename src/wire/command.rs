@@ -7,8 +7,11 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
+use super::binary_event::BINARY_VERSION;
 use super::json::{self, Fields, Str};
 use super::{channel, compat};
+
+pub mod binary;
 
 /// Error codes sent in `{"type":"error","code":...}` replies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +158,8 @@ pub enum Command {
         data: Vec<u8>,
         /// Conflation / snapshot key, if the event carries one.
         key: Option<String>,
+        /// `data` is raw bytes (a binary publish, see [`binary`]), not JSON text.
+        binary: bool,
     },
     /// Application-level ping; `ping_id` (raw JSON) is echoed.
     Ping {
@@ -176,6 +181,9 @@ pub enum Command {
 /// Fields are read from the exact bytes sent: `data`, `id` and `ping_id` are passed on
 /// verbatim, never re-encoded (see [`json`]).
 pub fn parse(message: &[u8]) -> Result<Request, CommandError> {
+    if message.first() == Some(&BINARY_VERSION) {
+        return binary::parse_publish(message);
+    }
     let fields = Fields::parse(message)
         .map_err(|e| Refusal::new(ErrorCode::InvalidJson, e.to_string()).with_id(None))?;
     let id = fields.get("id").map(|v| v.get().to_string());
@@ -210,21 +218,14 @@ pub fn parse(message: &[u8]) -> Result<Request, CommandError> {
         }),
         "unsubscribe" => Command::Unsubscribe(channel_list(&fields).map_err(fail)?),
         "publish" => {
-            let channel = match fields.get("channel") {
-                None => {
-                    return Err(fail(Refusal::new(
-                        ErrorCode::MissingField,
-                        "field `channel` is required",
-                    )))
-                }
-                Some(c) => checked_channel(c).map_err(fail)?,
-            };
+            let channel = publish_channel(&fields).map_err(fail)?;
             let body = publication_fields(&fields).map_err(fail)?;
             Command::Publish {
                 channel,
                 event_type: body.event_type,
                 data: body.data.get().as_bytes().to_vec(),
                 key: body.key,
+                binary: false,
             }
         }
         "ping" => Command::Ping {
@@ -268,15 +269,23 @@ pub struct PublicationFields<'a> {
     pub key: Option<String>,
 }
 
-/// Reads `event_type`, `data` and `key`, the fields a `publish` and an HTTP broadcast share.
-pub fn publication_fields<'a>(fields: &Fields<'a>) -> Result<PublicationFields<'a>, Refusal> {
+/// A publish's `channel`: present and a valid name.
+pub(crate) fn publish_channel(fields: &Fields<'_>) -> Result<String, Refusal> {
+    match fields.get("channel") {
+        None => Err(Refusal::new(
+            ErrorCode::MissingField,
+            "field `channel` is required",
+        )),
+        Some(c) => checked_channel(c),
+    }
+}
+
+/// Reads `event_type` (default `message`) and `key`, as every publication carries them.
+pub(crate) fn event_type_and_key(fields: &Fields<'_>) -> Result<(String, Option<String>), Refusal> {
     let event_type = match fields.get("event_type") {
         None => "message".to_string(),
         Some(t) => string(t, "event_type")?.into_owned(),
     };
-    let data = fields
-        .get("data")
-        .ok_or_else(|| Refusal::new(ErrorCode::MissingField, "field `data` is required"))?;
     let key = match fields.get("key") {
         None => None,
         Some(k) => Some(
@@ -291,6 +300,15 @@ pub fn publication_fields<'a>(fields: &Fields<'a>) -> Result<PublicationFields<'
                 })?,
         ),
     };
+    Ok((event_type, key))
+}
+
+/// Reads `event_type`, `data` and `key`, the fields a `publish` and an HTTP broadcast share.
+pub fn publication_fields<'a>(fields: &Fields<'a>) -> Result<PublicationFields<'a>, Refusal> {
+    let (event_type, key) = event_type_and_key(fields)?;
+    let data = fields
+        .get("data")
+        .ok_or_else(|| Refusal::new(ErrorCode::MissingField, "field `data` is required"))?;
     Ok(PublicationFields {
         event_type,
         data,

@@ -2,6 +2,7 @@
 //! typed requests, and the server's replies and events encoded into complete WebSocket frames.
 #![forbid(unsafe_code)]
 
+pub mod binary_event;
 pub mod channel;
 pub mod command;
 pub(crate) mod compat;
@@ -40,6 +41,11 @@ impl WallTime {
     /// Whole seconds since the Unix epoch (JWT `exp`).
     pub fn unix_secs(self) -> u64 {
         self.unix_ms / 1000
+    }
+
+    /// The moment an RFC 3339 time names (`None` if it is not one).
+    pub fn parse_rfc3339(text: &str) -> Option<WallTime> {
+        humantime::parse_rfc3339_weak(text).ok().map(WallTime::of)
     }
 
     /// RFC 3339 with milliseconds (`2026-11-22T03:55:34.123Z`).

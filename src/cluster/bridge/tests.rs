@@ -37,6 +37,7 @@ fn request(token: u64) -> CommitRequest {
         events: vec![EventRecord {
             event_type: bytes::Bytes::from_static(b"\"e\""),
             data: bytes::Bytes::from_static(b"1"),
+            binary: false,
             key: None,
             frame: 1,
             timestamp: bytes::Bytes::from_static(b"t"),

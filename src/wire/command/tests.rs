@@ -34,8 +34,9 @@ fn publish_keeps_data_as_json_text() {
             event_type,
             data,
             key,
+            binary,
         } => {
-            assert!(key.is_none());
+            assert!(key.is_none() && !binary);
             assert_eq!(channel, "a");
             assert_eq!(event_type, "x");
             let v: serde_json::Value = serde_json::from_slice(&data).unwrap();

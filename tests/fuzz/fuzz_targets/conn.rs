@@ -237,10 +237,12 @@ impl Harness {
                     seq: self.next_seq,
                     frame: self.frame,
                     timestamp: "2026-01-01T00:00:00.000Z",
+                    unix_ms: 0,
                     event_type: b"\"tick\"",
                     data: data.as_bytes(),
                     key: None,
                     snapshot: false,
+                    binary: false,
                 },
             );
             items.push(ChannelFrames {
@@ -256,6 +258,7 @@ impl Harness {
                 variants: None,
                 exclusions: None,
                 deflated: None,
+                binary: None,
                 batch: None,
             });
         }
@@ -300,7 +303,7 @@ impl Harness {
                 reply: Some(JoinReply::Subscribe),
                 names: waiting.iter().map(|c| c.to_string()).collect(),
                 channels: waiting.iter().map(|c| (c.clone(), None)).collect(),
-                deflate: false,
+                form: Default::default(),
             },
             channels: waiting
                 .iter()

@@ -57,6 +57,7 @@ fn request(method: &str, path: String, body: Vec<u8>, keep_alive: bool) -> HttpR
         query: None,
         authorization: None,
         origin: None,
+        content_type: None,
         body,
         keep_alive,
         consumed: 0,
@@ -80,7 +81,14 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 "/api/v1/websocket/broadcast"
             };
-            let req = request("POST", path.into(), rest.to_vec(), mode % 5 == 0);
+            let mut req = request("POST", path.into(), rest.to_vec(), mode % 5 == 0);
+            if mode % 3 == 0 {
+                // A binary broadcast: its fields come from the query, its payload is the body.
+                let split = rest.len() / 2;
+                req.query = Some(String::from_utf8_lossy(&rest[..split]).into_owned());
+                req.body = rest[split..].to_vec();
+                req.content_type = Some("application/octet-stream".into());
+            }
             let resp = http::handle(&req, &ctx)
                 .into_now()
                 .expect("answered at once");
@@ -91,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
             );
             // The handler itself, as the router calls it.
             assert_eq!(
-                routes::broadcast(rest, &ctx, &mut None).status >= 400,
+                routes::broadcast(&req, &ctx, &mut None).status >= 400,
                 status >= 400
             );
         }

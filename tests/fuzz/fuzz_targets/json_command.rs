@@ -86,9 +86,12 @@ fuzz_target!(|data: &[u8]| {
             event_type,
             data,
             key,
+            binary,
         } => {
             assert!(channel::is_valid(ch), "invalid channel passed: {ch:?}");
-            assert_json("publish data", data);
+            if !binary {
+                assert_json("publish data", data);
+            }
             if let Some(k) = key {
                 assert!(!k.is_empty() && k.len() <= MAX_KEY_BYTES);
             }
@@ -105,10 +108,12 @@ fuzz_target!(|data: &[u8]| {
                     seq: 1,
                     frame: 1,
                     timestamp: "2026-01-01T00:00:00.000Z",
+                    unix_ms: 0,
                     event_type: &event_type,
                     data,
                     key: key.as_deref(),
                     snapshot: false,
+                    binary: *binary,
                 },
             );
             assert_eq!(n, out.len());
