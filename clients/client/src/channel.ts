@@ -1,6 +1,7 @@
 import { Emitter } from "./emitter.js";
 import type { FramecastError } from "./errors.js";
 import type {
+  EventEncoding,
   FramecastEvent,
   GapInfo,
   Position,
@@ -10,6 +11,12 @@ import type {
   SubscriptionState,
   ViolationInfo,
 } from "./types.js";
+
+/** The form an event message arrived in (`encoding` is set by the client for binary frames, by
+ * the server for base64). @internal */
+export function eventEncoding(msg: ServerMessage): EventEncoding {
+  return msg.encoding === "binary" ? "binary" : msg.encoding === "base64" ? "base64" : "json";
+}
 
 /** Events of a {@link Channel}. */
 export interface ChannelEvents<T> {
@@ -403,6 +410,7 @@ export class Channel<T = unknown> extends Emitter<ChannelEvents<T>> {
       eventType,
       event_type: eventType,
       data: msg.data as T,
+      encoding: eventEncoding(msg),
       snapshot,
       replay,
       timestamp,

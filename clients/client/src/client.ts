@@ -1,4 +1,5 @@
-import { Channel, type ChannelHost, type ChannelOptions } from "./channel.js";
+import { BINARY_VERSION, bytesOf, decodeBase64, decodeBinaryEvent, encodeBinaryPublish } from "./binary.js";
+import { Channel, eventEncoding, type ChannelHost, type ChannelOptions } from "./channel.js";
 import { Emitter } from "./emitter.js";
 import { clientError, FramecastError, serverError } from "./errors.js";
 import {
@@ -50,6 +51,11 @@ export interface ClientOptions {
    * message (a JSON array), fewer messages and, compressed, about a third of the bytes. Events are
    * handed out one by one either way. Default false. */
   batch?: boolean;
+  /** Ask for binary events as binary frames (`?binary=1`): their payload arrives as is, `data` a
+   * `Uint8Array` viewing the received buffer (`encoding: "binary"`), with no base64 in between.
+   * Without it they come as JSON with base64 `data`, which the client decodes to the same bytes
+   * (`encoding: "base64"`). Default false. */
+  binary?: boolean;
   /** Offer permessage-deflate (Node's `ws`; default true). Browsers always offer it, whatever this
    * says. The server compresses each event once for all compressing clients. */
   compression?: boolean;
@@ -263,11 +269,28 @@ export class FramecastClient extends Emitter<ClientEvents> {
    * RATE_LIMITED, OVERLOADED, …) or NOT_CONNECTED / CONNECTION_LOST (outcome unknown). Nothing is
    * queued while offline and nothing is ever resent. */
   publish(channel: string, data: unknown, options: { eventType?: string; key?: string } = {}): Promise<PublishAck> {
-    const msg: Record<string, unknown> = { type: "publish", channel, data };
+    return this.#publish({ type: "publish", channel, data }, options);
+  }
+
+  /** Publishes raw bytes as a binary event (a binary WebSocket message: `0x01`, `0`, u16 length
+   * of the JSON part, the `publish` JSON without `data`, then the payload), e.g.
+   * `publishBinary("pos:1", new Float32Array([1.5, -2.25]), { eventType: "f32" })`. Any typed
+   * array, `DataView` or `ArrayBuffer` is sent as its bytes (copied at the call). Subscribers get
+   * the same bytes as `data` (a `Uint8Array`). Settles like {@link publish}. */
+  publishBinary(
+    channel: string,
+    data: Uint8Array | ArrayBuffer | ArrayBufferView,
+    options: { eventType?: string; key?: string } = {},
+  ): Promise<PublishAck> {
+    return this.#publish({ type: "publish", channel }, options, bytesOf(data));
+  }
+
+  #publish(msg: Record<string, unknown>, options: { eventType?: string; key?: string }, payload?: Uint8Array): Promise<PublishAck> {
+    const channel = String(msg.channel);
     if (options.eventType !== undefined) msg.event_type = options.eventType;
     if (options.key !== undefined) msg.key = options.key;
     const ch = this.#channels.get(channel);
-    const p = this.#request(msg, ch ? { kind: "publish", channel: ch } : { kind: "publish" }) as Promise<ServerMessage>;
+    const p = this.#request(msg, ch ? { kind: "publish", channel: ch } : { kind: "publish" }, undefined, payload) as Promise<ServerMessage>;
     if (ch && this.#pendingChannel === ch) ch._publishSent();
     this.#pendingChannel = null;
     return p.then((m) => {
@@ -338,6 +361,7 @@ export class FramecastClient extends Emitter<ClientEvents> {
     if (since) url += (url.includes("?") ? "&" : "?") + "since=" + encodeURIComponent(JSON.stringify(since));
     if (token && this.#auth === "query") url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
     if (this.#o.batch) url += (url.includes("?") ? "&" : "?") + "batch=1";
+    if (this.#o.binary) url += (url.includes("?") ? "&" : "?") + "binary=1";
     if (token && this.#auth === "header") headers = { Authorization: `Bearer ${token}` };
     let ws: WebSocketLike;
     try {
@@ -349,6 +373,11 @@ export class FramecastClient extends Emitter<ClientEvents> {
       return this.#fail(e.message);
     }
     if (gen !== this.#gen) return this.#dispose(ws, 1000, "superseded");
+    try {
+      ws.binaryType = "arraybuffer"; // browsers default to Blob, `ws` to Buffer (both read too)
+    } catch {
+      /* an implementation without binaryType */
+    }
     this.#ws = ws;
     const wall0 = Date.now();
     this.#connectTimer = setTimeout(() => {
@@ -432,8 +461,20 @@ export class FramecastClient extends Emitter<ClientEvents> {
     this.#alive();
     let text: string;
     if (typeof data === "string") text = data;
-    else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) text = new TextDecoder().decode(data as ArrayBuffer);
-    else return;
+    else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
+      const bytes = bytesOf(data);
+      if (bytes[0] === BINARY_VERSION) {
+        // A binary event (`?binary=1`): no JSON message starts with 0x01.
+        let msg: ServerMessage;
+        try {
+          msg = decodeBinaryEvent(data);
+        } catch (err) {
+          return this.emit("error", err as FramecastError);
+        }
+        return this.#dispatch(msg, wall0, reconnecting);
+      }
+      text = new TextDecoder().decode(bytes);
+    } else return;
     let parsed: ServerMessage | ServerMessage[];
     try {
       parsed = JSON.parse(text) as ServerMessage | ServerMessage[];
@@ -451,6 +492,14 @@ export class FramecastClient extends Emitter<ClientEvents> {
   #dispatch(msg: ServerMessage, wall0: number, reconnecting: boolean): void {
     const type = msg.type;
     if (type === "event" || (type === undefined && typeof msg.channel === "string")) {
+      if (msg.encoding === "base64" && typeof msg.data === "string") {
+        // A binary event in JSON form: the application gets the same bytes as from a binary frame.
+        try {
+          msg.data = decodeBase64(msg.data);
+        } catch {
+          this.emit("error", clientError("PROTOCOL", `server sent invalid base64 data on ${String(msg.channel)} (left undecoded)`));
+        }
+      }
       const ch = this.#channels.get(String(msg.channel));
       if (ch) ch._event(msg);
       else this.emit("event", rawEvent(msg, this.clock));
@@ -583,7 +632,13 @@ export class FramecastClient extends Emitter<ClientEvents> {
     }
   }
 
-  #request(msg: Record<string, unknown>, p: Omit<Pending, "resolve" | "reject">, timeoutMs?: number): Promise<unknown> {
+  /** Sends `msg` with a fresh `id` and settles on its reply; with `payload`, as a binary publish. */
+  #request(
+    msg: Record<string, unknown>,
+    p: Omit<Pending, "resolve" | "reject">,
+    timeoutMs?: number,
+    payload?: Uint8Array,
+  ): Promise<unknown> {
     this.#pendingChannel = null;
     return new Promise((resolve, reject) => {
       const ws = this.#ws;
@@ -603,12 +658,13 @@ export class FramecastClient extends Emitter<ClientEvents> {
       }
       this.#pending.set(id, pending);
       try {
-        ws.send(JSON.stringify({ ...msg, id }));
+        const json = JSON.stringify({ ...msg, id });
+        ws.send(payload ? encodeBinaryPublish(json, payload) : json);
         this.#pendingChannel = p.channel ?? null;
       } catch (err) {
         this.#pending.delete(id);
         clearTimeout(pending.timer);
-        reject(clientError("NOT_CONNECTED", String(err)));
+        reject(err instanceof FramecastError ? err : clientError("NOT_CONNECTED", String(err)));
       }
     });
   }
@@ -782,6 +838,7 @@ function rawEvent(msg: ServerMessage, clock: Clock): FramecastEvent<unknown> {
     eventType,
     event_type: eventType,
     data: msg.data,
+    encoding: eventEncoding(msg),
     snapshot: msg.snapshot === true,
     replay: false,
     timestamp,

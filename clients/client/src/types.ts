@@ -67,7 +67,13 @@ export interface FramecastEvent<T = unknown> {
   eventType: string;
   /** Alias of `eventType` (the wire name). */
   event_type: string;
+  /** The payload: parsed JSON, or for a binary event (`encoding` `binary` or `base64`) a
+   * `Uint8Array` of the bytes as published. */
   data: T;
+  /** How the event came: `json` (a JSON event), `binary` (a binary frame, on a `binary: true`
+   * connection; `data` is a view onto the received buffer, 8-aligned) or `base64` (a binary event
+   * in JSON form, `data` decoded from base64). `data` holds the same bytes for `binary` and `base64`. */
+  encoding: EventEncoding;
   key?: string;
   /** Sent from the namespace's snapshot to a new (or resyncing) subscriber. */
   snapshot: boolean;
@@ -80,6 +86,9 @@ export interface FramecastEvent<T = unknown> {
   /** `serverTimeMs` placed on the local clock with the estimated offset. */
   localTimeMs: number;
 }
+
+/** The form an event arrived in (see {@link FramecastEvent.encoding}). */
+export type EventEncoding = "json" | "binary" | "base64";
 
 /** A `gap` notice: `skipped` events between `fromSeq` and `toSeq` were not sent to this client. */
 export interface GapInfo {
@@ -136,7 +145,11 @@ export interface WebSocketLike {
   onmessage: ((ev: { data: unknown }) => void) | null;
   onclose: ((ev: { code: number; reason: string }) => void) | null;
   onerror: ((ev: unknown) => void) | null;
-  send(data: string): void;
+  /** Set to `"arraybuffer"` by the client (binary events arrive as `ArrayBuffer`; a Node `Buffer`
+   * or any `ArrayBufferView` is read too). */
+  binaryType?: string;
+  /** Text messages, and binary ones (`publishBinary`) as a `Uint8Array`. */
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
 }
 

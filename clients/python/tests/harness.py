@@ -217,17 +217,20 @@ class Proxy:
                 await asyncio.wait_for(self._server.wait_closed(), 2)
 
 
-async def http(method: str, url: str, body: Any = None) -> tuple[int, bytes]:
-    """A minimal HTTP/1.1 request (Connection: close)."""
+async def http(method: str, url: str, body: Any = None, *, raw: bytes | None = None) -> tuple[int, bytes]:
+    """A minimal HTTP/1.1 request (Connection: close): ``body`` as JSON, or ``raw`` bytes as
+    ``application/octet-stream``."""
     m = re.match(r"http://([^/:]+):(\d+)(/.*)", url)
     assert m, url
     host, port, path = m.group(1), int(m.group(2)), m.group(3)
-    payload = b"" if body is None else json.dumps(body).encode()
+    payload = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
     r, w = await asyncio.open_connection(host, port)
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {len(payload)}\r\n"
     )
-    if body is not None:
+    if raw is not None:
+        head += "Content-Type: application/octet-stream\r\n"
+    elif body is not None:
         head += "Content-Type: application/json\r\n"
     w.write(head.encode() + b"\r\n" + payload)
     await w.drain()
@@ -244,6 +247,21 @@ async def publish(
     if key is not None:
         body["key"] = key
     status, text = await http("POST", f"{server.http_url}/api/v1/broadcast", body)
+    assert status == 202, (status, text)
+
+
+async def publish_bytes(
+    server: Server, channel: str, data: bytes, *, key: str | None = None, event_type: str | None = None
+) -> None:
+    """A binary event through ``POST /api/v1/broadcast?channel=…`` with an octet-stream body."""
+    from urllib.parse import urlencode
+
+    query = {"channel": channel}
+    if event_type is not None:
+        query["event_type"] = event_type
+    if key is not None:
+        query["key"] = key
+    status, text = await http("POST", f"{server.http_url}/api/v1/broadcast?{urlencode(query)}", raw=data)
     assert status == 202, (status, text)
 
 

@@ -2,8 +2,8 @@
 
 ``async with Client(url) as fc`` · ``async for event in await fc.subscribe("chat:42")`` ·
 ``fc.subscribe("metrics", callback)`` + ``await fc.run_forever()`` · ``await fc.publish(...)`` ·
-``await fc.ping()``. See the README for the semantics (reconnect hints, ``since`` recovery, resync,
-gaps, bounded queues, token refresh).
+``await fc.publish_binary(...)`` · ``await fc.ping()``. See the README for the semantics (reconnect
+hints, ``since`` recovery, resync, gaps, bounded queues, token refresh, binary events).
 """
 
 from ._client import Client
@@ -16,6 +16,7 @@ from ._types import (
     ConnectionState,
     Draining,
     Event,
+    EventEncoding,
     Gap,
     Item,
     Position,
@@ -36,6 +37,7 @@ __all__ = [
     "ConnectionState",
     "Draining",
     "Event",
+    "EventEncoding",
     "FramecastError",
     "Gap",
     "Item",

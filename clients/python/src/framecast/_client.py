@@ -18,6 +18,7 @@ from urllib.parse import quote
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from ._binary import BINARY_VERSION, decode_base64, decode_binary_event, encode_binary_publish
 from ._errors import FramecastError
 from ._subscription import EventCallback, Subscription
 from ._timing import Clock, backoff_delay, refresh_delay, token_expiry
@@ -27,6 +28,7 @@ from ._types import (
     Delivery,
     Draining,
     Event,
+    EventEncoding,
     Position,
     PublishAck,
     ReconnectOptions,
@@ -93,6 +95,7 @@ class Client:
         max_size: int = 16 * 1024 * 1024,
         compression: bool = True,
         batch: bool = False,
+        binary: bool = False,
         refresh_margin: float | None = None,
         random: Callable[[], float] = _random.random,
         debug: bool = False,
@@ -113,6 +116,7 @@ class Client:
         self._max_size = max_size
         self._compression = compression
         self._batch = batch
+        self._binary = binary
         self._refresh_margin = refresh_margin
         self._random = random
         if debug:
@@ -121,7 +125,7 @@ class Client:
         """The server clock estimate (offset in seconds from the minimum-RTT sample of the last 8)."""
         self._state: ConnectionState = "idle"
         self._ws: ClientConnection | None = None
-        self._outbox: asyncio.Queue[str] | None = None
+        self._outbox: asyncio.Queue[str | bytes] | None = None
         self._online = False
         self._gen = 0
         self._attempt = 0
@@ -294,6 +298,8 @@ class Client:
                     headers["Authorization"] = f"Bearer {token}"
                 if self._batch:
                     url += ("&" if "?" in url else "?") + "batch=1"
+                if self._binary:
+                    url += ("&" if "?" in url else "?") + "binary=1"
                 wall0 = time.time()
                 try:
                     ws = await connect(
@@ -336,7 +342,7 @@ class Client:
     ) -> tuple[int, str]:
         self._ws = ws
         self._online = True
-        outbox: asyncio.Queue[str] = asyncio.Queue()
+        outbox: asyncio.Queue[str | bytes] = asyncio.Queue()
         self._outbox = outbox
         loop = asyncio.get_running_loop()
         writer = loop.create_task(self._writer(ws, outbox))
@@ -368,7 +374,7 @@ class Client:
         reason = reason_override or ws.close_reason or ""
         return code, reason
 
-    async def _writer(self, ws: ClientConnection, outbox: asyncio.Queue[str]) -> None:
+    async def _writer(self, ws: ClientConnection, outbox: asyncio.Queue[str | bytes]) -> None:
         with contextlib.suppress(ConnectionClosed, asyncio.CancelledError):
             while True:
                 await ws.send(await outbox.get())
@@ -480,6 +486,8 @@ class Client:
         ts = str(msg.get("timestamp", ""))
         server_time = _parse_time(ts)
         key = msg.get("key")
+        enc = msg.get("encoding")
+        encoding: EventEncoding = "binary" if enc == "binary" else "base64" if enc == "base64" else "json"
         return Event(
             channel=str(msg.get("channel")),
             seq=int(msg.get("seq", 0)),
@@ -493,9 +501,19 @@ class Client:
             server_time=server_time,
             local_time=self.clock.to_local(server_time),
             raw=msg,
+            encoding=encoding,
         )
 
     async def _on_message(self, raw: str | bytes, wall0: float, reconnected: bool) -> None:
+        if isinstance(raw, bytes) and raw[:1] == bytes((BINARY_VERSION,)):
+            # A binary event (``?binary=1``): no JSON message starts with 0x01.
+            try:
+                event = decode_binary_event(raw)
+            except FramecastError as e:
+                self._emit("error", e)
+                return
+            await self._dispatch(event, wall0, reconnected)
+            return
         try:
             parsed = json.loads(raw)
         except ValueError:
@@ -509,6 +527,14 @@ class Client:
     async def _dispatch(self, msg: dict[str, Any], wall0: float, reconnected: bool) -> None:
         kind = msg.get("type")
         if kind == "event":
+            data = msg.get("data")
+            if msg.get("encoding") == "base64" and isinstance(data, str):
+                # A binary event in JSON form: the application gets the same bytes as from a frame.
+                try:
+                    msg["data"] = decode_base64(data)
+                except ValueError:
+                    what = f"server sent invalid base64 data on {msg.get('channel')} (left as is)"
+                    self._emit("error", FramecastError("PROTOCOL", what))
             sub = self._subs.get(str(msg.get("channel")))
             event = (
                 await sub._event(msg) if sub else self._make_event(msg, msg.get("snapshot") is True, False)
@@ -636,14 +662,28 @@ class Client:
     # ---- requests -------------------------------------------------------------------------------
 
     def _request(
-        self, msg: dict[str, Any], kind: str, sub: Subscription | None = None, timeout: float | None = None
+        self,
+        msg: dict[str, Any],
+        kind: str,
+        sub: Subscription | None = None,
+        timeout: float | None = None,
+        payload: bytes | None = None,
     ) -> asyncio.Future[Any]:
+        """Sends ``msg`` with a fresh ``id``; with ``payload``, as a binary publish."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         if not self._online or self._outbox is None:
             fut.set_exception(FramecastError("NOT_CONNECTED", f"not connected ({self._state})"))
             return fut
         rid = self._next_id
+        text = json.dumps({**msg, "id": rid})
+        wire: str | bytes = text
+        if payload is not None:
+            try:
+                wire = encode_binary_publish(text.encode(), payload)
+            except FramecastError as e:
+                fut.set_exception(e)
+                return fut
         self._next_id += 1
         p = _Pending(fut, kind, sub)
         if kind == "ping":
@@ -662,7 +702,7 @@ class Client:
 
             p.timer = loop.call_later(t, expire)
         self._pending[rid] = p
-        self._outbox.put_nowait(json.dumps({**msg, "id": rid}))
+        self._outbox.put_nowait(wire)
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
         return fut
 
@@ -742,13 +782,32 @@ class Client:
         """Publishes; returns on ``published``; raises FramecastError on ``error`` (FORBIDDEN,
         RATE_LIMITED, …) or NOT_CONNECTED / CONNECTION_LOST (outcome unknown). Nothing is queued
         offline and nothing is resent."""
-        msg: dict[str, Any] = {"type": "publish", "channel": channel, "data": data}
+        return await self._publish({"type": "publish", "channel": channel, "data": data}, event_type, key)
+
+    async def publish_binary(
+        self,
+        channel: str,
+        data: bytes | bytearray | memoryview,
+        *,
+        event_type: str | None = None,
+        key: str | None = None,
+    ) -> PublishAck:
+        """Publishes raw bytes as a binary event (a binary WebSocket message: ``0x01``, ``0``, u16
+        length of the JSON part, the ``publish`` JSON without ``data``, then the payload), e.g.
+        ``await fc.publish_binary("pos:1", array("f", [1.5, -2.25]).tobytes(), event_type="f32")``.
+        Subscribers get the same bytes as ``event.data``. Returns and raises like ``publish``."""
+        return await self._publish({"type": "publish", "channel": channel}, event_type, key, bytes(data))
+
+    async def _publish(
+        self, msg: dict[str, Any], event_type: str | None, key: str | None, payload: bytes | None = None
+    ) -> PublishAck:
+        channel = str(msg["channel"])
         if event_type is not None:
             msg["event_type"] = event_type
         if key is not None:
             msg["key"] = key
         sub = self._subs.get(channel)
-        fut = self._request(msg, "publish", sub)
+        fut = self._request(msg, "publish", sub, payload=payload)
         if sub and not fut.done():
             sub._publish_sent()
         reply = await fut

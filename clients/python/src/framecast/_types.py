@@ -18,6 +18,10 @@ TokenReason = Literal["connect", "refresh", "rejected", "expired"]
 
 Delivery = Literal["reliable", "conflated", "volatile"]
 
+EventEncoding = Literal["json", "binary", "base64"]
+"""How an event arrived: ``json``, ``binary`` (a binary frame, on a ``binary=True`` connection) or
+``base64`` (a binary event in JSON form, decoded). ``data`` is ``bytes`` for both binary forms."""
+
 
 @dataclass(slots=True)
 class Position:
@@ -36,6 +40,7 @@ class Event:
     frame: int
     event_type: str
     data: Any
+    """Parsed JSON, or ``bytes`` for a binary event (``encoding`` ``binary`` or ``base64``)."""
     key: str | None
     snapshot: bool
     replay: bool
@@ -45,6 +50,10 @@ class Event:
     local_time: float
     """``server_time`` on the local clock (estimated offset removed)."""
     raw: dict[str, Any] = field(repr=False, compare=False)
+    """The event message (for a binary frame, its header fields in the JSON names; ``data`` is
+    the decoded bytes in both binary forms)."""
+    encoding: EventEncoding = "json"
+    """``json``, ``binary`` (came as a binary frame) or ``base64`` (came as JSON, decoded)."""
 
     def __getitem__(self, name: str) -> Any:
         return self.raw[name]
