@@ -10,6 +10,8 @@
 pub(crate) mod certs;
 pub(crate) mod ktls;
 pub(crate) mod session;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use certs::CertStore;
 pub use certs::TlsConfigError;

@@ -67,6 +67,7 @@ impl TlsSession {
     ) -> Result<bool, TlsError> {
         let mut open = true;
         while !data.is_empty() {
+            let before = data.len();
             match self.tls.read_tls(&mut data) {
                 Ok(0) => {
                     open = false;
@@ -84,7 +85,12 @@ impl TlsSession {
             if state.peer_has_closed() {
                 open = false;
             }
+            let drained = plain.len();
             self.drain_plaintext(plain)?;
+            // Neither input taken nor plaintext given: rustls cannot go on (never spin on it).
+            if data.len() == before && plain.len() == drained {
+                return Err(TlsError("TLS input not consumed".into()));
+            }
         }
         Ok(open)
     }
