@@ -3,45 +3,8 @@
  * publish read back byte by byte; base64 JSON events, alone, in tick batches and as snapshots. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { FramecastClient, type FramecastError, type FramecastEvent, type WebSocketLike } from "@framecast/client/browser";
-
-class ScriptedSocket implements WebSocketLike {
-  static last: ScriptedSocket;
-  readyState = 0;
-  binaryType = "blob";
-  /** Everything the client sent: JSON text parsed, binary messages as they were. */
-  sent: (Record<string, unknown> | Uint8Array)[] = [];
-  onopen: ((ev: unknown) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
-  onerror: ((ev: unknown) => void) | null = null;
-  constructor(readonly url: string) {
-    ScriptedSocket.last = this;
-    setTimeout(() => {
-      this.readyState = 1;
-      this.onopen?.({});
-      this.json({ type: "connected", client_id: "c1", user_id: null, timestamp: new Date().toISOString(), server_time_ms: Date.now(), tick_hz: 60 });
-    });
-  }
-  send(data: string | Uint8Array): void {
-    this.sent.push(typeof data === "string" ? (JSON.parse(data) as Record<string, unknown>) : data);
-  }
-  close(): void {
-    this.readyState = 3;
-  }
-  json(m: unknown): void {
-    this.onmessage?.({ data: JSON.stringify(m) });
-  }
-  raw(data: unknown): void {
-    this.onmessage?.({ data });
-  }
-  texts(type: string): Record<string, unknown>[] {
-    return this.sent.filter((m): m is Record<string, unknown> => !(m instanceof Uint8Array) && m.type === type);
-  }
-  binaries(): Uint8Array[] {
-    return this.sent.filter((m): m is Uint8Array => m instanceof Uint8Array);
-  }
-}
+import { FramecastClient, type FramecastError, type FramecastEvent } from "@framecast/client/browser";
+import { ScriptedSocket } from "./scripted.js";
 
 interface Spec {
   channel: string;

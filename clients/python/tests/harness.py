@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,23 @@ from pathlib import Path
 from typing import Any
 
 CLIENTS_DIR = Path(__file__).resolve().parents[2]
+TLS_DIR = CLIENTS_DIR.parent / "tests" / "fixtures" / "tls"
+"""The repository's test certificates: ``ca.pem`` and leaves for ``localhost`` / ``127.0.0.1``."""
+
+
+def tls_args(key: str = "rsa") -> list[str]:
+    """The flags that make a server serve ``wss://`` with the test leaf ``server-{key}`` (rsa, ecdsa)."""
+    return [
+        "--tls-cert-file",
+        str(TLS_DIR / f"server-{key}.pem"),
+        "--tls-key-file",
+        str(TLS_DIR / f"server-{key}.key"),
+    ]
+
+
+def trust_test_ca() -> ssl.SSLContext:
+    """A client context that verifies certificates (and host names) against the test CA only."""
+    return ssl.create_default_context(cafile=str(TLS_DIR / "ca.pem"))
 
 
 def framecast_bin() -> str:
@@ -38,6 +56,8 @@ class Server:
         self.listen = listen
         self.proc: asyncio.subprocess.Process | None = None
         self.addr = ""
+        self.scheme = "ws"
+        """``wss`` when the server said it serves TLS (``scheme`` on its "framecast listening" line)."""
         self.logs: list[str] = []
         self._reader: asyncio.Task[None] | None = None
 
@@ -46,12 +66,26 @@ class Server:
         return int(self.addr.rsplit(":", 1)[1])
 
     @property
+    def tls(self) -> bool:
+        return self.scheme == "wss"
+
+    @property
+    def host(self) -> str:
+        # TLS by name, which the test certificates carry (as they do 127.0.0.1).
+        return f"localhost:{self.port}" if self.tls else self.addr
+
+    @property
     def ws_url(self) -> str:
-        return f"ws://{self.addr}/ws"
+        return f"{self.scheme}://{self.host}/ws"
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.addr}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """What a client of this server trusts: the test CA when it serves TLS."""
+        return trust_test_ca() if self.tls else None
 
     async def start(self) -> Server:
         fd, cfg = tempfile.mkstemp(prefix="framecast-py-", suffix=".toml")
@@ -76,17 +110,17 @@ class Server:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        listening: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.get_running_loop().create_task(self._read_logs(listening))
         try:
-            self.addr = await asyncio.wait_for(listening, 30)
+            self.addr, self.scheme = await asyncio.wait_for(listening, 30)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             raise
         return self
 
-    async def _read_logs(self, listening: asyncio.Future[str]) -> None:
+    async def _read_logs(self, listening: asyncio.Future[tuple[str, str]]) -> None:
         assert self.proc and self.proc.stderr
         while line := await self.proc.stderr.readline():
             text = line.decode(errors="replace").rstrip()
@@ -95,7 +129,7 @@ class Server:
                 v = json.loads(text)
                 fields = v.get("fields", {})
                 if fields.get("message") == "framecast listening" and not listening.done():
-                    listening.set_result(fields["addr"])
+                    listening.set_result((fields["addr"], fields.get("scheme", "ws")))
         if not listening.done():
             listening.set_exception(
                 RuntimeError("framecast exited before listening:\n" + "\n".join(self.logs))
@@ -217,14 +251,26 @@ class Proxy:
                 await asyncio.wait_for(self._server.wait_closed(), 2)
 
 
-async def http(method: str, url: str, body: Any = None, *, raw: bytes | None = None) -> tuple[int, bytes]:
+async def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, bytes]:
     """A minimal HTTP/1.1 request (Connection: close): ``body`` as JSON, or ``raw`` bytes as
-    ``application/octet-stream``."""
-    m = re.match(r"http://([^/:]+):(\d+)(/.*)", url)
+    ``application/octet-stream``. ``https://`` verifies the server against ``context`` (default:
+    ``ssl.create_default_context()``, the system's trust store)."""
+    m = re.match(r"(https?)://([^/:]+):(\d+)(/.*)", url)
     assert m, url
-    host, port, path = m.group(1), int(m.group(2)), m.group(3)
+    tls, host, port, path = m.group(1) == "https", m.group(2), int(m.group(3)), m.group(4)
     payload = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
-    r, w = await asyncio.open_connection(host, port)
+    if tls:
+        ctx = context or ssl.create_default_context()
+        r, w = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
+    else:
+        r, w = await asyncio.open_connection(host, port)
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {len(payload)}\r\n"
     )
@@ -246,7 +292,7 @@ async def publish(
     body: dict[str, Any] = {"channel": channel, "data": data, "event_type": event_type}
     if key is not None:
         body["key"] = key
-    status, text = await http("POST", f"{server.http_url}/api/v1/broadcast", body)
+    status, text = await http("POST", f"{server.http_url}/api/v1/broadcast", body, context=server.ssl_context)
     assert status == 202, (status, text)
 
 
@@ -261,19 +307,23 @@ async def publish_bytes(
         query["event_type"] = event_type
     if key is not None:
         query["key"] = key
-    status, text = await http("POST", f"{server.http_url}/api/v1/broadcast?{urlencode(query)}", raw=data)
+    status, text = await http(
+        "POST", f"{server.http_url}/api/v1/broadcast?{urlencode(query)}", raw=data, context=server.ssl_context
+    )
     assert status == 202, (status, text)
 
 
 async def channel_info(server: Server, channel: str) -> dict[str, Any] | None:
     from urllib.parse import quote
 
-    status, body = await http("GET", f"{server.http_url}/api/v1/channels/{quote(channel, safe='')}")
+    status, body = await http(
+        "GET", f"{server.http_url}/api/v1/channels/{quote(channel, safe='')}", context=server.ssl_context
+    )
     return json.loads(body) if status == 200 else None
 
 
 async def metrics(server: Server) -> dict[str, float]:
-    _, body = await http("GET", f"{server.http_url}/metrics")
+    _, body = await http("GET", f"{server.http_url}/metrics", context=server.ssl_context)
     out: dict[str, float] = {}
     for line in body.decode().splitlines():
         if not line or line.startswith("#"):
@@ -323,7 +373,7 @@ async def probe_features(server: Server, channel: str = "probe.features") -> dic
     from websockets.asyncio.client import connect
 
     msgs: list[dict[str, Any]] = []
-    async with connect(server.ws_url) as ws:
+    async with connect(server.ws_url, ssl=server.ssl_context) as ws:
         await ws.send(json.dumps({"type": "subscribe", "channels": [channel], "id": 1}))
         await ws.send(json.dumps({"type": "publish", "channel": channel, "data": 0, "id": 2}))
         await ws.send(json.dumps({"type": "ping", "id": 3}))
@@ -351,7 +401,7 @@ async def full_server_upgrades(server: Server) -> bool:
     from websockets.exceptions import InvalidStatus
 
     try:
-        async with connect(server.ws_url):
+        async with connect(server.ws_url, ssl=server.ssl_context):
             return True
     except InvalidStatus:
         return False

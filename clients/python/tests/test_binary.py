@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from array import array
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import Recorder
 from harness import wait_for
+from scripted import connected_message
 from websockets.asyncio.server import ServerConnection, serve
 
 from framecast import Client, Event, FramecastError, ReconnectOptions
@@ -112,18 +112,7 @@ class Scripted:
         assert ws.request is not None
         self.paths.append(ws.request.path)
         conn = Conn(ws)
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "connected",
-                    "client_id": "c1",
-                    "user_id": None,
-                    "timestamp": "",
-                    "server_time_ms": int(time.time() * 1000),
-                    "tick_hz": 60,
-                }
-            )
-        )
+        await ws.send(connected_message())
         await self.conns.put(conn)
         async for raw in ws:
             m = raw if isinstance(raw, bytes) else json.loads(raw)

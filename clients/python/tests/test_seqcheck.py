@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 from conftest import Recorder
 from harness import wait_for
+from scripted import connected_message
 from websockets.asyncio.server import ServerConnection, serve
 
 from framecast import Client, FramecastError
@@ -21,18 +21,7 @@ def event(seq: int, **extra: object) -> str:
 
 async def test_jumps_repeats_and_gap_ranges():
     async def script(ws: ServerConnection) -> None:
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "connected",
-                    "client_id": "c1",
-                    "user_id": None,
-                    "timestamp": "",
-                    "server_time_ms": int(time.time() * 1000),
-                    "tick_hz": 60,
-                }
-            )
-        )
+        await ws.send(connected_message())
         sub = json.loads(await ws.recv())
         assert sub["type"] == "subscribe"
         ping = json.loads(await ws.recv())
@@ -89,18 +78,7 @@ async def test_published_seq_tells_own_skipped_seqs_from_lost_ones():
     acknowledgement, and not for a refused publish)."""
 
     async def script(ws: ServerConnection) -> None:
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "connected",
-                    "client_id": "c1",
-                    "user_id": None,
-                    "timestamp": "",
-                    "server_time_ms": int(time.time() * 1000),
-                    "tick_hz": 60,
-                }
-            )
-        )
+        await ws.send(connected_message())
         sub = json.loads(await ws.recv())
         pos = {"seq": 0, "epoch": "e1", "echo": False, "snapshot_events": 0, "replay_events": 0}
         await ws.send(

@@ -1,7 +1,7 @@
 /** A real framecast process for tests: started on port 0 (or a given address, for restarts) with a
  * TOML configuration, its address read from the JSON "framecast listening" log line. */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +14,20 @@ export function framecastBin(): string {
   const bin = resolve(clientsDir, process.env.FRAMECAST_BIN ?? "../target/debug/framecast");
   if (!existsSync(bin)) throw new Error(`framecast binary not found at ${bin} (build it with cargo, or set FRAMECAST_BIN)`);
   return bin;
+}
+
+/** The repository's test certificates: `ca.pem` (the test CA) and the leaves `server-rsa` and
+ * `server-ecdsa` (`.pem` + `.key`) for DNS `localhost` and IP `127.0.0.1`, signed by it. */
+export const TLS_DIR = resolve(clientsDir, "../tests/fixtures/tls");
+
+/** The flags that make a server serve `wss://` (and HTTPS) with the test leaf `server-<key>`. */
+export function tlsArgs(key: "rsa" | "ecdsa" = "rsa"): string[] {
+  return ["--tls-cert-file", join(TLS_DIR, `server-${key}.pem`), "--tls-key-file", join(TLS_DIR, `server-${key}.key`)];
+}
+
+/** The test CA (PEM), for clients that must trust it (`ca` of `ws`, `https`, `tls`). */
+export function testCa(): Buffer {
+  return readFileSync(join(TLS_DIR, "ca.pem"));
 }
 
 const live = new Set<ChildProcess>();
@@ -33,26 +47,45 @@ export interface ServerOptions {
 export class FramecastServer {
   readonly addr: string;
   readonly port: number;
+  /** `wss` when the server said it serves TLS (`scheme` on its "framecast listening" line). */
+  readonly scheme: "ws" | "wss";
   readonly proc: ChildProcess;
   readonly options: ServerOptions;
   readonly logs: string[];
   #exit: Promise<number | null>;
 
-  private constructor(proc: ChildProcess, addr: string, options: ServerOptions, logs: string[], exit: Promise<number | null>) {
+  private constructor(
+    proc: ChildProcess,
+    addr: string,
+    scheme: "ws" | "wss",
+    options: ServerOptions,
+    logs: string[],
+    exit: Promise<number | null>,
+  ) {
     this.proc = proc;
     this.addr = addr;
+    this.scheme = scheme;
     this.port = Number(addr.split(":").pop());
     this.options = options;
     this.logs = logs;
     this.#exit = exit;
   }
 
+  get tls(): boolean {
+    return this.scheme === "wss";
+  }
+
+  /** host:port to dial: with TLS by name (`localhost`, which the test certificates carry). */
+  get host(): string {
+    return this.tls ? `localhost:${this.port}` : this.addr;
+  }
+
   get wsUrl(): string {
-    return `ws://${this.addr}/ws`;
+    return `${this.scheme}://${this.host}/ws`;
   }
 
   get httpUrl(): string {
-    return `http://${this.addr}`;
+    return `${this.tls ? "https" : "http"}://${this.host}`;
   }
 
   /** Starts a server and resolves once it listens. */
@@ -76,7 +109,7 @@ export class FramecastServer {
       live.delete(proc);
       res(code);
     }));
-    const addr = await new Promise<string>((res, rej) => {
+    const [addr, scheme] = await new Promise<[string, "ws" | "wss"]>((res, rej) => {
       let buf = "";
       const timer = setTimeout(() => rej(new Error(`framecast did not start in 30 s:\n${logs.join("\n")}`)), 30_000);
       proc.stderr!.setEncoding("utf8");
@@ -88,10 +121,10 @@ export class FramecastServer {
           buf = buf.slice(i + 1);
           logs.push(line);
           try {
-            const v = JSON.parse(line) as { fields?: { message?: string; addr?: string } };
+            const v = JSON.parse(line) as { fields?: { message?: string; addr?: string; scheme?: string } };
             if (v.fields?.message === "framecast listening" && v.fields.addr) {
               clearTimeout(timer);
-              res(v.fields.addr);
+              res([v.fields.addr, v.fields.scheme === "wss" ? "wss" : "ws"]);
             }
           } catch {
             /* not JSON */
@@ -103,7 +136,7 @@ export class FramecastServer {
         rej(new Error(`framecast exited (${code}) before listening:\n${logs.join("\n")}`));
       });
     });
-    return new FramecastServer(proc, addr, options, logs, exit);
+    return new FramecastServer(proc, addr, scheme, options, logs, exit);
   }
 
   /** Sends `signal` (SIGTERM: reconnect hints, 1001, drain) and waits for the exit code. */

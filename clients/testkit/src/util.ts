@@ -1,15 +1,45 @@
 /** HTTP publishing, metrics, HS256 tokens and waiting for conditions. */
 import { createHmac } from "node:crypto";
+import { request as httpsRequest } from "node:https";
 
-/** Publishes one event through `POST /api/v1/broadcast` (202 expected). */
+/** One HTTPS request with node:https, verifying the server against `ca` (Node's bundled roots
+ * without it): `fetch` cannot be given a CA. Resolves with the status and the body. */
+export function httpsFetch(
+  url: string,
+  opts: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array; ca?: string | Buffer } = {},
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { method: opts.method ?? "GET", headers: opts.headers, ...(opts.ca ? { ca: opts.ca } : {}) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(opts.body);
+  });
+}
+
+/** Publishes one event through `POST /api/v1/broadcast` (202 expected). An `https://` URL goes
+ * through {@link httpsFetch}, trusting `ca`. */
 export async function publish(
   httpUrl: string,
   channel: string,
   data: unknown,
-  opts: { eventType?: string; key?: string } = {},
+  opts: { eventType?: string; key?: string; ca?: string | Buffer } = {},
 ): Promise<void> {
   const body: Record<string, unknown> = { channel, data, event_type: opts.eventType ?? "message" };
   if (opts.key !== undefined) body.key = opts.key;
+  if (httpUrl.startsWith("https:")) {
+    const res = await httpsFetch(`${httpUrl}/api/v1/broadcast`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      ...(opts.ca ? { ca: opts.ca } : {}),
+    });
+    if (res.status !== 202) throw new Error(`broadcast answered ${res.status}: ${res.text}`);
+    return;
+  }
   const res = await fetch(`${httpUrl}/api/v1/broadcast`, {
     method: "POST",
     headers: { "content-type": "application/json" },

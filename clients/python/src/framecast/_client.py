@@ -9,6 +9,7 @@ import inspect
 import json
 import logging
 import random as _random
+import ssl as _ssl
 import time
 from collections.abc import Awaitable, Callable, Generator
 from datetime import datetime
@@ -96,11 +97,15 @@ class Client:
         compression: bool = True,
         batch: bool = False,
         binary: bool = False,
+        ssl: _ssl.SSLContext | None = None,
         refresh_margin: float | None = None,
         random: Callable[[], float] = _random.random,
         debug: bool = False,
     ) -> None:
+        if ssl is not None and not url.lower().startswith("wss://"):
+            raise ValueError(f"ssl is for wss:// URLs, not {url}")
         self.url = url
+        self._ssl = ssl
         self._token = token
         self._get_token = get_token
         self._auth = auth
@@ -266,6 +271,7 @@ class Client:
             self._set_state("connecting")
             self._hint = None
             status = 0
+            untrusted = False
             code, reason = 1006, ""
             token = self._token
             exp = token_expiry(token)
@@ -301,9 +307,12 @@ class Client:
                 if self._binary:
                     url += ("&" if "?" in url else "?") + "binary=1"
                 wall0 = time.time()
+                # wss:// without a context: websockets' default (the system's trust store).
+                tls: dict[str, Any] = {"ssl": self._ssl} if self._ssl is not None else {}
                 try:
                     ws = await connect(
                         url,
+                        **tls,
                         additional_headers=headers or None,
                         compression="deflate" if self._compression else None,
                         max_size=self._max_size,
@@ -315,6 +324,10 @@ class Client:
                 except InvalidStatus as e:
                     status = e.response.status_code
                     reason = f"HTTP {status}"
+                except _ssl.SSLCertVerificationError as e:
+                    # Not a network condition: retrying cannot make the certificate trusted.
+                    reason = f"TLS certificate verification failed: {e.verify_message or e}"
+                    untrusted = True
                 except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as e:
                     reason = str(e) or type(e).__name__
                 else:
@@ -324,7 +337,7 @@ class Client:
                     code, reason = await self._session(ws, gen, wall0, reconnected, token)
             if self._closing:
                 break
-            delay = self._after_loss(code, reason, status)
+            delay = self._after_loss(code, reason, status, untrusted=untrusted)
             if delay is None:
                 break
             reconnected = True
@@ -415,7 +428,7 @@ class Client:
         self._set_state("failed", code=code, reason=reason)
         self._settle_waiters(self._failure)
 
-    def _after_loss(self, code: int, reason: str, status: int) -> float | None:
+    def _after_loss(self, code: int, reason: str, status: int, *, untrusted: bool = False) -> float | None:
         """Decides what follows a lost connection: a delay, or None (failed / closed)."""
         was_connected = self._info is not None
         hint = self._hint
@@ -435,6 +448,8 @@ class Client:
             failure = "upgrade refused (403: origin not allowed)"
         elif code in (1002, 1003, 1007):
             failure = f"protocol error ({code} {reason})"
+        elif untrusted:
+            failure = reason
         self._emit("disconnected", (code, reason))
         if failure:
             self._fail(failure, code)
