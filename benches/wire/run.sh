@@ -8,9 +8,11 @@
 #
 #   benches/wire/run.sh                      # 1000 subs, 500 msg/s, 3 rounds
 #   SUBS=5000 RATE=100 ROUNDS=2 benches/wire/run.sh
+#   FORMS="plain wss" benches/wire/run.sh    # TLS: the same, over wss:// (test certificate)
 #
 # Environment: SUBS [1000] RATE [500] PAYLOAD [256] ROUNDS [3] DURATION [10] PORT [9560]
-#   FORMS ["plain deflate batch"]   FRAMECAST_ARGS [] extra server flags
+#   FORMS ["plain deflate batch"; also wss, wss-deflate: TLS with tests/fixtures/tls]
+#   FRAMECAST_ARGS [] extra server flags
 # Wrap it in your machine's benchmark lock: it keeps both cores busy.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,20 +25,25 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 
 run_one() { # form
-    local form=$1 query="" flags="--payload-kind positions"
+    local form=$1 query="" flags="--payload-kind positions" scheme=ws host=127.0.0.1 tls=""
+    local certs="$ROOT/tests/fixtures/tls"
     case $form in
-        plain) ;;
-        deflate) flags="$flags --deflate" ;;
+        wss*) scheme=wss; host=localhost; flags="$flags --tls-ca $certs/ca.pem"
+              tls="--tls-cert-file $certs/server-rsa.pem --tls-key-file $certs/server-rsa.key" ;;
+    esac
+    case $form in
+        plain | wss) ;;
+        deflate | wss-deflate) flags="$flags --deflate" ;;
         batch) flags="$flags --deflate"; query="?batch=1" ;;
         *) echo "run.sh: unknown form $form" >&2; exit 2 ;;
     esac
     # shellcheck disable=SC2086 # word-split flags on purpose
     taskset -c 0 "$ROOT/target/release/framecast" --listen "127.0.0.1:$PORT" --shards 1 \
-        --log-level warn $FRAMECAST_ARGS >/dev/null 2>&1 &
+        --log-level warn $tls $FRAMECAST_ARGS >/dev/null 2>&1 &
     local pid=$!
     for _ in $(seq 50); do ss -ltn | grep -q ":$PORT " && break; sleep 0.1; done
     # shellcheck disable=SC2086
-    taskset -c 1 "$ROOT/target/release/framecast-load" --url "ws://127.0.0.1:$PORT/ws$query" \
+    taskset -c 1 "$ROOT/target/release/framecast-load" --url "$scheme://$host:$PORT/ws$query" \
         --server-pid "$pid" --subs "$SUBS" --rate "$RATE" --tick-ms 1 --payload-bytes "$PAYLOAD" \
         --warmup 2 --duration "$DURATION" $flags --json --quiet 2>/dev/null | tail -1 |
         python3 -c '

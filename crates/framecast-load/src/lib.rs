@@ -17,6 +17,11 @@
 //! subscribers received and the payload bytes they make ([`LoadReport::sub_wire_bytes`]), so a
 //! compressed and an uncompressed run compare directly.
 //!
+//! `wss://` URLs (subscribers, publisher or both) run every connection over TLS ([`transport`]),
+//! trusting only the CA certificates of [`Traffic::tls_ca`] and checking the server's
+//! certificate against the URL's host; the rest of a run (frames, latency, deflate, server CPU)
+//! is the same as over `ws://`.
+//!
 //! Timeline: connect and subscribe all → settle → warm-up (publishing, nothing counted) →
 //! measured window → report.
 // A load generator measures time: it reads the clocks freely.
@@ -30,8 +35,10 @@ pub mod publisher;
 pub mod receive;
 pub mod subscribers;
 pub mod template;
+pub mod transport;
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,6 +50,7 @@ pub use publisher::PublishMode;
 use publisher::{run_publisher, PublisherPlan};
 use subscribers::{run_worker, wait_ready, WorkerCounters, WorkerPlan};
 pub use template::{PayloadKind, Size, Template};
+use transport::TlsClient;
 
 /// Nanoseconds since the Unix epoch (the clock publisher and subscribers share).
 pub fn now_ns() -> u64 {
@@ -54,7 +62,8 @@ pub fn now_ns() -> u64 {
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct LoadConfig {
-    /// WebSocket URL, `ws://host:port/path`.
+    /// WebSocket URL, `ws://host:port/path` or `wss://host:port/path` (TLS: needs
+    /// [`Traffic::tls_ca`]).
     pub url: String,
     /// Subscribers.
     pub subscribers: usize,
@@ -107,13 +116,17 @@ pub struct Traffic {
     /// Loopback source addresses for subscribers (0: the system's choice); subscriber i binds
     /// to 127.0.0.(2 + i mod K).
     pub source_ips: u32,
-    /// WebSocket URL the publisher connects to (`ws://host:port/path`; in HTTP mode its
-    /// host:port is the base POSTed to), or `None` for the subscribers' URL. Another node of a
-    /// cluster measures cross-node publish-to-receive latency.
+    /// WebSocket URL the publisher connects to (`ws://host:port/path` or `wss://…`; in HTTP
+    /// mode its host:port is the base POSTed to, over TLS for `wss://`), or `None` for the
+    /// subscribers' URL. Another node of a cluster measures cross-node publish-to-receive
+    /// latency.
     pub publish_url: Option<String>,
     /// Offer permessage-deflate (subscribers and the WebSocket publisher) and inflate what
     /// subscribers receive compressed.
     pub deflate: bool,
+    /// PEM file of the CA certificates trusted for `wss://` (the only roots; required when a
+    /// URL is `wss://`, unused otherwise).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Traffic {
@@ -156,6 +169,7 @@ impl Traffic {
             source_ips: 0,
             publish_url: None,
             deflate: false,
+            tls_ca: None,
         }
     }
 }
@@ -285,9 +299,12 @@ pub struct Percentiles {
 /// Why a run could not be made.
 #[derive(Debug, Error)]
 pub enum LoadError {
-    /// The URL is not `ws://host:port/path`.
-    #[error("invalid url `{0}`: expected ws://host:port/path")]
+    /// The URL is not `ws://host:port/path` or `wss://host:port/path`.
+    #[error("invalid url `{0}`: expected ws://host:port/path or wss://host:port/path")]
     Url(String),
+    /// `wss://` without a CA file, or a CA file or host rustls cannot use.
+    #[error("{0}")]
+    Tls(String),
     /// A thread or socket failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -296,29 +313,91 @@ pub enum LoadError {
     NoSubscribers(String),
 }
 
-fn parse_url(url: &str) -> Result<(SocketAddr, String, String), LoadError> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| LoadError::Url(url.into()))?;
+/// Where a WebSocket URL points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Endpoint {
+    /// The address connected to (the host's first address).
+    addr: SocketAddr,
+    /// The Host header: the URL's `host[:port]` as written.
+    host: String,
+    /// The WebSocket path (`/ws` when the URL has none).
+    path: String,
+    /// `wss://`: the name the server's certificate must have (the host without port or
+    /// brackets); `None` for `ws://`.
+    tls_name: Option<String>,
+}
+
+fn parse_url(url: &str) -> Result<Endpoint, LoadError> {
+    let bad = || LoadError::Url(url.into());
+    let (rest, tls) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return Err(bad()),
+    };
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/ws"),
     };
-    let addr = host
-        .to_socket_addrs()
-        .map_err(|_| LoadError::Url(url.into()))?
-        .next()
-        .ok_or_else(|| LoadError::Url(url.into()))?;
-    Ok((addr, host.to_string(), path.to_string()))
+    // host:port, [v6]:port, or either without the port (80, 443)
+    let (name, port) = match host.strip_prefix('[') {
+        Some(v6) => {
+            let (name, after) = v6.split_once(']').ok_or_else(bad)?;
+            (name, after.strip_prefix(':'))
+        }
+        None => match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    if name.is_empty() {
+        return Err(bad());
+    }
+    let addrs = match port {
+        Some(_) => host.to_socket_addrs(),
+        None => (name, if tls { 443 } else { 80 }).to_socket_addrs(),
+    };
+    let addr = addrs.map_err(|_| bad())?.next().ok_or_else(bad)?;
+    Ok(Endpoint {
+        addr,
+        host: host.to_string(),
+        path: path.to_string(),
+        tls_name: tls.then(|| name.to_string()),
+    })
 }
 
-/// Where the publisher connects: `publish_url` if given, else the subscribers' `url`
-/// (address, Host header, WebSocket path).
-fn publish_target(
-    url: &str,
-    publish_url: Option<&str>,
-) -> Result<(SocketAddr, String, String), LoadError> {
+/// Where the publisher connects: `publish_url` if given, else the subscribers' `url`.
+fn publish_target(url: &str, publish_url: Option<&str>) -> Result<Endpoint, LoadError> {
     parse_url(publish_url.unwrap_or(url))
+}
+
+/// The TLS side of a connection to `e` (`None` for `ws://`): the roots of `ca`, which must be
+/// given for `wss://`, read once into `config` for all endpoints.
+fn tls_client(
+    e: &Endpoint,
+    ca: Option<&Path>,
+    config: &mut Option<Arc<rustls::ClientConfig>>,
+) -> Result<Option<TlsClient>, LoadError> {
+    let Some(name) = &e.tls_name else {
+        return Ok(None);
+    };
+    let config = match config {
+        Some(c) => c.clone(),
+        None => {
+            let ca = ca.ok_or_else(|| {
+                LoadError::Tls(
+                    "wss:// needs --tls-ca FILE: the PEM certificate of the CA that signed the \
+                     server's certificate (the only root trusted)"
+                        .into(),
+                )
+            })?;
+            config
+                .insert(transport::client_config(ca).map_err(LoadError::Tls)?)
+                .clone()
+        }
+    };
+    TlsClient::new(config, name)
+        .map(Some)
+        .map_err(LoadError::Tls)
 }
 
 /// Runs one measurement with framecast's protocol (`cfg.payload` filler bytes per event).
@@ -328,8 +407,12 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
 
 /// Runs one measurement with the messages of `traffic`.
 pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadError> {
-    let (addr, host, path) = parse_url(&cfg.url)?;
-    let (pub_addr, pub_host, pub_path) = publish_target(&cfg.url, traffic.publish_url.as_deref())?;
+    let sub_target = parse_url(&cfg.url)?;
+    let pub_target = publish_target(&cfg.url, traffic.publish_url.as_deref())?;
+    let mut tls_config = None;
+    let ca = traffic.tls_ca.as_deref();
+    let sub_tls = tls_client(&sub_target, ca, &mut tls_config)?;
+    let pub_tls = tls_client(&pub_target, ca, &mut tls_config)?;
     let template = |text: &str, seed: u64| Template::parse(text, traffic.size, traffic.kind, seed);
     let subscribe = traffic
         .subscribe
@@ -355,9 +438,10 @@ pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadE
         let c = Arc::new(WorkerCounters::default());
         counters.push(c.clone());
         let plan = WorkerPlan {
-            addr,
-            host: host.clone(),
-            path: path.clone(),
+            addr: sub_target.addr,
+            host: sub_target.host.clone(),
+            path: sub_target.path.clone(),
+            tls: sub_tls.clone(),
             conns,
             concurrency: cfg.connect_concurrency.max(1),
             subscribe: subscribe.clone(),
@@ -385,9 +469,10 @@ pub fn run_with(cfg: &LoadConfig, traffic: &Traffic) -> Result<LoadReport, LoadE
     let skipped = Arc::new(AtomicU64::new(0));
     let publisher = (cfg.rate > 0.0).then(|| {
         let plan = PublisherPlan {
-            addr: pub_addr,
-            host: pub_host,
-            path: pub_path,
+            addr: pub_target.addr,
+            host: pub_target.host,
+            path: pub_target.path,
+            tls: pub_tls,
             http_path: traffic.http_path.clone(),
             api_key: cfg.api_key.clone(),
             mode: cfg.mode,
@@ -560,27 +645,114 @@ mod tests {
 
     #[test]
     fn urls_split_into_address_host_and_path() {
-        let (addr, host, path) = parse_url("ws://127.0.0.1:9000/ws").unwrap();
+        let e = parse_url("ws://127.0.0.1:9000/ws").unwrap();
         assert_eq!(
-            (addr.port(), host.as_str(), path.as_str()),
-            (9000, "127.0.0.1:9000", "/ws")
+            (e.addr.port(), e.host.as_str(), e.path.as_str(), e.tls_name),
+            (9000, "127.0.0.1:9000", "/ws", None)
         );
+        assert_eq!(parse_url("ws://127.0.0.1:9000").unwrap().path, "/ws");
         assert!(parse_url("http://x/ws").is_err());
+        assert!(parse_url("https://127.0.0.1:9000/ws").is_err());
+        assert!(parse_url("ws://:9000/ws").is_err());
+    }
+
+    #[test]
+    fn wss_urls_are_tls_to_the_host_named() {
+        let e = parse_url("wss://localhost:18443/ws?batch=1").unwrap();
+        assert_eq!(
+            (e.addr, e.host.as_str(), e.path.as_str()),
+            (
+                "127.0.0.1:18443".parse().unwrap(),
+                "localhost:18443",
+                "/ws?batch=1"
+            )
+        );
+        assert_eq!(e.tls_name.as_deref(), Some("localhost"));
+        let e = parse_url("wss://127.0.0.1:18443/").unwrap();
+        assert_eq!(
+            (e.addr.port(), e.path.as_str(), e.tls_name.as_deref()),
+            (18443, "/", Some("127.0.0.1"))
+        );
+        let e = parse_url("wss://[::1]:18443/ws").unwrap();
+        assert_eq!(
+            (e.addr, e.host.as_str(), e.tls_name.as_deref()),
+            ("[::1]:18443".parse().unwrap(), "[::1]:18443", Some("::1"))
+        );
+        // no port: 443 for wss, 80 for ws; the Host header as written
+        let e = parse_url("wss://127.0.0.1/ws").unwrap();
+        assert_eq!((e.addr.port(), e.host.as_str()), (443, "127.0.0.1"));
+        assert_eq!(parse_url("ws://[::1]/ws").unwrap().addr.port(), 80);
+        assert!(parse_url("wss://[::1/ws").is_err());
+    }
+
+    #[test]
+    fn wss_needs_a_ca_file_and_ws_does_not() {
+        let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tls/ca.pem");
+        let ws = parse_url("ws://127.0.0.1:9000/ws").unwrap();
+        let wss = parse_url("wss://localhost:9000/ws").unwrap();
+        let mut config = None;
+        assert!(tls_client(&ws, None, &mut config).unwrap().is_none());
+        assert!(config.is_none());
+        let e = tls_client(&wss, None, &mut config).unwrap_err().to_string();
+        assert!(e.contains("wss:// needs --tls-ca FILE"), "{e}");
+        let t = tls_client(&wss, Some(&ca), &mut config).unwrap().unwrap();
+        assert_eq!(t.name.to_str(), "localhost");
+        // read once for both ends
+        let first = config.clone().unwrap();
+        let ip = parse_url("wss://127.0.0.1:9000/ws").unwrap();
+        let t = tls_client(&ip, Some(Path::new("/nonexistent")), &mut config).unwrap();
+        assert!(Arc::ptr_eq(&t.unwrap().config, &first));
+        let e = tls_client(&wss, Some(Path::new("/nonexistent")), &mut None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--tls-ca /nonexistent"), "{e}");
+    }
+
+    #[test]
+    fn a_wss_run_without_a_ca_file_fails_before_connecting() {
+        let cfg = LoadConfig {
+            url: "wss://127.0.0.1:9/ws".into(),
+            subscribers: 1,
+            channels: 1,
+            rate: 1.0,
+            payload: 0,
+            mode: PublishMode::WebSocket,
+            api_key: None,
+            warmup: Duration::ZERO,
+            duration: Duration::ZERO,
+            settle: Duration::ZERO,
+            threads: 1,
+            connect_concurrency: 1,
+            server_pid: None,
+            progress: false,
+        };
+        let e = run(&cfg).unwrap_err();
+        assert!(matches!(e, LoadError::Tls(_)), "{e}");
+        // the publisher's URL counts too
+        let mut traffic = Traffic::framecast(PublishMode::WebSocket, 0);
+        traffic.publish_url = Some("wss://127.0.0.1:9/ws".into());
+        let cfg = LoadConfig {
+            url: "ws://127.0.0.1:9/ws".into(),
+            ..cfg
+        };
+        assert!(matches!(run_with(&cfg, &traffic), Err(LoadError::Tls(_))));
     }
 
     #[test]
     fn the_publisher_connects_to_publish_url_or_else_the_subscribers_url() {
         let subs = "ws://127.0.0.1:18082/ws";
-        let (addr, host, path) = publish_target(subs, None).unwrap();
+        let e = publish_target(subs, None).unwrap();
         assert_eq!(
-            (addr.port(), host.as_str(), path.as_str()),
+            (e.addr.port(), e.host.as_str(), e.path.as_str()),
             (18082, "127.0.0.1:18082", "/ws")
         );
-        let (addr, host, path) = publish_target(subs, Some("ws://127.0.0.1:18081/ws")).unwrap();
+        let e = publish_target(subs, Some("ws://127.0.0.1:18081/ws")).unwrap();
         assert_eq!(
-            (addr.port(), host.as_str(), path.as_str()),
+            (e.addr.port(), e.host.as_str(), e.path.as_str()),
             (18081, "127.0.0.1:18081", "/ws")
         );
+        let e = publish_target(subs, Some("wss://localhost:18443/ws")).unwrap();
+        assert_eq!(e.tls_name.as_deref(), Some("localhost"));
         assert!(publish_target(subs, Some("http://127.0.0.1:18081")).is_err());
     }
 

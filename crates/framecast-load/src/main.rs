@@ -3,6 +3,7 @@
 //! WebSocket or HTTP, prints a progress line every second and a summary table (and, with --json,
 //! one JSON line) at the end.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,6 +31,10 @@ enum Mode {
 ///   framecast-load --url ws://127.0.0.1:18082/ws --publish-url ws://127.0.0.1:18081/ws
 /// Compression on the wire: realistic payloads, permessage-deflate offered and inflated:
 ///   framecast-load --payload-kind positions --payload-bytes 256 --deflate --json
+/// TLS: wss:// URLs (subscribers, publisher or both) need the CA that signed the server's
+/// certificate; the certificate is checked against the URL's host (a name or an IP address):
+///   framecast-load --url wss://localhost:8443/ws --tls-ca tests/fixtures/tls/ca.pem \
+///     --server-pid "$(pgrep -n framecast)"
 /// Every --json line has sub_wire_bytes (WebSocket bytes subscribers received in the window,
 /// frame headers included), sub_payload_bytes (decompressed), wire_bytes_per_msg,
 /// payload_bytes_per_msg, sub_compressed_msgs, deflate_offered, deflate_negotiated
@@ -43,14 +48,19 @@ enum Mode {
     args_override_self = true
 )]
 struct Args {
-    /// WebSocket URL of the server.
+    /// WebSocket URL of the server: ws://host:port/path, or wss://host:port/path for TLS
+    /// (needs --tls-ca; the port defaults to 80 / 443).
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
     /// WebSocket URL the publisher connects to instead of --url (another node of a cluster:
-    /// cross-node latency); with --publish http its host:port is where --http-path is POSTed
-    /// [default: --url].
+    /// cross-node latency); with --publish http its host:port is where --http-path is POSTed,
+    /// over TLS for a wss:// URL [default: --url].
     #[arg(long)]
     publish_url: Option<String>,
+    /// PEM file of the CA certificate(s) to trust for wss:// (the only roots: no system
+    /// store). Required when --url or --publish-url is wss://; unused otherwise.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     /// Subscriber connections.
     #[arg(long, default_value_t = 1000)]
     subs: usize,
@@ -97,7 +107,8 @@ struct Args {
     /// compressed. Without it a compressed frame (RSV1) ends the connection.
     #[arg(long)]
     deflate: bool,
-    /// Publish over WebSocket (text frames) or HTTP (POST to --http-path, keep-alive).
+    /// Publish over WebSocket (text frames) or HTTP (POST to --http-path, keep-alive); either
+    /// over TLS when the publisher's URL is wss://.
     #[arg(long, value_enum, default_value_t = Mode::Ws)]
     publish: Mode,
     /// Path of the HTTP publish endpoint.
@@ -176,6 +187,7 @@ fn main() -> anyhow::Result<()> {
     traffic.tick = tick;
     traffic.source_ips = args.src_ips;
     traffic.publish_url = args.publish_url;
+    traffic.tls_ca = args.tls_ca;
     let cfg = LoadConfig {
         url: args.url,
         subscribers: args.subs,

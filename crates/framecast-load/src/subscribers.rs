@@ -4,9 +4,11 @@
 //! recording publish-to-receive latency from it. Nothing else about the server's messages is
 //! assumed: a framecast `event` envelope and a raw peer's rebroadcast bytes are read alike.
 //! With `--deflate` the upgrade offers permessage-deflate, and a connection whose server agreed
-//! reads compressed messages decompressed ([`crate::receive`]).
+//! reads compressed messages decompressed ([`crate::receive`]). Over `wss://` every connection
+//! is a TLS session on its socket ([`Transport`]): the upgrade request waits in it until the
+//! handshake is done, and what is read is decrypted into the same buffer frames are parsed from.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -22,6 +24,7 @@ use super::inflate::Shared;
 use super::now_ns;
 use super::receive::Receiver;
 use super::template::Template;
+use super::transport::{TlsClient, Transport, CIPHER_CHUNK};
 
 /// Counters one worker shares with the coordinator.
 #[derive(Debug, Default)]
@@ -57,6 +60,8 @@ pub struct WorkerPlan {
     pub host: String,
     /// Path of the WebSocket endpoint.
     pub path: String,
+    /// `wss://`: the TLS configuration and server name.
+    pub tls: Option<TlsClient>,
     /// (connection index, channel) for each connection this worker opens.
     pub conns: Vec<(usize, String)>,
     /// How many connections may be connecting at once.
@@ -86,7 +91,7 @@ enum State {
 }
 
 struct Sub {
-    stream: TcpStream,
+    stream: Transport,
     state: State,
     carry: Vec<u8>,
     channel: String,
@@ -104,6 +109,7 @@ pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
     let mut in_progress = 0;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let mut scratch = vec![0u8; SCRATCH];
+    let mut cipher = vec![0u8; if plan.tls.is_some() { CIPHER_CHUNK } else { 0 }];
     let mut shared = Shared::new();
     let mut warned = false;
     let request = format!(
@@ -117,11 +123,15 @@ pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
         while in_progress < plan.concurrency && next < plan.conns.len() {
             let (index, channel) = &plan.conns[next];
             next += 1;
-            match connect(plan.addr, source_ip(*index, plan.source_ips)) {
+            match connect(plan.addr, source_ip(*index, plan.source_ips))
+                .and_then(|s| Transport::new(s, plan.tls.as_ref()))
+            {
                 Ok(mut stream) => {
                     let token = Token(subs.len());
+                    // (edge-triggered: a writable event each time the socket takes bytes again,
+                    // which is what resumes a TLS flush that would have blocked)
                     poll.registry().register(
-                        &mut stream,
+                        stream.socket(),
                         token,
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
@@ -144,13 +154,14 @@ pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
         for ev in events.iter() {
             let sub = &mut subs[ev.token().0];
             if sub.state == State::Connecting && (ev.is_writable() || ev.is_error()) {
-                if sub.stream.peer_addr().is_err() {
+                if sub.stream.socket().peer_addr().is_err() {
                     sub.state = State::Dead;
                     in_progress -= 1;
                     plan.counters.errors.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let _ = sub.stream.set_nodelay(true);
+                let _ = sub.stream.socket().set_nodelay(true);
+                // (TLS: the ClientHello goes out, the request waits for the handshake)
                 if sub.stream.write_all(request.as_bytes()).is_err() {
                     sub.state = State::Dead;
                     in_progress -= 1;
@@ -158,12 +169,16 @@ pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
                     continue;
                 }
                 sub.state = State::Upgrading;
+            } else if sub.state != State::Dead && sub.stream.flush().is_err() {
+                // TLS bytes left over from a write that would have blocked (nothing for ws://)
+                fail(sub, &mut in_progress, &plan.counters);
+                continue;
             }
             if !(ev.is_readable() || ev.is_read_closed()) || sub.state == State::Dead {
                 continue;
             }
             loop {
-                let n = match sub.stream.read(&mut scratch) {
+                let n = match sub.stream.read(&mut scratch, &mut cipher) {
                     Ok(0) => {
                         fail(sub, &mut in_progress, &plan.counters);
                         break;
@@ -171,6 +186,12 @@ pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        // TLS: a certificate refused, a bad record
+                        warn_once(&mut warned, "TLS", &e);
+                        fail(sub, &mut in_progress, &plan.counters);
+                        break;
+                    }
                     Err(_) => {
                         fail(sub, &mut in_progress, &plan.counters);
                         break;
@@ -276,7 +297,7 @@ pub fn run_worker(mut plan: WorkerPlan) -> io::Result<Histogram<u64>> {
                     put_client_frame(&mut out, Opcode::Pong, &p, [5, 6, 7, 8]);
                     let _ = sub.stream.write_all(&out);
                 }
-                if n < SCRATCH {
+                if n < SCRATCH && !sub.stream.more() {
                     break;
                 }
             }
@@ -359,7 +380,7 @@ fn fail(sub: &mut Sub, in_progress: &mut usize, counters: &WorkerCounters) {
         State::Dead => {}
     }
     sub.state = State::Dead;
-    let _ = sub.stream.shutdown(std::net::Shutdown::Both);
+    let _ = sub.stream.socket().shutdown(std::net::Shutdown::Both);
 }
 
 /// Waits until `ready` connections are subscribed or `timeout` passes.
