@@ -195,6 +195,20 @@ async fn plain_and_garbage_clients_on_the_tls_port_are_dropped_and_tls_clients_s
     let (mut ws, _) = connect_wss(addr).await;
     send_wss(&mut ws, json!({"type":"ping"})).await;
     assert_eq!(recv_wss(&mut ws).await["type"], "pong");
+    // Both were counted (over TLS, the metrics too).
+    let failures = server.state().totals().tls_failures;
+    assert_eq!(failures, 2, "the plain client and the junk");
+    let (mut tls, _) = tls_stream(addr).await;
+    tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut metrics = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, tls.read_to_end(&mut metrics)).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("framecast_tls_failures_total 2"),
+        "{metrics}"
+    );
     server.shutdown();
 }
 

@@ -51,7 +51,7 @@ pub(crate) fn render(state: &ServerState) -> Response {
     let d = &state.distributor;
 
     let us = |v: &std::sync::atomic::AtomicU64| get(v) as f64 / 1e6;
-    let simple: [(&str, &str, &str, f64); 22] = [
+    let simple: [(&str, &str, &str, f64); 23] = [
         ("framecast_connections", "gauge", "Open connections.", t.connections as f64),
         ("framecast_connects_total", "counter", "Connections accepted.", t.accepted as f64),
         (
@@ -78,6 +78,12 @@ pub(crate) fn render(state: &ServerState) -> Response {
             "counter",
             "Connections closed for passing max_queued_bytes.",
             t.slow_consumers as f64,
+        ),
+        (
+            "framecast_tls_failures_total",
+            "counter",
+            "TLS sessions closed for a protocol error: not TLS, a failed handshake, a bad record.",
+            t.tls_failures as f64,
         ),
         (
             "framecast_channels",

@@ -461,6 +461,7 @@ impl State {
                 }
             }
             Err(why) => {
+                ShardStats::add(&self.p.stats.tls_failures, 1);
                 if let Some(suppressed) = self.tls_warnings.admit(self.now) {
                     tracing::debug!(error = %why, suppressed, "TLS session failed; closing");
                 }

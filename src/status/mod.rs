@@ -85,6 +85,8 @@ pub struct Totals {
     pub gap_notices: u64,
     /// Connections currently stepped down on conflated channels.
     pub degraded: u64,
+    /// Failed TLS sessions.
+    pub tls_failures: u64,
 }
 
 /// Shared, read-mostly server state.
@@ -128,6 +130,7 @@ impl ServerState {
             t.dropped_events += ShardStats::get(&s.dropped_events);
             t.gap_notices += ShardStats::get(&s.gap_notices);
             t.degraded += ShardStats::get(&s.degraded);
+            t.tls_failures += ShardStats::get(&s.tls_failures);
         }
         t
     }

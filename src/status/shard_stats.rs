@@ -48,6 +48,8 @@ pub struct ShardStats {
     pub deflate_connections: AtomicU64,
     /// Native connections that asked for tick batches (while none does, none is built).
     pub batch_connections: AtomicU64,
+    /// `wss://` sessions that failed (not TLS, a failed handshake, a bad record): each closed.
+    pub tls_failures: AtomicU64,
 }
 
 impl ShardStats {
