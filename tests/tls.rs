@@ -259,12 +259,119 @@ async fn tls_settings_errors_name_the_key(io: IoBackend) {
     assert!(e.contains("tls_cert_file"), "{e}");
 }
 
+/// Whether this host's kernel has TLS, asked the way a sysadmin would check (`TCP_ULP` "tls"
+/// on a connected socket), independently of the server's own probe. With
+/// `FRAMECAST_EXPECT_KTLS=1` (the kernel-TLS VM run, tests/ktls/run.sh) it must.
+fn kernel_has_tls() -> bool {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let _server = listener.accept().unwrap();
+    // SAFETY: `client` owns the descriptor for the call; the value is a live 3-byte buffer.
+    let rc = unsafe {
+        libc::setsockopt(
+            client.as_raw_fd(),
+            libc::SOL_TCP,
+            libc::TCP_ULP,
+            b"tls".as_ptr().cast(),
+            3,
+        )
+    };
+    let has = rc == 0;
+    if std::env::var_os("FRAMECAST_EXPECT_KTLS").is_some_and(|v| v == "1") {
+        assert!(
+            has,
+            "FRAMECAST_EXPECT_KTLS=1 but the kernel has no TLS module"
+        );
+    }
+    has
+}
+
+/// Waits (bounded) until `count()` is `want`; returns what it last was.
+async fn settles(want: u64, count: impl Fn() -> u64) -> u64 {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while count() != want && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    count()
+}
+
+/// After the handshake, every TLS 1.3 session goes to kernel TLS where the kernel has it (and
+/// `tls_kernel` is not `off`), and stays in userspace where it does not: either way large and
+/// small events arrive intact, commands are read, and the close ends with `close_notify` (the
+/// client sees a clean end, not a truncation).
+async fn sessions_go_to_kernel_tls_where_the_host_has_it(io: IoBackend) {
+    let here = kernel_has_tls();
+    for kernel_wanted in [true, false] {
+        let mut c = tls_config(io, "ecdsa");
+        c.tls_kernel = kernel_wanted;
+        let server = start(c);
+        let addr = server.local_addr();
+        let (mut a, _) = connect_wss(addr).await;
+        let (mut b, _) = connect_wss(addr).await;
+        let expected = if here && kernel_wanted { 2 } else { 0 };
+        let kernel_sessions = || server.state().totals().tls_kernel_sessions;
+        // Handed over once idle after the upgrade: before any event is sent.
+        assert_eq!(settles(expected, kernel_sessions).await, expected);
+        subscribe_wss(&mut a, "k").await;
+        subscribe_wss(&mut b, "k").await;
+        let big: String = (0..700_000u32)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        for n in 0..50 {
+            server.publish("k", "n", &json!({ "n": n })).unwrap();
+        }
+        server.publish("k", "big", &json!({ "big": big })).unwrap();
+        server.publish("k", "n", &json!({ "n": 50 })).unwrap();
+        for ws in [&mut a, &mut b] {
+            for n in 0..50 {
+                assert_eq!(recv_wss(ws).await["data"]["n"], n);
+            }
+            assert_eq!(
+                recv_wss(ws).await["data"]["big"].as_str(),
+                Some(big.as_str())
+            );
+            assert_eq!(recv_wss(ws).await["data"]["n"], 50);
+        }
+        // The client's records, opened by the session after the handover.
+        for id in 0..20 {
+            send_wss(&mut a, json!({"type":"ping","ping_id":id})).await;
+            assert_eq!(recv_wss(&mut a).await["ping_id"], id);
+        }
+        send_wss(
+            &mut b,
+            json!({"type":"publish","channel":"k","event_type":"from_b","data":{"x":1}}),
+        )
+        .await;
+        let mut from_b = recv_wss(&mut a).await;
+        while from_b["type"] != "event" {
+            from_b = recv_wss(&mut a).await;
+        }
+        assert_eq!(from_b["event_type"], "from_b");
+        a.close(None).await.unwrap();
+        loop {
+            match tokio::time::timeout(DEADLINE, a.next())
+                .await
+                .expect("closed in time")
+            {
+                None => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("the close did not end cleanly: {e}"),
+            }
+        }
+        assert_eq!(server.state().totals().tls_failures, 0);
+        assert_eq!(kernel_sessions(), expected);
+        server.shutdown();
+    }
+}
+
 both_backends!(
     wss_clients_get_events_large_ones_included,
     http_is_served_over_tls_and_an_ecdsa_certificate_works,
     plain_and_garbage_clients_on_the_tls_port_are_dropped_and_tls_clients_still_served,
     a_reload_serves_new_connections_the_new_certificate_and_keeps_open_ones,
     tls_settings_errors_name_the_key,
+    sessions_go_to_kernel_tls_where_the_host_has_it,
 );
 
 /// The binary: SIGHUP reloads the certificate (one log line), the start says whether kernel TLS

@@ -76,6 +76,12 @@ declare_keys! {
         doc: "PEM private key (RSA, ECDSA or Ed25519; PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`",
         tuning: "PEM private key of `tls_cert_file`",
     }
+    tls_kernel: bool {
+        default: "auto",
+        parse: values::tls_kernel,
+        doc: "`auto`: after the handshake, TLS 1.3 sessions go to kernel TLS where the kernel has it (`CONFIG_TLS`), so events are sent by reference and the kernel encrypts them; `off`: rustls encrypts every send in userspace",
+        tuning: "`auto` (kernel TLS for TLS 1.3 sessions where the kernel has the `tls` module; one log line says which) or `off`",
+    }
     max_connections: usize {
         default: "100000",
         parse: |v| parse_number(v, 1, 100_000_000),

@@ -159,6 +159,7 @@ const INVALID: &[(&str, &str)] = &[
     ("max_message_bytes", "100"),
     ("max_queued_bytes", "1"),
     ("compression", "gzip"),
+    ("tls_kernel", "sometimes"),
     ("compression_level", "10"),
     ("max_connections", "0"),
     ("ping_interval", "soon"),

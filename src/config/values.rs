@@ -77,6 +77,16 @@ pub(crate) fn compression(value: &str) -> Result<bool, String> {
     }
 }
 
+/// Parses `tls_kernel`: `auto` (hand TLS 1.3 sessions to kernel TLS where the kernel has it)
+/// or `off` (always encrypt in userspace).
+pub(crate) fn tls_kernel(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "auto" | "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("`{value}` is not one of auto, off")),
+    }
+}
+
 /// Parses a socket address such as `127.0.0.1:8080`.
 pub(crate) fn address(value: &str) -> Result<SocketAddr, String> {
     value

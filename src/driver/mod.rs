@@ -31,7 +31,7 @@ pub(crate) mod uring;
 mod wake;
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 pub(crate) use crate::conn::SendBatch;
@@ -102,4 +102,8 @@ pub(crate) trait Driver {
     fn close(&mut self, conn: ConnId);
     /// Stops accepting new connections and closes the listener.
     fn stop_accepting(&mut self);
+    /// The socket of `conn` while it is registered: for the socket options
+    /// and the one control message of kernel TLS ([`crate::tls::ktls`]), made while no send
+    /// of `conn` is in flight.
+    fn socket(&self, conn: ConnId) -> Option<BorrowedFd<'_>>;
 }

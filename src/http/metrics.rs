@@ -51,7 +51,7 @@ pub(crate) fn render(state: &ServerState) -> Response {
     let d = &state.distributor;
 
     let us = |v: &std::sync::atomic::AtomicU64| get(v) as f64 / 1e6;
-    let simple: [(&str, &str, &str, f64); 23] = [
+    let simple: [(&str, &str, &str, f64); 24] = [
         ("framecast_connections", "gauge", "Open connections.", t.connections as f64),
         ("framecast_connects_total", "counter", "Connections accepted.", t.accepted as f64),
         (
@@ -84,6 +84,12 @@ pub(crate) fn render(state: &ServerState) -> Response {
             "counter",
             "TLS sessions closed for a protocol error: not TLS, a failed handshake, a bad record.",
             t.tls_failures as f64,
+        ),
+        (
+            "framecast_tls_kernel_sessions_total",
+            "counter",
+            "TLS sessions handed to kernel TLS after their handshake (the kernel encrypts their sends).",
+            t.tls_kernel_sessions as f64,
         ),
         (
             "framecast_channels",

@@ -22,7 +22,7 @@ use crate::auth::Policy;
 use crate::config::{Config, ConfigError};
 use crate::distributor::{Distributor, Ingress};
 use crate::shard::listen;
-use crate::tls::{CertStore, TlsConfigError};
+use crate::tls::{CertStore, KernelSupport, TlsConfigError};
 use backend::Backend;
 use threads::Threads;
 use wiring::ShardCommon;
@@ -119,22 +119,37 @@ fn tls_store(config: &Config) -> Result<Option<Arc<CertStore>>, StartError> {
     let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else {
         return Ok(None);
     };
-    let store = CertStore::load(cert, key).map_err(|e| {
+    let kernel = kernel_tls(config.tls_kernel);
+    let store = CertStore::load(cert, key, kernel).map_err(|e| {
         let key = match &e {
             TlsConfigError::File { key, .. } => key,
             TlsConfigError::Pair { .. } => "tls_key_file",
         };
         ConfigError::invalid(key, e.to_string())
     })?;
+    Ok(Some(Arc::new(store)))
+}
+
+/// What the kernel takes TLS sessions with (nothing with `tls_kernel = "off"`), said in one
+/// line either way.
+fn kernel_tls(wanted: bool) -> KernelSupport {
+    if !wanted {
+        tracing::info!("tls_kernel = \"off\": encrypting in userspace (rustls)");
+        return KernelSupport::NONE;
+    }
     match crate::tls::ktls::probe() {
-        Ok(()) => {
-            tracing::info!("kernel TLS is available; framecast encrypts in userspace (rustls)")
+        Ok(support) => {
+            tracing::info!(
+                ciphers = %support.names(),
+                "kernel TLS available: TLS 1.3 sessions go to the kernel after their handshake"
+            );
+            support
         }
         Err(why) => {
-            tracing::info!(reason = %why, "kernel TLS unavailable: encrypting in userspace (rustls)")
+            tracing::info!(reason = %why, "kernel TLS unavailable: encrypting in userspace (rustls)");
+            KernelSupport::NONE
         }
     }
-    Ok(Some(Arc::new(store)))
 }
 
 /// The startup line.

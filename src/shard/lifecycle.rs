@@ -41,7 +41,7 @@ impl<D: Driver> Shard<D> {
         let conn = Conn::new(self.st.now, &self.st.p.settings, admission);
         let mut entry = Entry::new(conn, session);
         if let Some(certs) = &self.st.p.tls {
-            match crate::tls::TlsSession::new(certs.current()) {
+            match crate::tls::TlsSession::new(certs.current(), certs.kernel()) {
                 Ok(tls) => entry.tls = Some(Box::new(tls)),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not start a TLS session; connection dropped");

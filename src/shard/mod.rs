@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Receiver;
 
-use crate::conn::{AppEvent, ConnSettings};
+use crate::conn::{AppEvent, CloseReason, ConnSettings};
 use crate::conn_id::{ConnId, Slot};
 use crate::distributor::{Ingress, ShardMsg};
 use crate::driver::{accept, Driver, Event};
@@ -31,11 +31,14 @@ use crate::http::pending::PendingBroadcast;
 use crate::http::{self, HttpContext};
 use crate::limits::SENDS_PER_TURN;
 use crate::log_limit::LogLimiter;
+use crate::protocol::message::CloseCode;
 use crate::status::ServerState;
 pub(crate) use crate::status::ShardStats;
 use crate::table::send_queue::wait_bucket;
 pub(crate) use crate::table::SendQueue;
-use crate::table::{ConnTable, SlotIo};
+use crate::table::{ConnTable, Entry, SlotIo};
+use crate::tls::session::TlsError;
+use crate::tls::{ktls, Goodbye};
 use crate::wire::WallTime;
 use commands::Context;
 use deadlines::{Deadlines, Due};
@@ -283,18 +286,49 @@ impl<D: Driver> Shard<D> {
             return;
         }
         self.st.deadlines.schedule(e);
+        if let Some(tls) = e.tls.as_mut() {
+            // Kernel TLS: once the handshake is done and nothing is in flight or buffered.
+            if e.io == SlotIo::Idle && tls.can_hand_over() {
+                let handed = match self.driver.socket(e.id) {
+                    Some(fd) => tls.hand_over(|secrets, seq| ktls::enable_tx(fd, secrets, seq)),
+                    None => Err(TlsError::new("socket gone")),
+                };
+                let stats = &self.st.p.stats;
+                match handed {
+                    Ok(()) => ShardStats::add(&stats.tls_kernel_sessions, 1),
+                    Err(why) => {
+                        ShardStats::add(&stats.tls_failures, 1);
+                        if let Some(suppressed) = self.st.tls_warnings.admit(self.st.now) {
+                            tracing::warn!(error = %why, suppressed, "kernel TLS handover failed; closing");
+                        }
+                        e.conn.handle_peer_gone();
+                    }
+                }
+            }
+            if tls.key_exhausted() {
+                let text = "TLS key limit: reconnect";
+                e.conn.close(
+                    CloseCode::GOING_AWAY,
+                    text,
+                    CloseReason::Normal,
+                    self.st.now,
+                );
+            }
+        }
         let tls_out = e.tls.as_ref().is_some_and(|t| t.wants_send());
         if e.conn.is_done() {
+            let peer_gone = e.conn.close_reason() == Some(CloseReason::PeerGone);
+            if e.io == SlotIo::Idle && !peer_gone && tls_goodbye(&self.driver, e) {
+                self.st.dirty.push_once(slot, &mut e.dirty);
+                return;
+            }
             self.finish(slot);
         } else if e.conn.has_output() || tls_out {
             self.st.dirty.push_once(slot, &mut e.dirty);
         } else if e.conn.wants_write_shutdown() && e.io == SlotIo::Idle {
-            // TLS says goodbye (close_notify) before the write side is shut.
-            if let Some(tls) = e.tls.as_mut().filter(|t| !t.is_handshaking()) {
-                if tls.close_notify() {
-                    self.st.dirty.push_once(slot, &mut e.dirty);
-                    return;
-                }
+            if tls_goodbye(&self.driver, e) {
+                self.st.dirty.push_once(slot, &mut e.dirty);
+                return;
             }
             self.driver.shutdown_write(e.id);
             e.conn.handle_write_shutdown();
@@ -416,6 +450,25 @@ impl<D: Driver> Shard<D> {
             e.io = SlotIo::Sending;
             self.driver.send(e.id, batch);
         }
+    }
+}
+
+/// TLS says goodbye (`close_notify`) once, before the write side is shut or the socket closed
+/// (RFC 8446 §6.1): returns true when the alert is queued for a send (in userspace); through
+/// kernel TLS it is sent here. Called with no send of the connection in flight.
+fn tls_goodbye<D: Driver>(driver: &D, e: &mut Entry) -> bool {
+    let Some(tls) = e.tls.as_mut().filter(|t| !t.is_handshaking()) else {
+        return false;
+    };
+    match tls.close_notify() {
+        Goodbye::Queued => true,
+        Goodbye::ByKernel => {
+            if let Some(fd) = driver.socket(e.id) {
+                let _ = ktls::send_close_notify(fd);
+            }
+            false
+        }
+        Goodbye::Said => false,
     }
 }
 

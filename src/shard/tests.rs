@@ -93,6 +93,9 @@ impl Driver for FakeDriver {
     }
 
     fn stop_accepting(&mut self) {}
+    fn socket(&self, _: ConnId) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// A shard on a fake driver, with its own clock.

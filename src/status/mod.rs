@@ -87,6 +87,8 @@ pub struct Totals {
     pub degraded: u64,
     /// Failed TLS sessions.
     pub tls_failures: u64,
+    /// TLS sessions handed to kernel TLS.
+    pub tls_kernel_sessions: u64,
 }
 
 /// Shared, read-mostly server state.
@@ -131,6 +133,7 @@ impl ServerState {
             t.gap_notices += ShardStats::get(&s.gap_notices);
             t.degraded += ShardStats::get(&s.degraded);
             t.tls_failures += ShardStats::get(&s.tls_failures);
+            t.tls_kernel_sessions += ShardStats::get(&s.tls_kernel_sessions);
         }
         t
     }

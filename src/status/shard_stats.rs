@@ -50,6 +50,8 @@ pub struct ShardStats {
     pub batch_connections: AtomicU64,
     /// `wss://` sessions that failed (not TLS, a failed handshake, a bad record): each closed.
     pub tls_failures: AtomicU64,
+    /// `wss://` sessions handed to kernel TLS after their handshake.
+    pub tls_kernel_sessions: AtomicU64,
 }
 
 impl ShardStats {

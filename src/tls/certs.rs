@@ -9,6 +9,8 @@ use std::sync::{Arc, RwLock};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
+
+use super::KernelSupport;
 use thiserror::Error;
 
 /// Why the certificate files could not be used.
@@ -40,17 +42,30 @@ pub(crate) struct CertStore {
     cert_file: PathBuf,
     key_file: PathBuf,
     current: RwLock<Arc<ServerConfig>>,
+    /// What the kernel takes sessions with (configurations allow secret extraction if any).
+    kernel: KernelSupport,
 }
 
 impl CertStore {
     /// Reads the certificate chain and key; the error names the key of the file at fault.
-    pub(crate) fn load(cert_file: &Path, key_file: &Path) -> Result<CertStore, TlsConfigError> {
-        let config = server_config(cert_file, key_file)?;
+    /// Sessions go to the kernel after their handshake where `kernel` takes their cipher.
+    pub(crate) fn load(
+        cert_file: &Path,
+        key_file: &Path,
+        kernel: KernelSupport,
+    ) -> Result<CertStore, TlsConfigError> {
+        let config = server_config(cert_file, key_file, kernel)?;
         Ok(CertStore {
             cert_file: cert_file.to_path_buf(),
             key_file: key_file.to_path_buf(),
             current: RwLock::new(config),
+            kernel,
         })
+    }
+
+    /// What the kernel takes sessions with.
+    pub(crate) fn kernel(&self) -> KernelSupport {
+        self.kernel
     }
 
     /// The configuration for a new connection (taken once per accepted connection).
@@ -64,7 +79,7 @@ impl CertStore {
     /// Reads the files again; new connections get the new certificate, open ones keep theirs.
     /// On error the old certificate stays.
     pub(crate) fn reload(&self) -> Result<(), TlsConfigError> {
-        let config = server_config(&self.cert_file, &self.key_file)?;
+        let config = server_config(&self.cert_file, &self.key_file, self.kernel)?;
         match self.current.write() {
             Ok(mut c) => *c = config,
             Err(poisoned) => *poisoned.into_inner() = config,
@@ -82,8 +97,12 @@ fn file_error(key: &'static str, path: &Path, reason: impl ToString) -> TlsConfi
 }
 
 /// A rustls server configuration (ring provider, TLS 1.2 and 1.3, ALPN `http/1.1`) for the
-/// files' certificate chain and key.
-fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, TlsConfigError> {
+/// files' certificate chain and key; secrets can be taken out for the kernel where it takes any.
+fn server_config(
+    cert_file: &Path,
+    key_file: &Path,
+    kernel: KernelSupport,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .map_err(|e| file_error("tls_cert_file", cert_file, e))?
         .collect::<Result<_, _>>()
@@ -116,6 +135,7 @@ fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConfig>,
             reason: e.to_string(),
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.enable_secret_extraction = kernel.any();
     Ok(Arc::new(config))
 }
 
@@ -134,7 +154,8 @@ mod tests {
         for kind in ["rsa", "ecdsa"] {
             let cert = fixture(&format!("server-{kind}.pem"));
             let key = fixture(&format!("server-{kind}.key"));
-            CertStore::load(&cert, &key).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            CertStore::load(&cert, &key, KernelSupport::NONE)
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
         }
     }
 
@@ -143,17 +164,25 @@ mod tests {
         let cert = fixture("server-rsa.pem");
         let key = fixture("server-rsa.key");
         let missing = fixture("nope.pem");
-        let e = CertStore::load(&missing, &key).unwrap_err().to_string();
+        let e = CertStore::load(&missing, &key, KernelSupport::NONE)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("tls_cert_file = "), "{e}");
-        let e = CertStore::load(&cert, &cert).unwrap_err().to_string();
+        let e = CertStore::load(&cert, &cert, KernelSupport::NONE)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("tls_key_file = "), "{e}");
-        let e = CertStore::load(&key, &key).unwrap_err().to_string();
+        let e = CertStore::load(&key, &key, KernelSupport::NONE)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("tls_cert_file") && e.contains("no CERTIFICATE"),
             "{e}"
         );
         let other_key = fixture("server-ecdsa.key");
-        let e = CertStore::load(&cert, &other_key).unwrap_err().to_string();
+        let e = CertStore::load(&cert, &other_key, KernelSupport::NONE)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("tls_key_file = "), "a mismatched pair: {e}");
     }
 }

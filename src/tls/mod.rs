@@ -4,15 +4,19 @@
 //! sans-IO: ciphertext in, ciphertext out, no socket in this module.
 //!
 //! Userspace encryption costs one copy per connection per send (the shared frames are encrypted
-//! separately for every subscriber); kernel TLS, where the kernel has it, would keep shared-frame
-//! sends, and [`ktls`] says whether this host has it.
+//! separately for every subscriber). Where the kernel has TLS ([`ktls`]), each TLS 1.3 session
+//! is handed to it after the handshake, so shared frames are sent by reference again and the
+//! kernel encrypts them; received records are then opened in [`record_open`].
 
 pub(crate) mod certs;
 pub(crate) mod ktls;
+mod record;
+mod record_open;
 pub(crate) mod session;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use certs::CertStore;
 pub use certs::TlsConfigError;
-pub(crate) use session::TlsSession;
+pub(crate) use ktls::KernelSupport;
+pub(crate) use session::{Goodbye, TlsSession};

@@ -6,7 +6,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream as StdStream;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -361,6 +361,11 @@ impl Driver for EpollDriver {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
+    }
+
+    fn socket(&self, id: ConnId) -> Option<BorrowedFd<'_>> {
+        let conn = self.conns.get(id.slot as usize)?.as_ref()?;
+        (conn.gen == id.gen).then(|| conn.stream.as_fd())
     }
 }
 

@@ -31,7 +31,7 @@ mod user_data;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -219,6 +219,12 @@ impl Driver for UringDriver {
         if self.listener.take().is_some() && self.accept_armed {
             self.cancel(Op::Accept);
         }
+    }
+
+    fn socket(&self, conn: ConnId) -> Option<BorrowedFd<'_>> {
+        self.state(conn)
+            .and_then(SlotState::stream)
+            .map(AsFd::as_fd)
     }
 }
 
