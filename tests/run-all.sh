@@ -9,10 +9,12 @@
 #                                    cluster suite against real nats-server processes
 # 2. io_uring denied (seccomp)       one suite again with io_uring blocked as Docker blocks it:
 #                                    the io_uring variants say they were skipped, epoll runs
-# 3. tests/fuzz/smoke.sh             each fuzz target for FUZZ_SECONDS (default 30) on 2 MiB stacks
-# 4. tests/autobahn/run.sh           Autobahn|TestSuite fuzzingclient: 1.*-10.* on both backends,
+# 3. tests/ktls/run.sh               tests/tls.rs again in a qemu VM whose kernel has kernel TLS
+#                                    (this host's has not): sessions must go to the kernel
+# 4. tests/fuzz/smoke.sh             each fuzz target for FUZZ_SECONDS (default 30) on 2 MiB stacks
+# 5. tests/autobahn/run.sh           Autobahn|TestSuite fuzzingclient: 1.*-10.* on both backends,
 #                                    12.* and 13.* (permessage-deflate) on the default one
-# 5. clients/ci.sh                   the TypeScript, React and Python clients against the server
+# 6. clients/ci.sh                   the TypeScript, React and Python clients against the server
 #
 # `cargo test` alone still runs the Rust suites. Steps that need a tool this machine lacks
 # (a nightly toolchain, Python 2.7) print one line saying they were skipped and why.
@@ -53,6 +55,9 @@ grep -q "io_uring variants of .* skipped" "$denied_log" || {
     echo "error: with io_uring denied the suite did not report its io_uring variants as skipped" >&2
     exit 1
 }
+
+step "kernel TLS in a VM (tests/ktls/run.sh)"
+tests/ktls/run.sh
 
 if [[ -x tests/fuzz/smoke.sh ]]; then
     step "fuzz smoke runs"
