@@ -156,14 +156,16 @@ pub fn on_open(ctx: &mut Context<'_>, outbox: &mut Outbox) {
     let id = ctx.session.client_id.to_string();
     let identity = ctx.session.identity.as_deref();
     let user = identity.map(|i| i.user_id.clone());
-    outbox.push_unchecked(reply::connected(
-        ctx.wall,
-        &id,
-        user.as_deref(),
-        ctx.tick_hz,
-        expires_at_ms(identity),
-        identity.is_none() && !ctx.policy.anonymous,
-    ));
+    outbox.push_unchecked(reply::connected(&reply::Greeting {
+        at: ctx.wall,
+        client_id: &id,
+        user_id: user.as_deref(),
+        tick_hz: ctx.tick_hz,
+        expires_at_ms: expires_at_ms(identity),
+        auth_required: identity.is_none() && !ctx.policy.anonymous,
+        batch: ctx.session.batch,
+        binary: ctx.session.binary,
+    }));
     if let Some(text) = ctx.welcome {
         outbox.push_unchecked(compat::welcome(ctx.wall, text));
     }

@@ -64,29 +64,43 @@ fn expiry(o: &mut Obj, expires_at_ms: Option<u64>) {
     };
 }
 
+/// What `connected` tells a freshly upgraded connection about itself and the server.
+#[derive(Clone, Copy, Debug)]
+pub struct Greeting<'a> {
+    /// The server's wall clock now.
+    pub at: WallTime,
+    /// The connection's identifier.
+    pub client_id: &'a str,
+    /// The upgrade's token's user, if any.
+    pub user_id: Option<&'a str>,
+    /// The frame clock's rate (0: immediate mode).
+    pub tick_hz: u32,
+    /// When the upgrade's token expires (Unix ms).
+    pub expires_at_ms: Option<u64>,
+    /// The connection must still send `auth`.
+    pub auth_required: bool,
+    /// The upgrade asked for tick batches (`?batch=1`) and gets them.
+    pub batch: bool,
+    /// The upgrade asked for binary frames (`?binary=1`) and gets them.
+    pub binary: bool,
+}
+
 /// `connected`: the first message on every native connection.
-pub fn connected(
-    at: WallTime,
-    client_id: &str,
-    user_id: Option<&str>,
-    tick_hz: u32,
-    expires_at_ms: Option<u64>,
-    auth_required: bool,
-) -> Bytes {
+pub fn connected(g: &Greeting<'_>) -> Bytes {
+    let flag = |on: bool| if on { "true" } else { "false" };
     let mut o = Obj::new("connected");
-    o.str("client_id", client_id);
-    match user_id {
+    o.str("client_id", g.client_id);
+    match g.user_id {
         Some(u) => o.str("user_id", u),
         None => o.raw("user_id", "null"),
     };
-    o.str("timestamp", &at.rfc3339())
-        .raw("server_time_ms", &at.unix_ms().to_string())
-        .raw("tick_hz", &tick_hz.to_string());
-    expiry(&mut o, expires_at_ms);
-    o.raw(
-        "auth_required",
-        if auth_required { "true" } else { "false" },
-    );
+    o.str("timestamp", &g.at.rfc3339())
+        .raw("server_time_ms", &g.at.unix_ms().to_string())
+        .raw("tick_hz", &g.tick_hz.to_string());
+    expiry(&mut o, g.expires_at_ms);
+    o.raw("auth_required", flag(g.auth_required))
+        .raw("batch", flag(g.batch))
+        .raw("binary", flag(g.binary));
     o.frame()
 }
 
@@ -298,14 +312,16 @@ mod tests {
 
     #[test]
     fn connected_has_the_documented_fields() {
-        let v = json(&connected(
-            AT,
-            "c-1",
-            None,
-            60,
-            Some(1_800_000_000_000),
-            true,
-        ));
+        let v = json(&connected(&Greeting {
+            at: AT,
+            client_id: "c-1",
+            user_id: None,
+            tick_hz: 60,
+            expires_at_ms: Some(1_800_000_000_000),
+            auth_required: true,
+            batch: true,
+            binary: false,
+        }));
         assert_eq!(
             v["server_time_ms"], 1_800_000_000_123u64,
             "the time passed in"
@@ -317,6 +333,7 @@ mod tests {
         assert_eq!(v["client_id"], "c-1");
         assert!(v["user_id"].is_null());
         assert_eq!(v["tick_hz"], 60);
+        assert_eq!((&v["batch"], &v["binary"]), (&true.into(), &false.into()));
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
     }
 

@@ -109,6 +109,27 @@ export type SocketFactory = (
 /** @internal */
 export const SOCKET_FACTORY = Symbol("framecast.socketFactory");
 
+/** Node's (OpenSSL's) codes for a certificate that did not verify: the chain, its dates, the name. */
+const CERTIFICATE_ERRORS = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "CERT_REVOKED",
+  "CERT_CHAIN_TOO_LONG",
+  "INVALID_CA",
+  "INVALID_PURPOSE",
+  "PATH_LENGTH_EXCEEDED",
+  "HOSTNAME_MISMATCH",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
 const now = (): number => (globalThis.performance ? globalThis.performance.now() : Date.now());
 
 /** A framecast connection: states, reconnects with the server's hints or jittered backoff,
@@ -148,6 +169,8 @@ export class FramecastClient extends Emitter<ClientEvents> {
   #hello: Record<string, unknown> | null = null;
   #authPending = false;
   #upgradeStatus = 0;
+  /** The TLS verification error code of the current attempt (Node only), e.g. `CERT_HAS_EXPIRED`. */
+  #certificateError: string | null = null;
   #waiters: { resolve: (i: ConnectedInfo) => void; reject: (e: FramecastError) => void }[] = [];
   #rttMs: number | null = null;
   #host: ChannelHost;
@@ -336,6 +359,7 @@ export class FramecastClient extends Emitter<ClientEvents> {
     this.#setState({ to: "connecting" });
     this.#hint = null;
     this.#upgradeStatus = 0;
+    this.#certificateError = null;
     let token = this.#token;
     const exp = tokenExpiry(token);
     if (this.#o.getToken && (!token || (exp !== null && exp - Date.now() < 5000))) {
@@ -401,9 +425,13 @@ export class FramecastClient extends Emitter<ClientEvents> {
       this.#onMessage(ev.data, wall0, reconnecting);
     };
     ws.onerror = (ev) => {
-      const e = ev as { message?: unknown; error?: { message?: unknown } };
+      if (gen !== this.#gen) return;
+      const e = ev as { message?: unknown; error?: { message?: unknown; code?: unknown } };
       const m = /Unexpected server response: (\d+)/.exec(String(e.message ?? e.error?.message ?? ""));
       if (m) this.#upgradeStatus = Number(m[1]);
+      // Node's `ws` passes the TLS error on (browsers say nothing): an untrusted certificate.
+      const code = e.error?.code;
+      if (typeof code === "string" && CERTIFICATE_ERRORS.has(code)) this.#certificateError = code;
     };
     ws.onclose = (ev) => {
       if (gen !== this.#gen) return;
@@ -426,6 +454,8 @@ export class FramecastClient extends Emitter<ClientEvents> {
       serverTimeMs: Number(hello.server_time_ms ?? 0),
       tokenExpiresAt: this.#tokenExpiresAt,
       reconnected,
+      batch: hello.batch === true,
+      binary: hello.binary === true,
       raw: hello,
     };
     this.#info = info;
@@ -719,6 +749,7 @@ export class FramecastClient extends Emitter<ClientEvents> {
     if (gen !== this.#gen) return;
     const wasConnected = this.#info !== null;
     const upgrade = this.#upgradeStatus;
+    const certificate = this.#certificateError;
     const hint = this.#hint;
     this.#teardown(code, reason, false);
     if (wasConnected && Date.now() - this.#connectedAt >= (this.#reconnect?.resetAfterMs ?? 60_000)) this.#attempt = 0;
@@ -737,6 +768,9 @@ export class FramecastClient extends Emitter<ClientEvents> {
       failure = "upgrade refused (403: origin not allowed)";
     } else if (code === 1002 || code === 1003 || code === 1007) {
       failure = `protocol error (${code} ${reason})`;
+    } else if (certificate) {
+      // Not a network condition: retrying cannot make the certificate trusted.
+      failure = `TLS certificate verification failed (${certificate})`;
     }
     if (failure || !this.#reconnect) willReconnect = false;
     this.emit("disconnected", { code, reason, willReconnect });

@@ -55,6 +55,10 @@ export interface ConnectedInfo {
   tokenExpiresAt: number | null;
   /** Whether this is a reconnection. */
   reconnected: boolean;
+  /** The server sends this connection tick batches (`batch: true` asked, and the server said so). */
+  batch: boolean;
+  /** The server sends this connection binary events as binary frames (`binary: true`, said so). */
+  binary: boolean;
   /** The raw `connected` message. */
   raw: Record<string, unknown>;
 }

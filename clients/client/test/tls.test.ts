@@ -63,14 +63,22 @@ describe("wss:// (Node, ws)", { timeout: 60_000 }, () => {
     assert.equal(code, "UNABLE_TO_VERIFY_LEAF_SIGNATURE");
     // So does HTTPS.
     await assert.rejects(httpsFetch(`${server.httpUrl}/metrics`), (e: Error & { code?: string }) => e.code === "UNABLE_TO_VERIFY_LEAF_SIGNATURE");
-    const c = new FramecastClient({ url: server.wsUrl, reconnect: false });
+    // The client fails at once, naming the reason, and does not retry (reconnect is on by default):
+    // no backoff can make the certificate trusted.
+    const c = new FramecastClient({ url: server.wsUrl });
     clients.push(c);
     const states = stateLog(c);
-    await assert.rejects(c.connect(), (e: FramecastError) => e.code === "CLOSED");
+    const errors: FramecastError[] = [];
+    await assert.rejects(c.connect(), (e: FramecastError) => {
+      errors.push(e);
+      return e.code === "FAILED" && !e.retryable;
+    });
+    assert.match(errors[0]!.message, /TLS certificate verification failed \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/);
     assert.deepEqual(
       states.map((s) => s.to),
-      ["connecting", "closed"],
+      ["connecting", "failed"],
     );
+    assert.equal(c.state, "failed");
     // With it, the same server answers.
     const ok = await httpsFetch(`${server.httpUrl}/metrics`, { ca: testCa() });
     assert.equal(ok.status, 200);

@@ -42,8 +42,8 @@ describe("wire forms", { timeout: 60_000 }, () => {
     const ch = fresh("hist:batch");
     const batched = client({ batch: true });
     const plain = client();
-    await batched.connect();
-    await plain.connect();
+    assert.equal((await batched.connect()).batch, true, "the server says it batches");
+    assert.equal((await plain.connect()).batch, false);
     const got = new Recorder(batched.channel(ch));
     const want = new Recorder(plain.channel(ch));
     batched.subscribe(ch);

@@ -55,8 +55,8 @@ async def test_a_batch_client_gets_every_event_once_in_order(servers, clients):
     server = await servers(CONFIG)
     batched = clients(server.ws_url, batch=True)
     plain = clients(server.ws_url)
-    await batched.connect()
-    await plain.connect()
+    assert (await batched.connect()).batch, "the server says it batches"
+    assert not (await plain.connect()).batch
     ch = fresh("hist:batch")
     got = Recorder(await batched.subscribe(ch))
     want = Recorder(await plain.subscribe(ch))
@@ -97,7 +97,13 @@ async def test_http_octet_stream_reaches_every_wire_form_as_the_same_bytes(serve
         "batch": clients(server.ws_url, batch=True),
         "binary_batch": clients(server.ws_url, binary=True, batch=True),
     }
-    await asyncio.gather(*(c.connect() for c in forms.values()))
+    infos = await asyncio.gather(*(c.connect() for c in forms.values()))
+    assert [(i.batch, i.binary) for i in infos] == [
+        (False, True),
+        (False, False),
+        (True, False),
+        (True, True),
+    ]
     ch = fresh("hist:bin")
     recs = {name: Recorder(await c.subscribe(ch)) for name, c in forms.items()}
     # Published together, so that ticks (2 Hz) mix binary and JSON events.

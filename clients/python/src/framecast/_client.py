@@ -485,6 +485,8 @@ class Client:
             server_time_ms=int(hello.get("server_time_ms", 0)),
             token_expires_at=self._token_expires_at,
             reconnected=reconnected,
+            batch=hello.get("batch") is True,
+            binary=hello.get("binary") is True,
             raw=hello,
         )
         self._connected_at = time.monotonic()

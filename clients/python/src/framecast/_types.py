@@ -118,6 +118,10 @@ class ConnectedInfo:
     token_expires_at: float | None
     """Seconds since the epoch, from the server if it says, else from the token's ``exp``."""
     reconnected: bool
+    batch: bool
+    """The server sends this connection tick batches (``batch=True`` asked, and it said so)."""
+    binary: bool
+    """The server sends binary events as binary frames (``binary=True`` asked, and it said so)."""
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     def __getitem__(self, name: str) -> Any:
