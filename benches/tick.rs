@@ -183,6 +183,7 @@ fn shard_fanout(c: &mut Criterion) {
             variants: None,
             deflated: None,
             binary: None,
+            binary_deflated: None,
             batch: None,
         }],
         acks: Vec::new(),

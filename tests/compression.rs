@@ -64,20 +64,24 @@ impl DeflateClient {
     /// The next text message: whether it came compressed, and its JSON.
     async fn message(&mut self) -> (bool, Value) {
         loop {
-            let (first, payload) = self.raw.read_frame().await.expect("a frame");
+            let (first, payload) = self.data_frame().await;
             if first & 0x0f != 0x1 {
                 continue;
             }
             if first & 0x40 == 0 {
                 return (false, serde_json::from_slice(&payload).unwrap());
             }
-            let mut input = payload;
-            input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-            let mut out = Vec::with_capacity(1 << 20);
-            Decompress::new(false)
-                .decompress_vec(&input, &mut out, FlushDecompress::Sync)
-                .expect("valid DEFLATE");
-            return (true, serde_json::from_slice(&out).unwrap());
+            return (true, serde_json::from_slice(&inflate(payload)).unwrap());
+        }
+    }
+
+    /// The next data frame: its first byte (FIN, RSV1, opcode) and its payload as sent.
+    async fn data_frame(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            let (first, payload) = self.raw.read_frame().await.expect("a frame");
+            if matches!(first & 0x0f, 0x1 | 0x2) {
+                return (first, payload);
+            }
         }
     }
 
@@ -90,6 +94,16 @@ impl DeflateClient {
             }
         }
     }
+}
+
+/// A compressed message's payload inflated (RFC 7692 §7.2.2: the sync flush tail appended).
+fn inflate(mut payload: Vec<u8>) -> Vec<u8> {
+    payload.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(1 << 20);
+    Decompress::new(false)
+        .decompress_vec(&payload, &mut out, FlushDecompress::Sync)
+        .expect("valid DEFLATE");
+    out
 }
 
 /// A realistic event: a unit's position and state, not padding that compresses unrealistically.
@@ -362,6 +376,39 @@ async fn under_echo_false_a_batch_client_gets_others_events_but_never_its_own(io
     server.shutdown();
 }
 
+async fn a_binary_client_that_agreed_to_deflate_gets_json_events_compressed_beside_binary_frames(
+    io: IoBackend,
+) {
+    let server = start(slow_ticks(io, ""));
+    let mut zc = DeflateClient::connect_path(server.local_addr(), "/ws?binary=1").await;
+    assert!(zc.agreed());
+    zc.send(json!({"type":"subscribe","channels":["pos:1"]}))
+        .await;
+    zc.message_of("subscribed").await;
+    // Published together, so that one tick (2 Hz) mixes binary and JSON events.
+    let floats: Vec<u8> = (0..64u8).flat_map(|i| f32::from(i).to_le_bytes()).collect();
+    for n in 0..3 {
+        server
+            .publish_binary("pos:1", "f32", None, floats.clone())
+            .unwrap();
+        server.publish("pos:1", "position", &position(n)).unwrap();
+    }
+    for n in 0..3 {
+        let (first, payload) = zc.data_frame().await;
+        assert_eq!(first, 0x82, "a binary event: a binary frame as it is");
+        assert_eq!(payload[0], 1, "the binary event header's version");
+        assert!(payload.ends_with(&floats));
+        let (first, payload) = zc.data_frame().await;
+        assert_eq!(
+            first, 0xC1,
+            "the JSON event {n} comes compressed, not plain beside binary events"
+        );
+        let event: Value = serde_json::from_slice(&inflate(payload)).unwrap();
+        assert_eq!(event["data"], position(n));
+    }
+    server.shutdown();
+}
+
 async fn a_bad_batch_parameter_refuses_the_upgrade_with_400(io: IoBackend) {
     let server = start(config(io));
     let req = "GET /ws?batch=yes HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
@@ -376,6 +423,7 @@ both_backends!(
     a_compressing_batch_client_gets_each_batch_compressed_once,
     under_echo_false_a_batch_client_gets_others_events_but_never_its_own,
     a_bad_batch_parameter_refuses_the_upgrade_with_400,
+    a_binary_client_that_agreed_to_deflate_gets_json_events_compressed_beside_binary_frames,
     deflate_clients_get_compressed_events_and_plain_clients_plain_ones,
     a_deflate_client_recovers_history_and_snapshots_compressed,
     a_compressed_message_too_big_once_inflated_closes_with_1009,

@@ -7,6 +7,7 @@
 
 mod ack;
 pub(crate) mod batch;
+mod binary_twin;
 pub mod channels;
 mod clustered;
 pub mod conflate;
@@ -73,6 +74,9 @@ pub struct ChannelFrames {
     /// With binary events among them: the same events with those as binary frames (the
     /// others plain), for connections that opened with `?binary=1`.
     pub binary: Option<Twin>,
+    /// `binary`'s form for connections that also agreed to permessage-deflate: its JSON events
+    /// compressed (from `deflated`), its binary frames as they are.
+    pub binary_deflated: Option<Twin>,
     /// The tick's events as one message, for connections that asked for tick batches (`None`
     /// for a single event, or when a publisher must not get its own event back).
     pub batch: Option<Batch>,

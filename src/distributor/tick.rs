@@ -9,14 +9,14 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::batch::tick_batch;
+use super::binary_twin::{mix_deflated, BinaryTwin};
 use super::channels::ChannelRegistry;
 use super::conflate::{crossed, retain_newest_per_key};
 use super::deflated::deflate_frames;
-use super::form::{EventForms, Twin};
-use super::{AckOutcome, ChannelFrames, Exclusion, Origin, Publication, PublishAck, Variants};
+use super::form::EventForms;
+use super::{AckOutcome, ChannelFrames, Exclusion, Publication, PublishAck};
 use crate::config::{Delivery, Namespaces};
 use crate::protocol::compress::FrameDeflater;
-use crate::wire::binary_event::put_binary_event_frame;
 use crate::wire::event::{put_event_frame, EventFields};
 
 /// Bytes an event frame adds around its payload, for sizing the joined buffer up front.
@@ -186,15 +186,7 @@ pub fn encode_tick(
         let mut exclusions = Vec::new();
         // Binary events: the same events with those as binary frames, built beside the plain
         // ones (a copy of each JSON event's frame, so `?binary=1` connections get one buffer).
-        let mut bin = pending.iter().any(|p| p.binary).then(|| {
-            let mut bin = BytesMut::with_capacity(size);
-            bin.extend_from_slice(&out);
-            BinaryTwin {
-                bin,
-                spans: Vec::new(),
-                exclusions: Vec::new(),
-            }
-        });
+        let mut bin = (pending.iter().any(|p| p.binary)).then(|| BinaryTwin::new(&out, size));
         let first_seq = pending
             .first()
             .map_or(state.last_seq + 1, |p| seq_after(state.last_seq, p));
@@ -216,7 +208,7 @@ pub fn encode_tick(
                 });
             }
             if let Some(twin) = &mut bin {
-                twin.add(&fields, &out[start..], excluded);
+                twin.add(&fields, &out, start, excluded);
             }
         }
         let frames = out.freeze();
@@ -224,13 +216,21 @@ pub fn encode_tick(
             .as_deref_mut()
             .map(|d| deflate_frames(d, &frames, Some(&exclusions[..]).filter(|x| !x.is_empty())));
         let binary = bin.map(BinaryTwin::freeze);
+        // For `?binary=1` connections that agreed to deflate: the binary frames beside the JSON
+        // events' compressed frames (no second compression).
+        let binary_deflated = match (&binary, &twin) {
+            (Some((bin, events)), Some((deflated, bounds))) => {
+                Some(mix_deflated(bin, events, deflated, bounds, events_from))
+            }
+            _ => None,
+        };
         for (i, (&(start, end, seq), p)) in spans.iter().zip(&pending).enumerate() {
             let frame = frames.slice(start..end);
             let deflated = twin.as_ref().map_or(Bytes::new(), |(t, bounds)| {
                 t.frames.slice(bounds.twin(start)..bounds.twin(end))
             });
             let binary_frame = match (&binary, p.binary) {
-                (Some((t, spans)), true) => t.frames.slice(spans[i].0..spans[i].1),
+                (Some((t, events)), true) => t.frames.slice(events[i].bin.clone()),
                 _ => Bytes::new(),
             };
             if feed_levels {
@@ -238,7 +238,7 @@ pub fn encode_tick(
                 state
                     .levels
                     .get_or_default()
-                    .add(p.key.as_ref(), seq, &frame, origin);
+                    .add(p.key.as_ref(), seq, (&frame, &deflated), origin);
             }
             let forms = EventForms {
                 plain: frame.clone(),
@@ -252,8 +252,15 @@ pub fn encode_tick(
             state
                 .levels
                 .get_mut()
-                .and_then(|l| l.emit(name, input.boundaries, state.last_seq))
-                .map(|v| Arc::from(deflate_variants(deflater.as_deref_mut(), v)))
+                .and_then(|l| {
+                    l.emit(
+                        name,
+                        input.boundaries,
+                        state.last_seq,
+                        deflater.as_deref_mut(),
+                    )
+                })
+                .map(Arc::from)
         } else {
             None
         };
@@ -278,6 +285,7 @@ pub fn encode_tick(
                 variants,
                 deflated: twin.map(|(t, _)| t),
                 binary: binary.map(|(t, _)| t),
+                binary_deflated,
                 batch,
             };
             for shard in state.shards.iter() {
@@ -293,57 +301,6 @@ pub fn encode_tick(
     emit_level_windows(registry, input, &mut per_shard, levelled, deflater);
     registry.deflater = kept_deflater;
     per_shard
-}
-
-/// A channel's tick with its binary events as binary frames, built beside the plain frames.
-struct BinaryTwin {
-    bin: BytesMut,
-    /// Each event's bytes in `bin`, in order.
-    spans: Vec<(usize, usize)>,
-    exclusions: Vec<Exclusion>,
-}
-
-impl BinaryTwin {
-    /// Adds the next event: its binary frame if it is a binary event, else a copy of `plain`,
-    /// its JSON frame; `excluded` is the publisher that must not get it back.
-    fn add(&mut self, fields: &EventFields<'_>, plain: &[u8], excluded: Option<Origin>) {
-        let start = self.bin.len();
-        match fields.binary {
-            true => {
-                put_binary_event_frame(&mut self.bin, fields);
-            }
-            false => self.bin.extend_from_slice(plain),
-        }
-        let end = self.bin.len();
-        self.spans.push((start, end));
-        if let Some(origin) = excluded {
-            self.exclusions.push(Exclusion {
-                origin,
-                start: start as u32,
-                end: end as u32,
-            });
-        }
-    }
-
-    /// The twin, and each event's span in it.
-    fn freeze(self) -> (Twin, Vec<(usize, usize)>) {
-        let exclusions = (!self.exclusions.is_empty()).then(|| Arc::from(self.exclusions));
-        let frames = self.bin.freeze();
-        (Twin { frames, exclusions }, self.spans)
-    }
-}
-
-/// Gives each rate-level variant its compressed twin (when compression is on).
-fn deflate_variants(
-    deflater: Option<&mut FrameDeflater>,
-    mut variants: Box<Variants>,
-) -> Box<Variants> {
-    if let Some(d) = deflater {
-        for v in variants.iter_mut().flatten() {
-            v.deflated = Some(deflate_frames(d, &v.bytes, v.exclusions.as_deref()).0);
-        }
-    }
-    variants
 }
 
 /// At a boundary, conflated channels with no new event this tick still close their rate-level
@@ -366,10 +323,9 @@ fn emit_level_windows(
         }
         if input.boundaries != 0 {
             let last_seq = state.last_seq;
-            let emitted =
-                (state.levels.get_mut()).and_then(|l| l.emit(&name, input.boundaries, last_seq));
+            let emitted = (state.levels.get_mut())
+                .and_then(|l| l.emit(&name, input.boundaries, last_seq, deflater.as_deref_mut()));
             if let Some(variants) = emitted {
-                let variants = deflate_variants(deflater.as_deref_mut(), variants);
                 let item = ChannelFrames {
                     channel: name.clone(),
                     frames: Bytes::new(),
@@ -380,6 +336,7 @@ fn emit_level_windows(
                     variants: Some(Arc::from(variants)),
                     deflated: None,
                     binary: None,
+                    binary_deflated: None,
                     batch: None,
                 };
                 for shard in state.shards.iter() {

@@ -177,6 +177,10 @@ impl<'a> Shared<'a> {
         let count = u64::from(item.count);
         let range = (item.first_seq, item.first_seq + count - 1, count);
         if let Some(b) = item.binary.as_ref().filter(|_| entry.session.binary) {
+            let b = match (&item.binary_deflated, entry.conn.deflates()) {
+                (Some(d), true) => d,
+                _ => b,
+            };
             return Shared {
                 bytes: &b.frames,
                 exclusions: b.exclusions.as_deref(),

@@ -36,6 +36,7 @@ fn batch(channel: &str, delivery: Delivery, frames: Bytes, first_seq: u64) -> Ti
             exclusions: None,
             deflated: None,
             binary: None,
+            binary_deflated: None,
             batch: None,
         }],
         acks: Vec::new(),

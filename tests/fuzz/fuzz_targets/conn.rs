@@ -259,6 +259,7 @@ impl Harness {
                 exclusions: None,
                 deflated: None,
                 binary: None,
+                binary_deflated: None,
                 batch: None,
             });
         }
