@@ -4,7 +4,7 @@
 //! gather list and mark it sent, as the driver would. Throughput is events (tick) or
 //! subscriber deliveries (fan-out) per second. `distributor_tick_conflated` measures the same
 //! tick for conflated channels (newest per key, rate-level windows and their shared variants),
-//! counting publications offered per second.
+//! counting publications offered per second, plain and with compression on (`offered_deflate`).
 #![allow(clippy::disallowed_methods)] // tests and benchmarks read the clock
 
 use std::sync::Arc;
@@ -70,35 +70,48 @@ fn distributor_tick(c: &mut Criterion) {
 }
 
 /// 100 conflated channels, each offered 10 keys × 4 updates per tick, ticked with a frame clock
-/// (rate-level windows fed every tick, variants built at their boundaries).
+/// (rate-level windows fed every tick, variants built at their boundaries), plain and with
+/// compression on (each event compressed once, every variant's twin joined from those).
 fn distributor_tick_conflated(c: &mut Criterion) {
+    let mut group = c.benchmark_group("distributor_tick_conflated");
+    for (name, level) in [("offered", None), ("offered_deflate", Some(2))] {
+        conflated_ticks(&mut group, name, level);
+    }
+    group.finish();
+}
+
+fn conflated_ticks(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    level: Option<u32>,
+) {
     let t: toml::Table = "[namespaces.pos]\ndelivery = \"conflated\"\n"
         .parse()
         .unwrap();
     let namespaces =
         framecast::config::Namespaces::from_toml(t["namespaces"].as_table().unwrap()).unwrap();
-    let names: Vec<Arc<str>> = (0..100)
+    let channels: Vec<Arc<str>> = (0..100)
         .map(|i| Arc::from(format!("pos:w{i}").as_str()))
         .collect();
     let mut registry = ChannelRegistry::default();
-    for name in &names {
-        registry.join(0, name.clone());
+    registry.compress_at(level);
+    for channel in &channels {
+        registry.join(0, channel.clone());
     }
     let mut publications = Vec::new();
-    for name in &names {
+    for channel in &channels {
         for round in 0..4 {
             for key in 0..10 {
-                let mut p = publication(name);
+                let mut p = publication(channel);
                 p.key = Some(Bytes::from(format!("\"avatar-{key}\"")));
                 p.data = Bytes::from(format!("{{\"x\":{round},\"y\":{key}}}"));
                 publications.push(p);
             }
         }
     }
-    let mut group = c.benchmark_group("distributor_tick_conflated");
     group.throughput(Throughput::Elements(publications.len() as u64));
     let mut frame = 0u64;
-    group.bench_function(BenchmarkId::new("offered", publications.len()), |b| {
+    group.bench_function(BenchmarkId::new(name, publications.len()), |b| {
         b.iter_custom(|iters| {
             let mut total = std::time::Duration::ZERO;
             for _ in 0..iters {
@@ -126,7 +139,6 @@ fn distributor_tick_conflated(c: &mut Criterion) {
             total
         })
     });
-    group.finish();
 }
 
 fn settings() -> ConnSettings {

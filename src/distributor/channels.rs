@@ -237,6 +237,12 @@ impl ChannelRegistry {
         }
     }
 
+    /// With `level`: every event is also compressed once (permessage-deflate) at that level,
+    /// while some connection agreed to compression.
+    pub fn compress_at(&mut self, level: Option<u32>) {
+        self.deflater = level.map(crate::protocol::compress::FrameDeflater::new);
+    }
+
     /// Whether a client may create one more channel.
     pub fn has_room_for_clients(&self) -> bool {
         self.client_room() > 0

@@ -259,7 +259,7 @@ impl Distributor {
 
     /// With `level`: every event is also compressed once (permessage-deflate) at that level.
     pub(crate) fn with_compression(mut self, level: Option<u32>) -> Distributor {
-        self.registry.deflater = level.map(crate::protocol::compress::FrameDeflater::new);
+        self.registry.compress_at(level);
         self
     }
 
