@@ -75,6 +75,13 @@ impl DeflateClient {
         }
     }
 
+    /// Subscribes (compressed) to `channel` and waits for the `subscribed` reply.
+    async fn subscribe(&mut self, channel: &str) {
+        self.send(json!({"type":"subscribe","channels":[channel]}))
+            .await;
+        self.message_of("subscribed").await;
+    }
+
     /// The next data frame: its first byte (FIN, RSV1, opcode) and its payload as sent.
     async fn data_frame(&mut self) -> (u8, Vec<u8>) {
         loop {
@@ -328,9 +335,7 @@ async fn a_compressing_batch_client_gets_each_batch_compressed_once(io: IoBacken
     let server = start(slow_ticks(io, ""));
     let mut zc = DeflateClient::connect_path(server.local_addr(), "/ws?batch=1").await;
     assert!(zc.agreed());
-    zc.send(json!({"type":"subscribe","channels":["pos:1"]}))
-        .await;
-    zc.message_of("subscribed").await;
+    zc.subscribe("pos:1").await;
     for n in 0..8 {
         server.publish("pos:1", "position", &position(n)).unwrap();
     }
@@ -382,9 +387,7 @@ async fn a_binary_client_that_agreed_to_deflate_gets_json_events_compressed_besi
     let server = start(slow_ticks(io, ""));
     let mut zc = DeflateClient::connect_path(server.local_addr(), "/ws?binary=1").await;
     assert!(zc.agreed());
-    zc.send(json!({"type":"subscribe","channels":["pos:1"]}))
-        .await;
-    zc.message_of("subscribed").await;
+    zc.subscribe("pos:1").await;
     // Published together, so that one tick (2 Hz) mixes binary and JSON events.
     let floats: Vec<u8> = (0..64u8).flat_map(|i| f32::from(i).to_le_bytes()).collect();
     for n in 0..3 {
